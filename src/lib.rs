@@ -1,0 +1,24 @@
+//! # sketch2medi
+//!
+//! A Rust/candle implementation of Sketch2MedI (Cap & Fukuda, "High-Quality Medical Image
+//! Generation from Free-hand Sketch"): a physician's free-hand sketch of a throat in, a
+//! realistic pharyngeal image out. This facade crate re-exports the workspace's crates and
+//! holds the `sketch2medi` command line.
+//!
+//! Status: the foundation is in place (procedural pharynx phantom with instance masks, sketch
+//! synthesis and the free-hand simulator, dataset folders and a batched loader). The models
+//! (StyleGAN2 G, encoder E, refiner H, SOLOv2 S) and the metrics come with later issues; see
+//! `docs/ARCHITECTURE.md`.
+//!
+//! ```no_run
+//! use sketch2medi::pharynx_phantom::{Stream, generate};
+//! use sketch2medi::sketch_synth::SketchConfig;
+//! // Sample 7 of the generation set of seed 0, at 256 px, with its synthesized sketch.
+//! let sample = generate(0, Stream::Train, 7, 256, &SketchConfig::default()).unwrap();
+//! sample.phantom.image.save("throat.png").unwrap();
+//! sample.sketch.save("sketch.png").unwrap();
+//! ```
+
+pub use pharynx_phantom;
+pub use s2m_core;
+pub use sketch_synth;
