@@ -103,9 +103,10 @@ pub struct BuildConfig {
 pub struct StyleReport {
     pub style: String,
     pub sketches: usize,
-    /// Mean over sketches of the mean stroke-to-true-contour distance, px at this size.
+    /// Mean over sketches of the mean stroke-to-true-contour distance, in pixels at 256 px
+    /// (distances at other sizes are divided by `size / 256`).
     pub mean_chamfer_px: f32,
-    /// The style's configured range, scaled to this size.
+    /// The style's configured range, in pixels at 256 px.
     pub expected_chamfer_px: [f32; 2],
 }
 
@@ -305,7 +306,6 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
     let freehand_records: Vec<&FreehandRecord> = drawn.iter().map(|(_, f)| f).collect();
     write_jsonl(&layout.freehand_index(), &freehand_records)?;
 
-    let scale = sketch_synth::resolution_scale(cfg.size, cfg.size);
     let style_reports: Vec<StyleReport> = styles
         .iter()
         .enumerate()
@@ -323,10 +323,7 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
                 } else {
                     values.iter().sum::<f32>() / values.len() as f32
                 },
-                expected_chamfer_px: [
-                    style.expected_chamfer[0] * scale,
-                    style.expected_chamfer[1] * scale,
-                ],
+                expected_chamfer_px: style.expected_chamfer,
             }
         })
         .collect();

@@ -30,6 +30,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::hint::black_box(render_label_map(&map, &config)?);
     }
     let per_call = started.elapsed().as_secs_f64() * 1e3 / f64::from(runs);
+    let training_sketch = render_label_map(&map, &config)?;
+    let baseline = chamfer_to_true_contours(&training_sketch, &map)?.unwrap_or(f32::NAN);
+    println!("training sketch (1.5 px pen) -> true contours: {baseline:.2} px");
     println!(
         "render_label_map {SIZE}px, {} instances: {per_call:.3} ms",
         map.instances().len()

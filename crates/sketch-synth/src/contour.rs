@@ -16,6 +16,16 @@ use serde::{Deserialize, Serialize};
 /// The image size at which pixel parameters (stroke widths, jitter amplitudes) are specified.
 pub const REFERENCE_SIZE: f32 = 256.0;
 
+/// Thinnest pen actually drawn, in pixels: below about one pixel an anti-aliased stroke never
+/// reaches full ink and small sketches (e.g. 64 px) would fade to grey.
+pub const MIN_PEN_PX: f32 = 1.0;
+
+/// The pen width in pixels for a width given at 256 px, at this image size (never below
+/// [`MIN_PEN_PX`]).
+pub fn pen_width_px(width_at_256: f32, width: u32, height: u32) -> f32 {
+    (width_at_256 * resolution_scale(width, height)).max(MIN_PEN_PX)
+}
+
 /// Factor that converts pixel parameters given at 256 px to a `width` x `height` image
 /// (the shorter side decides).
 pub fn resolution_scale(width: u32, height: u32) -> f32 {
@@ -26,7 +36,8 @@ pub fn resolution_scale(width: u32, height: u32) -> f32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SketchConfig {
-    /// Pen width in pixels at 256 px; scaled by `size / 256` for other sizes.
+    /// Pen width in pixels at 256 px; scaled by `size / 256` for other sizes, never below
+    /// [`MIN_PEN_PX`].
     pub stroke_width: f32,
     /// Instances with a score below this are not drawn (the paper's delta).
     pub score_threshold: f32,
@@ -78,7 +89,7 @@ pub fn render_sketch(instances: &[InstanceMask], config: &SketchConfig) -> Resul
     config.validate()?;
     let (width, height) = common_mask_size(instances)?.ok_or(SketchError::NoInstances)?;
     let mut strokes = contour_strokes(instances, config.score_threshold)?;
-    let pen_width = config.stroke_width * resolution_scale(width, height);
+    let pen_width = pen_width_px(config.stroke_width, width, height);
     strokes
         .iter_mut()
         .for_each(|s| s.set_uniform_width(pen_width));
@@ -94,7 +105,7 @@ pub fn render_label_map(labels: &LabelMap, config: &SketchConfig) -> Result<Gray
     if width == 0 || height == 0 {
         return Err(SketchError::EmptyImage { width, height });
     }
-    let pen_width = config.stroke_width * resolution_scale(width, height);
+    let pen_width = pen_width_px(config.stroke_width, width, height);
     let mut strokes: Vec<Stroke> = label_map_strokes(labels).into_iter().flatten().collect();
     strokes
         .iter_mut()

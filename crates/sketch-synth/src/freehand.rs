@@ -269,7 +269,7 @@ fn hand_drawn_pass(
         length,
     );
     let normal = normals(points, closed);
-    let pen = style.stroke_width_px * px;
+    let pen = (style.stroke_width_px * px).max(crate::contour::MIN_PEN_PX);
     let mut out_points = Vec::with_capacity(points.len());
     let mut widths = Vec::with_capacity(points.len());
     for ((p, n), &si) in points.iter().zip(&normal).zip(&s) {

@@ -30,7 +30,8 @@ pub mod style;
 
 pub use chamfer::{chamfer_distance, chamfer_to_true_contours, directed_chamfer, true_contours};
 pub use contour::{
-    SketchConfig, contour_strokes, render_label_map, render_sketch, resolution_scale,
+    MIN_PEN_PX, SketchConfig, contour_strokes, pen_width_px, render_label_map, render_sketch,
+    resolution_scale,
 };
 pub use error::{Result, SketchError};
 pub use freehand::{FreehandSketch, simulate_freehand, simulate_freehand_label_map};
