@@ -32,6 +32,28 @@ pub enum CoreError {
     },
     #[error("{what} contains a non-finite value (NaN or inf)")]
     NonFinite { what: String },
+    /// A key that must be present (a var, a moment, a metadata entry) is missing.
+    #[error("{what}: missing key `{key}`")]
+    MissingKey { what: String, key: String },
+    /// A key that nothing here owns (usually a model/checkpoint architecture mismatch).
+    #[error("{what}: unexpected key `{key}` ({hint})")]
+    UnexpectedKey {
+        what: String,
+        key: String,
+        hint: String,
+    },
+    /// An argument, a configuration value or file content is invalid.
+    #[error("invalid {what}: {message}")]
+    Invalid { what: String, message: String },
+    /// A file that is not a readable checkpoint (garbage, truncated, wrong format).
+    #[error("cannot read checkpoint {path}: {message}")]
+    BadCheckpoint { path: PathBuf, message: String },
+    /// An error that happened while handling a file, with the file's name in front.
+    #[error("{path}: {inner}")]
+    InFile {
+        path: PathBuf,
+        inner: Box<CoreError>,
+    },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
@@ -42,6 +64,29 @@ impl CoreError {
         Self::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// An [`CoreError::Invalid`] error.
+    pub fn invalid(what: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Puts the file's name in front of this error (no-op if it already names a file).
+    pub fn in_file(self, path: impl Into<PathBuf>) -> Self {
+        match self {
+            e @ (Self::Io { .. }
+            | Self::BadCheckpoint { .. }
+            | Self::InFile { .. }
+            | Self::Decode { .. }
+            | Self::Encode { .. }) => e,
+            other => Self::InFile {
+                path: path.into(),
+                inner: Box::new(other),
+            },
         }
     }
 }

@@ -127,8 +127,14 @@ fn simulate_from_contours(
     })
 }
 
+/// How many of the longest outlines are never left out at random: people sketching a throat
+/// always draw its main structure (in the phantom: the pharyngeal wall and the tongue), and
+/// omit smaller parts.
+const PROTECTED_LONGEST: usize = 2;
+
 /// Decides which contours are drawn. Returns the kept contours and how many were left out;
-/// at least one contour is kept whenever there is one.
+/// at least one contour is kept whenever there is one, and the [`PROTECTED_LONGEST`] longest
+/// contours are never dropped by the random omission (only by the minimum length).
 fn choose_contours(
     contours_per_instance: Vec<Vec<Stroke>>,
     style: &DrawerStyle,
@@ -136,13 +142,25 @@ fn choose_contours(
     rng: &mut Rng,
 ) -> (Vec<Stroke>, usize) {
     let min_length = style.min_contour_length_px * px;
+    let mut lengths: Vec<f32> = contours_per_instance
+        .iter()
+        .flatten()
+        .map(Stroke::length)
+        .collect();
+    lengths.sort_by(|a, b| b.total_cmp(a));
+    let protected_from = lengths
+        .get(PROTECTED_LONGEST.saturating_sub(1))
+        .copied()
+        .unwrap_or(f32::INFINITY);
     let mut kept = Vec::new();
     let mut left_out = Vec::new();
     for contours in contours_per_instance {
         let drop_instance = rng.random_bool(f64::from(style.drop_instance_probability));
         for contour in contours {
             let drop_contour = rng.random_bool(f64::from(style.drop_contour_probability));
-            if drop_instance || drop_contour || contour.length() < min_length {
+            let length = contour.length();
+            let protected = length >= protected_from;
+            if (!protected && (drop_instance || drop_contour)) || length < min_length {
                 left_out.push(contour);
             } else {
                 kept.push(contour);

@@ -1,0 +1,108 @@
+//! The `sketch2medi` binary: the main job works, and bad input gives a clear message and a
+//! non-zero exit code without leaving a half-written folder.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sketch2medi"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn build(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["phantom", "build", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn build_writes_a_dataset_and_contact_sheet() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ds");
+    let o = build(&out, &["--scale", "0.0025", "--size", "32"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("150 train"), "{stdout}");
+    assert!(out.join("manifest.json").is_file());
+    let sheet = image::open(out.join("contact_sheet.png")).unwrap();
+    // 5 columns and 8 rows of 32 px tiles with 4 px padding.
+    assert_eq!(sheet.width(), 5 * 32 + 6 * 4);
+    assert_eq!(sheet.height(), 8 * 32 + 9 * 4);
+}
+
+#[test]
+fn bad_sizes_and_scales_fail_naming_the_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ds");
+    for (args, needle) in [
+        (vec!["--size", "100"], "100"),
+        (vec!["--size", "16"], "16"),
+        (vec!["--scale", "0"], "--scale"),
+        (vec!["--scale", "0.0001"], "--scale"),
+    ] {
+        let o = build(&out, &args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let e = stderr(&o);
+        assert!(e.contains(needle), "{args:?}: {e}");
+        assert!(!out.exists(), "{args:?} left {out:?} behind");
+    }
+}
+
+#[test]
+fn non_empty_output_needs_force_and_unwritable_paths_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ds");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let o = build(&out, &["--scale", "0.0025", "--size", "32"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert!(
+        out.join("notes.txt").exists(),
+        "the user's file must survive"
+    );
+
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let o = build(&file.join("ds"), &["--scale", "0.0025", "--size", "32"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("plain-file"), "{}", stderr(&o));
+}
+
+#[test]
+fn contact_sheet_command_checks_its_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sheet.png");
+    let o = run(&[
+        "phantom",
+        "contact-sheet",
+        "--out",
+        path.to_str().unwrap(),
+        "--rows",
+        "0",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--rows"), "{}", stderr(&o));
+    let o = run(&[
+        "phantom",
+        "contact-sheet",
+        "--out",
+        "/nonexistent-folder/sheet.png",
+        "--size",
+        "32",
+        "--rows",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("/nonexistent-folder/sheet.png"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -1,0 +1,382 @@
+#!/usr/bin/env python3
+"""Parity fixtures for crates/backbones (torchvision / pytorch-fid / e4e reference outputs).
+
+Every model is filled with the deterministic weight formula of `backbones::synthetic`
+(crates/backbones/src/synthetic.rs), so no weight is committed: the Rust tests rebuild the
+same weights by parameter name. Only inputs and (summarised) outputs are saved.
+
+Usage (CPU torch + torchvision; any recent version):
+    python3 -m venv /tmp/bbvenv && /tmp/bbvenv/bin/pip install torch torchvision safetensors numpy
+    /tmp/bbvenv/bin/python tools/backbones_fixtures.py [--out crates/backbones/tests/fixtures]
+
+Summaries per tap T (keeps every file small): `T.mean` = spatial mean [B, C] over all
+channels, `T.head` = the first 4 channels at full resolution [B, 4, H, W]; 2-d taps (`pool`,
+`logits`) are stored whole. The file metadata records the torch/torchvision versions.
+"""
+import argparse
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from safetensors.torch import save_file
+
+HEAD = 4
+
+
+def name_seed(name: str) -> int:
+    return sum((j + 1) * b for j, b in enumerate(name.encode())) % 9973
+
+
+M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def uniform_hash(name: str, n: int) -> np.ndarray:
+    """u in [-1, 1): SplitMix64 finaliser of (i + 1) * golden + seed * c (wrapping u64), top 53 bits."""
+    with np.errstate(over="ignore"):
+        i = np.arange(n, dtype=np.uint64)
+        z = (i + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(name_seed(name)) * np.uint64(
+            0xD1B54A32D192ED03
+        )
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(11)).astype(np.float64) * (2.0**-53)
+    return 2.0 * u - 1.0
+
+
+def synthetic_values(name: str, shape) -> np.ndarray:
+    n = int(np.prod(shape)) if len(shape) else 1
+    u = uniform_hash(name, n)
+    last = name.rsplit(".", 1)[-1]
+    if last == "running_mean":
+        v = 0.1 * u
+    elif last == "running_var":
+        v = 1.0 + 0.25 * u
+    elif last == "bias":
+        v = 0.05 * u
+    elif len(shape) <= 1:
+        v = 0.8 + 0.4 * u
+    else:
+        fan_in = max(int(np.prod(shape[1:])), 1)
+        v = math.sqrt(6.0 / fan_in) * u
+    return v.reshape(shape)
+
+
+def fill(model: nn.Module) -> nn.Module:
+    sd = model.state_dict()
+    new = {}
+    for k, t in sd.items():
+        if k.endswith("num_batches_tracked"):
+            new[k] = t
+            continue
+        new[k] = torch.from_numpy(synthetic_values(k, tuple(t.shape))).to(torch.float32)
+    model.load_state_dict(new)
+    return model.eval()
+
+
+def image(shape, lo=-1.0, hi=1.0) -> torch.Tensor:
+    """A smooth, tie-free test image in [lo, hi] (stored in the fixture; Rust reads it back)."""
+    b, c, h, w = shape
+    n, ch, y, x = np.meshgrid(np.arange(b), np.arange(c), np.arange(h), np.arange(w), indexing="ij")
+    v = 0.6 * np.sin(0.21 * y + 0.13 * x * (ch + 1) + 0.7 * n + 0.3 * ch) + 0.35 * np.cos(
+        0.57 * x - 0.33 * y + 0.5 * ch + 1.3 * n
+    )
+    v = (v + 0.95) / 1.9  # to [0, 1]
+    return torch.from_numpy(lo + (hi - lo) * v).to(torch.float32)
+
+
+def summarise(taps: dict) -> dict:
+    out = {}
+    for k, t in taps.items():
+        t = t.detach().contiguous()
+        if t.dim() == 4:
+            out[f"{k}.mean"] = t.mean(dim=(2, 3)).contiguous()
+            out[f"{k}.head"] = t[:, :HEAD].contiguous()
+        else:
+            out[k] = t
+    return out
+
+
+# ---------------------------------------------------------------- ResNet
+def resnet_taps(m, x):
+    taps = {}
+    h = m.relu(m.bn1(m.conv1(x)))
+    taps["stem"] = h
+    h = m.maxpool(h)
+    for i, name in enumerate(["c2", "c3", "c4", "c5"]):
+        h = getattr(m, f"layer{i + 1}")(h)
+        taps[name] = h
+    pool = torch.flatten(m.avgpool(h), 1)
+    taps["pool"] = pool
+    if isinstance(m.fc, nn.Linear):
+        taps["logits"] = m.fc(pool)
+    return taps
+
+
+# ---------------------------------------------------------------- VGG16 / AlexNet
+VGG_TAPS = {3: "relu1_2", 8: "relu2_2", 15: "relu3_3", 22: "relu4_3", 29: "relu5_3"}
+ALEX_TAPS = {1: "relu1", 4: "relu2", 7: "relu3", 9: "relu4", 11: "relu5"}
+
+
+class L2pooling(nn.Module):
+    """DISTS_pytorch.DISTS_pt.L2pooling (filter_size=5, stride=2, padding=1)."""
+
+    def __init__(self, channels, filter_size=5, stride=2):
+        super().__init__()
+        self.padding = (filter_size - 2) // 2
+        self.stride = stride
+        self.channels = channels
+        a = np.hanning(filter_size)[1:-1]
+        g = torch.Tensor(a[:, None] * a[None, :])
+        g = g / torch.sum(g)
+        self.register_buffer("filter", g[None, None, :, :].repeat((self.channels, 1, 1, 1)))
+
+    def forward(self, input):
+        input = input**2
+        out = F.conv2d(input, self.filter, stride=self.stride, padding=self.padding, groups=input.shape[1])
+        return (out + 1e-12).sqrt()
+
+
+def sequential_taps(features, x, taps_at, stop):
+    taps = {}
+    h = x
+    for i, layer in enumerate(features):
+        h = layer(h)
+        if i in taps_at:
+            taps[taps_at[i]] = h
+        if i == stop:
+            break
+    return taps
+
+
+def vgg_l2_taps(features, x):
+    # DISTS: replace every max pool (4, 9, 16, 23) by L2pooling(channels of the previous conv).
+    taps = {}
+    h = x
+    ch = 3
+    for i, layer in enumerate(features):
+        if isinstance(layer, nn.Conv2d):
+            ch = layer.out_channels
+        if isinstance(layer, nn.MaxPool2d):
+            layer = L2pooling(ch)
+        h = layer(h)
+        if i in VGG_TAPS:
+            taps[VGG_TAPS[i]] = h
+        if i == 29:
+            break
+    return taps
+
+
+
+# ---------------------------------------------------------------- IR-SE-50 (e4e models/encoders/helpers.py)
+class SEModule(nn.Module):
+    def __init__(self, channels, reduction):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, channels // reduction, kernel_size=1, padding=0, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, kernel_size=1, padding=0, bias=False)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x):
+        module_input = x
+        x = self.avg_pool(x)
+        x = self.fc1(x)
+        x = self.relu(x)
+        x = self.fc2(x)
+        x = self.sigmoid(x)
+        return module_input * x
+
+
+class bottleneck_IR_SE(nn.Module):
+    def __init__(self, in_channel, depth, stride):
+        super().__init__()
+        if in_channel == depth:
+            self.shortcut_layer = nn.MaxPool2d(1, stride)
+        else:
+            self.shortcut_layer = nn.Sequential(
+                nn.Conv2d(in_channel, depth, (1, 1), stride, bias=False), nn.BatchNorm2d(depth)
+            )
+        self.res_layer = nn.Sequential(
+            nn.BatchNorm2d(in_channel),
+            nn.Conv2d(in_channel, depth, (3, 3), (1, 1), 1, bias=False),
+            nn.PReLU(depth),
+            nn.Conv2d(depth, depth, (3, 3), stride, 1, bias=False),
+            nn.BatchNorm2d(depth),
+            SEModule(depth, 16),
+        )
+
+    def forward(self, x):
+        return self.res_layer(x) + self.shortcut_layer(x)
+
+
+class IRSE50(nn.Module):
+    def __init__(self, input_nc=3):
+        super().__init__()
+        self.input_layer = nn.Sequential(nn.Conv2d(input_nc, 64, (3, 3), 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
+        units = []
+        for cin, depth, n in [(64, 64, 3), (64, 128, 4), (128, 256, 14), (256, 512, 3)]:
+            units.append(bottleneck_IR_SE(cin, depth, 2))
+            units += [bottleneck_IR_SE(depth, depth, 1) for _ in range(n - 1)]
+        self.body = nn.Sequential(*units)
+
+    def taps(self, x):
+        taps = {}
+        h = self.input_layer(x)
+        taps["stem"] = h
+        ends = {2: "stage1", 6: "stage2", 20: "stage3", 23: "stage4"}
+        for i, u in enumerate(self.body):
+            h = u(h)
+            if i in ends:
+                taps[ends[i]] = h
+        taps["pool"] = h.mean(dim=(2, 3))
+        return taps
+
+
+# ---------------------------------------------------------------- FID Inception (pytorch-fid inception.py)
+from torchvision.models import inception as tvi
+
+
+class FIDInceptionA(tvi.InceptionA):
+    def forward(self, x):
+        branch1x1 = self.branch1x1(x)
+        branch5x5 = self.branch5x5_2(self.branch5x5_1(x))
+        branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        branch_pool = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+        branch_pool = self.branch_pool(branch_pool)
+        return torch.cat([branch1x1, branch5x5, branch3x3dbl, branch_pool], 1)
+
+
+class FIDInceptionC(tvi.InceptionC):
+    def forward(self, x):
+        branch1x1 = self.branch1x1(x)
+        branch7x7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        b = self.branch7x7dbl_1(x)
+        b = self.branch7x7dbl_2(b)
+        b = self.branch7x7dbl_3(b)
+        b = self.branch7x7dbl_4(b)
+        b = self.branch7x7dbl_5(b)
+        branch_pool = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+        branch_pool = self.branch_pool(branch_pool)
+        return torch.cat([branch1x1, branch7x7, b, branch_pool], 1)
+
+
+class FIDInceptionE(tvi.InceptionE):
+    def __init__(self, in_channels, max_pool):
+        super().__init__(in_channels)
+        self.max_pool = max_pool
+
+    def forward(self, x):
+        branch1x1 = self.branch1x1(x)
+        b3 = self.branch3x3_1(x)
+        b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
+        bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
+        if self.max_pool:  # FIDInceptionE_2 (Mixed_7c)
+            branch_pool = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+        else:  # FIDInceptionE_1 (Mixed_7b)
+            branch_pool = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+        branch_pool = self.branch_pool(branch_pool)
+        return torch.cat([branch1x1, b3, bd, branch_pool], 1)
+
+
+def fid_inception_v3():
+    m = tvi.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+    m.Mixed_5b = FIDInceptionA(192, pool_features=32)
+    m.Mixed_5c = FIDInceptionA(256, pool_features=64)
+    m.Mixed_5d = FIDInceptionA(288, pool_features=64)
+    m.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
+    m.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
+    m.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
+    m.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
+    m.Mixed_7b = FIDInceptionE(1280, max_pool=False)
+    m.Mixed_7c = FIDInceptionE(2048, max_pool=True)
+    return m
+
+
+def fid_taps(m, x):
+    """pytorch-fid InceptionV3(resize_input=True, normalize_input=True) blocks 0..3."""
+    taps = {}
+    x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+    x = 2 * x - 1
+    x = m.Conv2d_2b_3x3(m.Conv2d_2a_3x3(m.Conv2d_1a_3x3(x)))
+    x = F.max_pool2d(x, kernel_size=3, stride=2)
+    taps["block0"] = x
+    x = m.Conv2d_4a_3x3(m.Conv2d_3b_1x1(x))
+    x = F.max_pool2d(x, kernel_size=3, stride=2)
+    taps["block1"] = x
+    for n in ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"]:
+        x = getattr(m, n)(x)
+    taps["block2"] = x
+    for n in ["Mixed_7a", "Mixed_7b", "Mixed_7c"]:
+        x = getattr(m, n)(x)
+    taps["pool3"] = x.mean(dim=(2, 3))
+    return taps
+
+
+def EXTRA_JOBS():
+    return {
+        "irse50": lambda: (fill(IRSE50()), image((1, 3, 48, 40)), lambda m, x: m.taps(x)),
+        "fid_inception": lambda: (fill(fid_inception_v3()), image((1, 3, 37, 45), 0.0, 1.0), fid_taps),
+    }
+
+
+# ---------------------------------------------------------------- driver
+def save(out_dir, name, tensors, meta):
+    path = os.path.join(out_dir, f"{name}.safetensors")
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    save_file(tensors, path, metadata=meta)
+    print(f"{path}: {os.path.getsize(path)} bytes, keys {sorted(tensors)}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="crates/backbones/tests/fixtures")
+    ap.add_argument("--only", default=None, help="comma-separated fixture names")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_grad_enabled(False)
+    torch.set_num_threads(1)
+    meta = {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "generator": "tools/backbones_fixtures.py",
+    }
+    tv = torchvision.models
+    jobs = {
+        "resnet18": lambda: (fill(tv.resnet18()), image((2, 3, 64, 48)), resnet_taps),
+        "resnet34": lambda: (fill(tv.resnet34()), image((1, 3, 32, 32)), resnet_taps),
+        "resnet50": lambda: (fill(tv.resnet50()), image((1, 3, 48, 40)), resnet_taps),
+        "resnet101": lambda: (fill(tv.resnet101()), image((1, 3, 32, 32)), resnet_taps),
+        "vgg16": lambda: (
+            fill(tv.vgg16()).features,
+            image((1, 3, 40, 36)),
+            lambda f, x: sequential_taps(f, x, VGG_TAPS, 29),
+        ),
+        "vgg16_l2": lambda: (fill(tv.vgg16()).features, image((1, 3, 40, 36)), vgg_l2_taps),
+        "alexnet": lambda: (
+            fill(tv.alexnet()).features,
+            image((2, 3, 67, 63)),
+            lambda f, x: sequential_taps(f, x, ALEX_TAPS, 11),
+        ),
+    }
+    extra = globals().get("EXTRA_JOBS")
+    if extra:
+        jobs.update(extra())
+    only = set(args.only.split(",")) if args.only else None
+    for name, make in jobs.items():
+        if only and name not in only:
+            continue
+        model, x, run = make()
+        taps = run(model, x)
+        t = summarise(taps)
+        t["input"] = x
+        save(args.out, name, t, meta)
+
+
+if __name__ == "__main__":
+    main()
