@@ -75,6 +75,8 @@ pub enum LoaderError {
     Empty(String),
     #[error("invalid loader config: batch_size must be at least 1")]
     ZeroBatchSize,
+    #[error("resize_to must be at least 1 pixel")]
+    ZeroResize,
     #[error("item index {index} out of range for {len} items")]
     Index { index: usize, len: usize },
     #[error(transparent)]
@@ -337,6 +339,10 @@ pub struct LoaderConfig {
     pub load_masks: bool,
     /// Load the sketches into [`Batch::sketches`].
     pub load_sketches: bool,
+    /// Resize every item to this square size after the size check (images and sketches with
+    /// a triangle filter, which averages when shrinking; masks with nearest neighbour so labels
+    /// stay valid). `None` keeps the files' size.
+    pub resize_to: Option<u32>,
 }
 
 impl Default for LoaderConfig {
@@ -348,6 +354,7 @@ impl Default for LoaderConfig {
             size: None,
             load_masks: false,
             load_sketches: false,
+            resize_to: None,
         }
     }
 }
@@ -400,6 +407,9 @@ impl Loader {
     pub fn new(source: DatasetSource, config: LoaderConfig, device: &Device) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(LoaderError::ZeroBatchSize);
+        }
+        if config.resize_to == Some(0) {
+            return Err(LoaderError::ZeroResize);
         }
         let Some(first) = source.items.first() else {
             return Err(LoaderError::Empty(source.name.clone()));
@@ -488,6 +498,11 @@ impl Loader {
         self.size
     }
 
+    /// The (width, height) of the batches' tensors (after `resize_to`).
+    pub fn output_size(&self) -> (u32, u32) {
+        self.config.resize_to.map(|s| (s, s)).unwrap_or(self.size)
+    }
+
     /// The source.
     pub fn source(&self) -> &DatasetSource {
         &self.source
@@ -539,7 +554,8 @@ impl Loader {
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
         let b = indices.len();
-        let (w, h) = (self.size.0 as usize, self.size.1 as usize);
+        let (w, h) = self.output_size();
+        let (w, h) = (w as usize, h as usize);
         let mut images = Vec::with_capacity(b * 3 * h * w);
         let mut sketches = Vec::with_capacity(if self.config.load_sketches {
             b * h * w
@@ -583,22 +599,34 @@ impl Loader {
 
     /// Decodes and checks the files of one item.
     fn decode(&self, item: &Item) -> Result<Decoded> {
-        let image = imageio::load_rgb(&item.image)?;
+        use image::imageops::{FilterType, resize};
+        let target = self.config.resize_to.filter(|&s| (s, s) != self.size);
+        let mut image = imageio::load_rgb(&item.image)?;
         self.check_size(&item.image, image.dimensions())?;
+        if let Some(s) = target {
+            image = resize(&image, s, s, FilterType::Triangle);
+        }
         let sketch = match (&item.sketch, self.config.load_sketches) {
             (Some(path), true) => {
-                let g = imageio::load_gray(path)?;
+                let mut g = imageio::load_gray(path)?;
                 self.check_size(path, g.dimensions())?;
+                if let Some(s) = target {
+                    g = resize(&g, s, s, FilterType::Triangle);
+                }
                 Some(imageio::gray_to_vec(&g))
             }
             _ => None,
         };
         let mask = match (&item.mask, self.config.load_masks) {
             (Some(path), true) => {
-                let g = imageio::load_gray(path)?;
+                let mut g = imageio::load_gray(path)?;
                 self.check_size(path, g.dimensions())?;
                 let labels = LabelMap::from_gray(g, &path.display().to_string())?;
-                Some(labels.as_raw().to_vec())
+                g = labels.as_gray().clone();
+                if let Some(s) = target {
+                    g = resize(&g, s, s, FilterType::Nearest);
+                }
+                Some(g.into_raw())
             }
             _ => None,
         };
@@ -1014,5 +1042,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("seg_val.txt"), "{err}");
+    }
+
+    #[test]
+    fn resize_to_shrinks_images_sketches_and_masks() {
+        let dir = tempfile::tempdir().unwrap();
+        write_phantom(dir.path(), 3);
+        let source = DatasetSource::phantom(dir.path(), Split::Train).unwrap();
+        let cfg = LoaderConfig {
+            load_masks: true,
+            load_sketches: true,
+            resize_to: Some(S / 2),
+            ..config(3)
+        };
+        let loader = Loader::new(source, cfg, &Device::Cpu).unwrap();
+        assert_eq!(loader.output_size(), (S / 2, S / 2));
+        let b = loader.batch(&[0, 1, 2]).unwrap();
+        assert_eq!(b.images.dims(), &[3, 3, (S / 2) as usize, (S / 2) as usize]);
+        assert_eq!(
+            b.sketches.unwrap().dims(),
+            &[3, 1, (S / 2) as usize, (S / 2) as usize]
+        );
+        // Nearest-neighbour masks hold only labels present in the originals.
+        let masks: Vec<u8> = b.masks.unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert!(
+            masks
+                .iter()
+                .all(|&v| v == 0 || s2m_core::anatomy::decode_label(v).is_some())
+        );
+        let source = DatasetSource::phantom(dir.path(), Split::Train).unwrap();
+        let zero = LoaderConfig {
+            resize_to: Some(0),
+            ..config(1)
+        };
+        assert!(matches!(
+            Loader::new(source, zero, &Device::Cpu),
+            Err(LoaderError::ZeroResize)
+        ));
     }
 }
