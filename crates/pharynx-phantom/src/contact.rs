@@ -40,8 +40,8 @@ pub fn mask_overlay(image: &RgbImage, labels: &LabelMap) -> RgbImage {
             let c = class.colour();
             let p = out.get_pixel_mut(x, y);
             let alpha = if edge { 0.9 } else { 0.45 };
-            for k in 0..3 {
-                p.0[k] = (p.0[k] as f32 * (1.0 - alpha) + c[k] as f32 * alpha).round() as u8;
+            for (pk, ck) in p.0.iter_mut().zip(c) {
+                *pk = (*pk as f32 * (1.0 - alpha) + ck as f32 * alpha).round() as u8;
             }
         }
     }

@@ -31,7 +31,7 @@ const MIN_TONSIL_AREA: f32 = 0.0015;
 
 /// Checks an image size: a multiple of 8, at least 32.
 pub fn check_size(size: u32) -> Result<()> {
-    if size < 32 || size % 8 != 0 {
+    if size < 32 || !size.is_multiple_of(8) {
         return Err(PhantomError::BadSize(size));
     }
     Ok(())
@@ -151,8 +151,8 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
             _ => {}
         }
     }
-    for side in 0..2 {
-        if tonsil_area[side] > 0 && (tonsil_area[side] as f32) < MIN_TONSIL_AREA * npx as f32 {
+    for (side, area) in tonsil_area.iter_mut().enumerate() {
+        if *area > 0 && (*area as f32) < MIN_TONSIL_AREA * npx as f32 {
             let id = if side == 0 {
                 Surface::TonsilLeft
             } else {
@@ -161,7 +161,7 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
             surf.iter_mut()
                 .filter(|s| **s == id)
                 .for_each(|s| *s = Surface::Wall as u8);
-            tonsil_area[side] = 0;
+            *area = 0;
         }
     }
 
@@ -415,8 +415,8 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
             let r2 = (fx * fx + fy * fy) * 0.5;
             let v = 1.0 - p.vignette * r2 * r2.sqrt();
             let c = &mut rgb[py * n + px];
-            for k in 0..3 {
-                c[k] *= v * p.white_balance[k];
+            for (ck, wb) in c.iter_mut().zip(p.white_balance) {
+                *ck *= v * wb;
             }
         }
     }
@@ -424,10 +424,10 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
     gaussian_blur_rgb(&mut rgb, n, sigma);
     let mut image = RgbImage::new(size, size);
     for (px, c) in image.pixels_mut().zip(&rgb) {
-        for k in 0..3 {
+        for (out, &ck) in px.0.iter_mut().zip(c) {
             let noise: f32 = StandardNormal.sample(&mut rng);
-            let v = tone(c[k]) + p.noise * noise;
-            px.0[k] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            let v = tone(ck) + p.noise * noise;
+            *out = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
         }
     }
 
@@ -486,8 +486,8 @@ fn draw_bubbles(
                 let hy = dy as f32 / r + 0.35;
                 let glint = (-(hx * hx + hy * hy) / 0.03).exp();
                 let inner = if d < 1.0 { 0.06 } else { 0.0 };
-                for k in 0..3 {
-                    rgb[q][k] = rgb[q][k] * (1.0 - rim * 0.3) + rim + inner + 0.9 * glint;
+                for ck in rgb[q].iter_mut() {
+                    *ck = *ck * (1.0 - rim * 0.3) + rim + inner + 0.9 * glint;
                 }
             }
         }

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 /// Side of every texture tile, in texels (a power of two, so wrapping is a mask).
 pub const TILE: usize = 256;
 const MASK: i32 = TILE as i32 - 1;
-const BANK_SEED: u64 = 0x5EED_0F_7417;
+const BANK_SEED: u64 = 0x005E_ED0F_7417;
 
 /// One tileable scalar texture.
 pub struct Texture {

@@ -169,6 +169,7 @@ fn built_folder_loads_as_tensors() {
         size: None,
         load_masks: true,
         load_sketches: true,
+        resize_to: None,
     };
     let source = DatasetSource::phantom(&out, Split::Freehand).unwrap();
     let n = source.len();
