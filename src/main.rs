@@ -5,6 +5,14 @@ mod cli;
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    // candle computes correct second-order gradients (R1, path length) only when this is set
+    // before the first backward of the process, and reads it once. Setting it here, before any
+    // thread or tensor exists, makes every subcommand correct however the binary is started;
+    // the regularisers still self-check and refuse to run if it did not take effect.
+    if std::env::var_os("CANDLE_GRAD_DO_NOT_DETACH").is_none() {
+        // SAFETY: the process is still single-threaded here (nothing has been spawned).
+        unsafe { std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1") };
+    }
     let args = cli::Cli::parse();
     cli::run(args)
 }

@@ -1,6 +1,7 @@
 //! Subcommands of the `sketch2medi` binary: thin layers over the library crates.
 
 mod phantom;
+mod stylegan2;
 
 use clap::{Parser, Subcommand};
 
@@ -17,11 +18,34 @@ enum Command {
     /// The procedural pharynx phantom: build dataset folders, draw contact sheets.
     #[command(subcommand)]
     Phantom(phantom::PhantomCommand),
+    /// The StyleGAN2 generator G: training.
+    #[command(subcommand)]
+    Stylegan2(stylegan2::StyleGan2Command),
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Phantom(cmd) => phantom::run(cmd),
+        Command::Stylegan2(cmd) => stylegan2::run(cmd),
+    }
+}
+
+/// The compute device: CUDA device 0 when built with `--features cuda` and
+/// `SKETCH2MEDI_DEVICE=cuda`, else the CPU.
+pub fn device() -> anyhow::Result<candle_core::Device> {
+    match std::env::var("SKETCH2MEDI_DEVICE").as_deref() {
+        Ok("cuda") => {
+            #[cfg(feature = "cuda")]
+            {
+                Ok(candle_core::Device::new_cuda(0)?)
+            }
+            #[cfg(not(feature = "cuda"))]
+            {
+                anyhow::bail!("SKETCH2MEDI_DEVICE=cuda needs a build with --features cuda")
+            }
+        }
+        Ok("cpu") | Err(_) => Ok(candle_core::Device::Cpu),
+        Ok(other) => anyhow::bail!("SKETCH2MEDI_DEVICE={other}: use cpu or cuda"),
     }
 }

@@ -1,0 +1,147 @@
+//! `sketch2medi stylegan2 ...`: train the generator G on a dataset folder, sample from it.
+
+use anyhow::Context;
+use candle_core::Device;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use pharynx_phantom::layout::Split;
+use pharynx_phantom::{DatasetSource, Loader, LoaderConfig};
+use std::path::PathBuf;
+use stylegan2::StyleGan2Config;
+use stylegan2::train::{ImageDataset, TrainConfig, TrainError, Trainer};
+
+#[derive(Debug, Subcommand)]
+pub enum StyleGan2Command {
+    /// Train G (and D) on a phantom dataset folder or any folder of images; resumes from the
+    /// latest checkpoint in --out.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// A phantom dataset folder (uses its `train` split) or a folder of PNG/JPEG images.
+    #[arg(long)]
+    data: PathBuf,
+    /// Run folder: checkpoints/, samples/, log.csv, loss.png, and the exported generator.
+    #[arg(long)]
+    out: PathBuf,
+    /// Model preset: phantom_64, paper_256, tiny_fixture; or a JSON config file.
+    #[arg(long, default_value = "phantom_64")]
+    model: String,
+    /// Total steps (a resumed run continues up to this step).
+    #[arg(long, default_value_t = 20_000)]
+    steps: u64,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[arg(long, default_value_t = 0.002)]
+    lr: f64,
+    /// R1 weight gamma.
+    #[arg(long, default_value_t = 10.0)]
+    r1: f64,
+    /// Path-length weight (0 disables it).
+    #[arg(long, default_value_t = 2.0)]
+    path_regularize: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Sample grid and loss curves every N steps.
+    #[arg(long, default_value_t = 500)]
+    sample_every: u64,
+    /// Checkpoint every N steps.
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: u64,
+}
+
+pub fn run(cmd: StyleGan2Command) -> anyhow::Result<()> {
+    match cmd {
+        StyleGan2Command::Train(args) => train(args),
+    }
+}
+
+/// Resolves `--model`: a preset name or a JSON file.
+pub fn model_config(name: &str) -> anyhow::Result<StyleGan2Config> {
+    Ok(match name {
+        "phantom_64" => StyleGan2Config::phantom_64(),
+        "paper_256" => StyleGan2Config::paper_256(),
+        "tiny_fixture" => StyleGan2Config::tiny_fixture(),
+        path => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("--model {path}: not a preset (phantom_64, paper_256, tiny_fixture) and not a readable JSON file")
+            })?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("--model {path}: bad JSON config"))?
+        }
+    })
+}
+
+/// The phantom loader as GAN training data (resized to the generator's size).
+struct LoaderImages(Loader);
+
+impl ImageDataset for LoaderImages {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn load(&self, indices: &[usize], device: &Device) -> Result<candle_core::Tensor, TrainError> {
+        let batch = self
+            .0
+            .batch(indices)
+            .map_err(|e| TrainError::Data(e.to_string()))?;
+        Ok(batch.images.to_device(device)?)
+    }
+}
+
+fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let model = model_config(&args.model)?;
+    let source = if args.data.join(pharynx_phantom::layout::MANIFEST).exists() {
+        DatasetSource::phantom(&args.data, Split::Train)?
+    } else {
+        DatasetSource::image_folder(&args.data, None, None)?
+    };
+    let loader = Loader::new(
+        source,
+        LoaderConfig {
+            batch_size: args.batch,
+            resize_to: Some(model.size),
+            ..LoaderConfig::default()
+        },
+        &Device::Cpu,
+    )?;
+    let cfg = TrainConfig {
+        model,
+        batch: args.batch,
+        lr: args.lr,
+        r1_gamma: args.r1,
+        path_regularize: args.path_regularize,
+        seed: args.seed,
+        sample_every: args.sample_every,
+        checkpoint_every: args.checkpoint_every,
+        ..TrainConfig::default()
+    };
+    let device = crate::cli::device()?;
+    let mut trainer = Trainer::open(cfg, &args.out, &device)
+        .with_context(|| format!("opening the run in {}", args.out.display()))?;
+    let start = trainer.step();
+    let bar = ProgressBar::new(args.steps);
+    bar.set_position(start);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} {wide_bar} {pos}/{len} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let data = LoaderImages(loader);
+    trainer.train(&data, args.steps, |s| {
+        bar.set_position(s.step);
+        bar.set_message(format!(
+            "D {:.3} G {:.3} real {:+.2} fake {:+.2} {:.2}s/step",
+            s.d_loss, s.g_loss, s.real_score, s.fake_score, s.seconds
+        ));
+    })?;
+    bar.finish();
+    let export = args.out.join("generator.safetensors");
+    trainer.export_generator(&export)?;
+    println!(
+        "trained to step {} (from {start}); G_ema: {} (+ .json config); samples in {}",
+        trainer.step(),
+        export.display(),
+        args.out.join("samples").display()
+    );
+    Ok(())
+}
