@@ -25,6 +25,7 @@ pub mod rng;
 
 // Training infrastructure.
 pub mod checkpoint;
+pub mod conv;
 pub mod gradcheck;
 pub mod logcsv;
 pub mod optim;

@@ -462,18 +462,27 @@ impl Trainer {
         let batch = self.cfg.batch;
         let real = self.real_batch(data)?;
 
+        // Each phase runs in its own scope: a GradStore holds the whole autograd graph of its
+        // loss (with CANDLE_GRAD_DO_NOT_DETACH=1 even the gradients keep theirs), so letting one
+        // live into the next phase multiplies the peak memory.
+
         // D: logistic loss on real vs (detached) fake.
-        let input = self.latent_input(batch)?;
-        let fake = self.g.forward(&input)?.image.detach();
-        let fake_logits = self.d.forward(&fake)?;
-        let real_logits = self.d.forward(&real)?;
-        let d_loss = d_logistic_loss(&real_logits, &fake_logits)?;
-        let d_loss_v = scalar(&d_loss)?;
-        self.check_finite("D loss", d_loss_v)?;
-        let grads = d_loss.backward()?;
-        self.d_opt.step(&grads)?;
-        let real_score = scalar(&real_logits.mean_all()?)?;
-        let fake_score = scalar(&fake_logits.mean_all()?)?;
+        let (d_loss_v, real_score, fake_score) = {
+            let input = self.latent_input(batch)?;
+            let fake = self.g.forward(&input)?.image.detach();
+            let fake_logits = self.d.forward(&fake)?;
+            let real_logits = self.d.forward(&real)?;
+            let d_loss = d_logistic_loss(&real_logits, &fake_logits)?;
+            let d_loss_v = scalar(&d_loss)?;
+            self.check_finite("D loss", d_loss_v)?;
+            let grads = d_loss.backward()?;
+            self.d_opt.step(&grads)?;
+            (
+                d_loss_v,
+                scalar(&real_logits.mean_all()?)?,
+                scalar(&fake_logits.mean_all()?)?,
+            )
+        };
 
         // Lazy R1 on real images.
         let mut r1_v = f64::NAN;
@@ -485,15 +494,19 @@ impl Trainer {
             let grads = (r1.penalty * weight)?.backward()?;
             self.d_opt.step(&grads)?;
         }
+        drop(real);
 
         // G: non-saturating loss (only G's optimizer steps; D's grads are discarded).
-        let input = self.latent_input(batch)?;
-        let fake = self.g.forward(&input)?.image;
-        let g_loss = g_nonsaturating_loss(&self.d.forward(&fake)?)?;
-        let g_loss_v = scalar(&g_loss)?;
-        self.check_finite("G loss", g_loss_v)?;
-        let grads = g_loss.backward()?;
-        self.g_opt.step(&grads)?;
+        let g_loss_v = {
+            let input = self.latent_input(batch)?;
+            let fake = self.g.forward(&input)?.image;
+            let g_loss = g_nonsaturating_loss(&self.d.forward(&fake)?)?;
+            let g_loss_v = scalar(&g_loss)?;
+            self.check_finite("G loss", g_loss_v)?;
+            let grads = g_loss.backward()?;
+            self.g_opt.step(&grads)?;
+            g_loss_v
+        };
 
         // Lazy path-length regularisation.
         let mut path_v = f64::NAN;
