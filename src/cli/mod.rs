@@ -1,5 +1,6 @@
 //! Subcommands of the `sketch2medi` binary: thin layers over the library crates.
 
+mod evaluate;
 mod phantom;
 mod stylegan2;
 
@@ -18,6 +19,9 @@ enum Command {
     /// The procedural pharynx phantom: build dataset folders, draw contact sheets.
     #[command(subcommand)]
     Phantom(phantom::PhantomCommand),
+    /// Table I metrics (FID/FD, KID, TReS, CLIP-IQA, DICE, LPIPS, DISTS, ST-LPIPS) over
+    /// folders of generated images; writes report.json and report.md.
+    Evaluate(evaluate::EvaluateArgs),
     /// The StyleGAN2 generator G: training.
     #[command(subcommand)]
     Stylegan2(stylegan2::StyleGan2Command),
@@ -28,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Phantom(cmd) => phantom::run(cmd),
         Command::Stylegan2(cmd) => stylegan2::run(cmd),
+        Command::Evaluate(args) => evaluate::run(args),
     }
 }
 

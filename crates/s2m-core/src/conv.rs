@@ -302,8 +302,14 @@ mod tests {
                 (y * v)?.sum_all()
             };
             let penalty = |g: &Tensor| g.sqr()?.sum_all();
-            let checks =
-                crate::gradcheck::check_grad_of_grad(d, penalty, &x, &[w.clone()], 1e-5).unwrap();
+            let checks = crate::gradcheck::check_grad_of_grad(
+                d,
+                penalty,
+                &x,
+                std::slice::from_ref(&w),
+                1e-5,
+            )
+            .unwrap();
             for c in checks {
                 assert!(c.passes(1e-6), "stride {stride}: {c:?}");
             }

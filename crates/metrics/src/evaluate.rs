@@ -1,0 +1,739 @@
+//! The `evaluate` library API: one call computes the requested Table I metrics for one or
+//! several folders of generated images against a reference folder and returns a [`Report`]
+//! (`report.json` + a Markdown table, see [`crate::report`]). The CLI is a thin layer over
+//! [`EvaluateConfig`] and [`evaluate`].
+//!
+//! Inputs and pairing:
+//! * every folder is read non-recursively (PNG/JPEG, sorted by name); images go to the models
+//!   in [0, 1] (DICE's segmentation model gets [-1, 1]);
+//! * paired metrics (DICE, LPIPS, DISTS, ST-LPIPS) pair `<generated>/<id>.*` with
+//!   `<reference>/<id>.*` by file stem; when a paired metric is requested and the folders cannot
+//!   be paired (unequal lengths, different names) `evaluate` fails **before** any model runs,
+//!   naming the method and the unmatched files;
+//! * FD/KID and the no-reference metrics (TReS, CLIP-IQA) need no pairing.
+//!
+//! Bad input: an unreadable image is skipped (listed in the method's `skipped` and in the
+//! warnings, never silently) unless `strict`, where it fails naming the file. A NaN/inf feature
+//! or score fails naming the image. A metric whose weights are missing shows
+//! `n/a [not available: <file> missing]` and the other metrics still run.
+//!
+//! Models: [`Models`] lets the caller inject loaded models (tests use synthetic weights, the
+//! future SOLOv2 synthesizer plugs in as the [`SegmentationModel`]); what is not injected is
+//! loaded from `weights_dir` by file name ([`WeightFiles`]).
+//!
+//! LPIPS, DISTS and ST-LPIPS come through the [`PairedMetric`] trait, implemented by
+//! [`crate::perceptual::PerceptualMetric`] (alex trunks for LPIPS / ST-LPIPS, loaded from
+//! `weights_dir` when not injected; a missing trunk file reports `n/a` with its name).
+//!
+//! Determinism: fixed file order, fixed batches, seeded KID subsets; the same inputs give the
+//! same report byte for byte.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::clip_iqa::ClipIqa;
+use crate::dice::{ClassDice, SegmentationModel, dice_per_class, load_label_map, pair_by_stem};
+use crate::features::error::{MetricsError, Result};
+use crate::features::{
+    FeatureExtractor, InceptionFeatures, StLpipsAlexFeatures, extract_features, list_images,
+    load_image_unit,
+};
+use crate::fid::{fd_from_stats, reference_stats};
+use crate::kid::{KidConfig, kid};
+use crate::report::{MethodReport, Metric, MetricValue, Report};
+
+/// A no-reference IQA model (TReS, CLIP-IQA): one score per image in [0, 1] input.
+pub trait NoReferenceMetric: Send + Sync {
+    /// Scores `[B]` of images `[B, 3, H, W]` in [0, 1].
+    fn score(&self, images: &Tensor) -> Result<Vec<f32>>;
+}
+
+impl NoReferenceMetric for ClipIqa {
+    fn score(&self, images: &Tensor) -> Result<Vec<f32>> {
+        ClipIqa::score(self, images)
+    }
+}
+
+/// A full-reference metric (LPIPS, DISTS, ST-LPIPS): one distance per pair.
+pub trait PairedMetric: Send + Sync {
+    /// Distances `[B]` between `generated` and `reference` (`[B, 3, H, W]` in [0, 1], equal
+    /// sizes).
+    fn distance(&self, generated: &Tensor, reference: &Tensor) -> Result<Vec<f32>>;
+}
+
+impl PairedMetric for crate::perceptual::PerceptualMetric {
+    fn distance(&self, generated: &Tensor, reference: &Tensor) -> Result<Vec<f32>> {
+        // The perceptual module takes [-1, 1].
+        let v = self
+            .pairs(&generated.affine(2.0, -1.0)?, &reference.affine(2.0, -1.0)?)
+            .map_err(|e| MetricsError::Invalid(e.to_string()))?;
+        Ok(v.into_iter().map(|x| x as f32).collect())
+    }
+}
+
+/// The perceptual network behind a paired metric when none is injected (alex trunks, as
+/// pyiqa's defaults `lpips` and `stlpips`), loaded from `weights_dir`.
+fn load_paired(metric: Metric, dir: &Path, device: &Device) -> Result<Box<dyn PairedMetric>> {
+    use crate::perceptual::{PerceptualKind, PerceptualMetric};
+    let kind = match metric {
+        Metric::Lpips => PerceptualKind::Lpips(losses::LpipsNet::Alex),
+        Metric::StLpips => PerceptualKind::StLpips(losses::LpipsNet::Alex),
+        Metric::Dists => PerceptualKind::Dists,
+        _ => {
+            return Err(MetricsError::Invalid(format!(
+                "{} is not a paired metric",
+                metric.id()
+            )));
+        }
+    };
+    let m = PerceptualMetric::from_dir(kind, dir, candle_core::DType::F32, device)
+        .map_err(|e| MetricsError::NotAvailable(e.to_string()))?;
+    Ok(Box::new(m))
+}
+
+/// Which extractor backs FD/KID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FdExtractor {
+    /// The FID Inception if its weight file exists, else the ST-LPIPS AlexNet trunk.
+    Auto,
+    Inception,
+    StLpipsAlex,
+    /// torchvision AlexNet from a user file.
+    AlexNet(PathBuf),
+}
+
+/// File names looked up in `weights_dir`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightFiles {
+    /// pytorch-fid Inception converted by `tools/backbones_convert.py`.
+    pub inception: String,
+    pub stlpips_alex: String,
+    /// `tools/metrics_convert_clip.py` output.
+    pub clip_iqa: String,
+    /// `tools/metrics_convert_tres.py` output.
+    pub tres: String,
+}
+
+impl Default for WeightFiles {
+    fn default() -> Self {
+        Self {
+            inception: "pt_inception-2015-12-05.safetensors".into(),
+            stlpips_alex: StLpipsAlexFeatures::FILE.into(),
+            clip_iqa: "clip_rn50_iqa.safetensors".into(),
+            tres: "tres_koniq.safetensors".into(),
+        }
+    }
+}
+
+/// One method's generated images (and optionally its own masks for DICE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MethodInput {
+    pub name: String,
+    pub images: PathBuf,
+    /// Label-map PNGs of the generated images (else the segmentation model is used).
+    pub masks: Option<PathBuf>,
+}
+
+/// Everything `evaluate` needs besides the models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluateConfig {
+    pub methods: Vec<MethodInput>,
+    pub reference_images: PathBuf,
+    /// Label-map PNGs of the reference images (else the segmentation model is used).
+    pub reference_masks: Option<PathBuf>,
+    pub metrics: Vec<Metric>,
+    pub weights_dir: PathBuf,
+    pub weight_files: WeightFiles,
+    pub fd_extractor: FdExtractor,
+    /// Cache file for the reference FD statistics (read if present and from the same
+    /// extractor, else written).
+    pub reference_stats: Option<PathBuf>,
+    pub kid: KidConfig,
+    pub batch_size: usize,
+    /// Fail on the first unreadable image instead of skipping it.
+    pub strict: bool,
+    pub progress: bool,
+}
+
+impl EvaluateConfig {
+    /// Defaults: all metrics, `weights/`, automatic FD extractor, KID 100 subsets of <= 1000,
+    /// batch 16, progress bars on.
+    pub fn new(reference_images: impl Into<PathBuf>, methods: Vec<MethodInput>) -> Self {
+        Self {
+            methods,
+            reference_images: reference_images.into(),
+            reference_masks: None,
+            metrics: Metric::ALL.to_vec(),
+            weights_dir: PathBuf::from("weights"),
+            weight_files: WeightFiles::default(),
+            fd_extractor: FdExtractor::Auto,
+            reference_stats: None,
+            kid: KidConfig::default(),
+            batch_size: 16,
+            strict: false,
+            progress: true,
+        }
+    }
+}
+
+/// Models injected by the caller; anything `None` is loaded from `weights_dir`.
+#[derive(Default)]
+pub struct Models<'a> {
+    pub extractor: Option<Box<dyn FeatureExtractor + 'a>>,
+    pub clip_iqa: Option<Box<dyn NoReferenceMetric + 'a>>,
+    pub tres: Option<Box<dyn NoReferenceMetric + 'a>>,
+    pub segmenter: Option<&'a dyn SegmentationModel>,
+    /// LPIPS, DISTS, ST-LPIPS implementations (keyed by [`Metric::Lpips`] etc.).
+    pub paired: BTreeMap<Metric, Box<dyn PairedMetric + 'a>>,
+}
+
+fn bar(progress: bool, len: usize, msg: &str) -> ProgressBar {
+    if !progress {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len as u64);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{msg:>28} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b.set_message(msg.to_string());
+    b
+}
+
+fn load_extractor(cfg: &EvaluateConfig, device: &Device) -> Result<Box<dyn FeatureExtractor>> {
+    let w = |f: &str| cfg.weights_dir.join(f);
+    Ok(match &cfg.fd_extractor {
+        FdExtractor::Inception => Box::new(InceptionFeatures::load(
+            &w(&cfg.weight_files.inception),
+            device,
+        )?),
+        FdExtractor::StLpipsAlex => Box::new(StLpipsAlexFeatures::load(
+            &w(&cfg.weight_files.stlpips_alex),
+            device,
+        )?),
+        FdExtractor::AlexNet(p) => Box::new(crate::features::AlexNetFeatures::load(p, device)?),
+        FdExtractor::Auto => {
+            let inc = w(&cfg.weight_files.inception);
+            if inc.exists() {
+                Box::new(InceptionFeatures::load(&inc, device)?)
+            } else {
+                Box::new(StLpipsAlexFeatures::load(
+                    &w(&cfg.weight_files.stlpips_alex),
+                    device,
+                )?)
+            }
+        }
+    })
+}
+
+/// Unreadable files with the reason.
+type Skipped = Vec<(PathBuf, String)>;
+
+/// Scores every readable image of `files` (batches of equal-size consecutive images).
+fn nr_scores(
+    model: &dyn NoReferenceMetric,
+    files: &[PathBuf],
+    batch_size: usize,
+    strict: bool,
+    device: &Device,
+    pb: &ProgressBar,
+) -> Result<(Vec<f64>, Skipped)> {
+    let mut scores = Vec::new();
+    let mut skipped = Vec::new();
+    let mut pending: Vec<(PathBuf, Tensor)> = Vec::new();
+    let flush = |pending: &mut Vec<(PathBuf, Tensor)>, scores: &mut Vec<f64>| -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let t: Vec<Tensor> = pending.iter().map(|p| p.1.clone()).collect();
+        let s = model.score(&Tensor::stack(&t, 0)?)?;
+        for ((p, _), v) in pending.iter().zip(&s) {
+            if !v.is_finite() {
+                return Err(MetricsError::NonFinite {
+                    image: p.display().to_string(),
+                    extractor: "no-reference metric".into(),
+                    value: *v as f64,
+                });
+            }
+            scores.push(*v as f64);
+        }
+        pb.inc(pending.len() as u64);
+        pending.clear();
+        Ok(())
+    };
+    for f in files {
+        match load_image_unit(f, device) {
+            Ok(t) => {
+                let same = pending.first().is_none_or(|(_, p)| p.dims() == t.dims());
+                if !same || pending.len() >= batch_size.max(1) {
+                    flush(&mut pending, &mut scores)?;
+                }
+                pending.push((f.clone(), t));
+            }
+            Err(e) if !strict => {
+                skipped.push((f.clone(), e.to_string()));
+                pb.inc(1);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    flush(&mut pending, &mut scores)?;
+    Ok((scores, skipped))
+}
+
+fn mean_std(v: &[f64]) -> Option<(f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64;
+    Some((m, var.sqrt()))
+}
+
+/// Label maps of image files through the segmentation model (one image at a time).
+fn segment_files(
+    model: &dyn SegmentationModel,
+    files: &[PathBuf],
+    device: &Device,
+) -> Result<Vec<s2m_core::LabelMap>> {
+    files
+        .iter()
+        .map(|f| {
+            let x = load_image_unit(f, device)?
+                .affine(2.0, -1.0)?
+                .unsqueeze(0)?;
+            let mut v = model.segment(&x)?;
+            if v.len() != 1 {
+                return Err(MetricsError::Mismatch(format!(
+                    "segmentation model {} returned {} label maps for 1 image ({})",
+                    model.name(),
+                    v.len(),
+                    f.display()
+                )));
+            }
+            Ok(v.remove(0))
+        })
+        .collect()
+}
+
+/// Runs the evaluation with models loaded from `cfg.weights_dir`.
+pub fn evaluate(cfg: &EvaluateConfig, device: &Device) -> Result<Report> {
+    evaluate_with(cfg, Models::default(), device)
+}
+
+/// Runs the evaluation with injected models (see [`Models`]).
+pub fn evaluate_with(cfg: &EvaluateConfig, mut models: Models, device: &Device) -> Result<Report> {
+    if cfg.methods.is_empty() {
+        return Err(MetricsError::Invalid(
+            "no generated folder (method) given".into(),
+        ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for m in &cfg.methods {
+        if !names.insert(m.name.clone()) {
+            return Err(MetricsError::Invalid(format!(
+                "method name `{}` given twice",
+                m.name
+            )));
+        }
+    }
+    let mut metrics = cfg.metrics.clone();
+    metrics.sort();
+    metrics.dedup();
+    let ref_files = list_images(&cfg.reference_images)?;
+    let gen_files: Vec<Vec<PathBuf>> = cfg
+        .methods
+        .iter()
+        .map(|m| list_images(&m.images))
+        .collect::<Result<_>>()?;
+
+    // Pairing checks before any model runs.
+    let paired_requested = metrics.iter().any(|m| m.paired());
+    let mut pairs: Vec<Vec<(PathBuf, PathBuf)>> = Vec::new();
+    if paired_requested {
+        for (m, g) in cfg.methods.iter().zip(&gen_files) {
+            pairs.push(pair_by_stem(
+                &ref_files,
+                g,
+                &format!(
+                    "method `{}` ({}) vs reference ({}) for {}",
+                    m.name,
+                    m.images.display(),
+                    cfg.reference_images.display(),
+                    metrics
+                        .iter()
+                        .filter(|x| x.paired())
+                        .map(|x| x.id())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                ),
+            )?);
+        }
+    }
+
+    let mut warnings = Vec::new();
+    let mut reports: Vec<MethodReport> = cfg
+        .methods
+        .iter()
+        .zip(&gen_files)
+        .map(|(m, g)| MethodReport {
+            name: m.name.clone(),
+            images: m.images.clone(),
+            n_images: g.len(),
+            values: BTreeMap::new(),
+            dice_per_class: None,
+            skipped: Vec::new(),
+        })
+        .collect();
+    let mut settings = BTreeMap::new();
+    settings.insert("batch_size".into(), cfg.batch_size.to_string());
+    settings.insert(
+        "kid".into(),
+        format!(
+            "{} subsets of min(n, {}), seed {}",
+            cfg.kid.subsets, cfg.kid.subset_size, cfg.kid.seed
+        ),
+    );
+    settings.insert("device".into(), format!("{device:?}"));
+    let mut fd_extractor_name = None;
+
+    // FD and KID.
+    if metrics.contains(&Metric::Fd) || metrics.contains(&Metric::Kid) {
+        let ext = match models.extractor.take() {
+            Some(e) => Ok(e),
+            None => load_extractor(cfg, device),
+        };
+        match ext {
+            Err(e) => {
+                for r in &mut reports {
+                    for m in [Metric::Fd, Metric::Kid] {
+                        if metrics.contains(&m) {
+                            r.values
+                                .insert(m, MetricValue::unavailable(m.label(), e.to_string()));
+                        }
+                    }
+                }
+            }
+            Ok(ext) => {
+                fd_extractor_name = Some(ext.name().to_string());
+                let pb = bar(
+                    cfg.progress,
+                    ref_files.len(),
+                    &format!("{} reference", ext.name()),
+                );
+                let (ref_stats, ref_set) = reference_stats(
+                    ext.as_ref(),
+                    &ref_files,
+                    cfg.reference_stats.as_deref(),
+                    cfg.batch_size,
+                    device,
+                    Some(&pb),
+                )?;
+                pb.finish_and_clear();
+                let ref_set = match (ref_set, metrics.contains(&Metric::Kid)) {
+                    (Some(s), _) => Some(s),
+                    // KID needs the features, not only the cached statistics.
+                    (None, true) => {
+                        let pb = bar(cfg.progress, ref_files.len(), "reference features (KID)");
+                        let s = extract_features(
+                            ext.as_ref(),
+                            &ref_files,
+                            cfg.batch_size,
+                            cfg.strict,
+                            device,
+                            Some(&pb),
+                        )?;
+                        pb.finish_and_clear();
+                        Some(s)
+                    }
+                    (None, false) => None,
+                };
+                if let Some(s) = &ref_set {
+                    for (p, why) in &s.skipped {
+                        warnings.push(format!("reference image {} skipped: {why}", p.display()));
+                    }
+                }
+                if let Some(w) = ref_stats.singular_warning() {
+                    warnings.push(format!("reference: {w}"));
+                }
+                for (r, g) in reports.iter_mut().zip(&gen_files) {
+                    let pb = bar(cfg.progress, g.len(), &format!("{} {}", ext.name(), r.name));
+                    let set = extract_features(
+                        ext.as_ref(),
+                        g,
+                        cfg.batch_size,
+                        cfg.strict,
+                        device,
+                        Some(&pb),
+                    )?;
+                    pb.finish_and_clear();
+                    r.skipped.extend(set.skipped.iter().cloned());
+                    if metrics.contains(&Metric::Fd) {
+                        let stats = set.stats()?;
+                        let v = fd_from_stats(&ext.fd_label(), &stats, &ref_stats)?;
+                        if let Some(w) = stats.singular_warning() {
+                            warnings.push(format!("{}: {w}", r.name));
+                        }
+                        r.values.insert(
+                            Metric::Fd,
+                            MetricValue::value(&v.label, v.value, None, v.n_generated),
+                        );
+                    }
+                    if metrics.contains(&Metric::Kid) {
+                        let label = ext.kid_label();
+                        let val = match &ref_set {
+                            Some(rs) => match kid(&set.values, &rs.values, set.dim, &cfg.kid) {
+                                Ok(k) => {
+                                    MetricValue::value(&label, k.mean, Some(k.std), k.subset_size)
+                                }
+                                Err(e) => MetricValue::unavailable(&label, e.to_string()),
+                            },
+                            None => {
+                                MetricValue::unavailable(&label, "reference features unavailable")
+                            }
+                        };
+                        r.values.insert(Metric::Kid, val);
+                    }
+                }
+            }
+        }
+    }
+
+    // No-reference metrics.
+    for metric in [Metric::Tres, Metric::ClipIqa] {
+        if !metrics.contains(&metric) {
+            continue;
+        }
+        let injected = match metric {
+            Metric::Tres => models.tres.take(),
+            _ => models.clip_iqa.take(),
+        };
+        let model: Result<Box<dyn NoReferenceMetric + '_>> = match injected {
+            Some(m) => Ok(m),
+            None => match metric {
+                Metric::Tres => {
+                    crate::tres::Tres::load(&cfg.weights_dir.join(&cfg.weight_files.tres), device)
+                        .map(|m| Box::new(m) as Box<dyn NoReferenceMetric>)
+                }
+                _ => ClipIqa::load(&cfg.weights_dir.join(&cfg.weight_files.clip_iqa), device)
+                    .map(|m| Box::new(m) as Box<dyn NoReferenceMetric>),
+            },
+        };
+        match model {
+            Err(e) => {
+                for r in &mut reports {
+                    r.values.insert(
+                        metric,
+                        MetricValue::unavailable(metric.label(), e.to_string()),
+                    );
+                }
+            }
+            Ok(model) => {
+                for (r, g) in reports.iter_mut().zip(&gen_files) {
+                    let pb = bar(
+                        cfg.progress,
+                        g.len(),
+                        &format!("{} {}", metric.label(), r.name),
+                    );
+                    let (scores, skipped) =
+                        nr_scores(model.as_ref(), g, cfg.batch_size, cfg.strict, device, &pb)?;
+                    pb.finish_and_clear();
+                    merge_skipped(&mut r.skipped, skipped);
+                    let v = match mean_std(&scores) {
+                        Some((m, s)) => {
+                            MetricValue::value(metric.label(), m, Some(s), scores.len())
+                        }
+                        None => MetricValue::unavailable(metric.label(), "no readable image"),
+                    };
+                    r.values.insert(metric, v);
+                }
+            }
+        }
+    }
+
+    // DICE.
+    if metrics.contains(&Metric::Dice) {
+        let seg = models.segmenter;
+        for ((r, m), pr) in reports.iter_mut().zip(&cfg.methods).zip(&pairs) {
+            let val = dice_for_method(cfg, m, pr, seg, device);
+            match val {
+                Ok((v, pc)) => {
+                    r.values.insert(Metric::Dice, v);
+                    r.dice_per_class = Some(pc);
+                }
+                Err(e) => {
+                    r.values.insert(
+                        Metric::Dice,
+                        MetricValue::unavailable("DICE", e.to_string()),
+                    );
+                }
+            }
+        }
+    }
+
+    // LPIPS / DISTS / ST-LPIPS through the hook.
+    for metric in [Metric::Lpips, Metric::Dists, Metric::StLpips] {
+        if !metrics.contains(&metric) {
+            continue;
+        }
+        let model = match models.paired.remove(&metric) {
+            Some(m) => m,
+            None => match load_paired(metric, &cfg.weights_dir, device) {
+                Ok(m) => m,
+                Err(e) => {
+                    for r in &mut reports {
+                        r.values.insert(
+                            metric,
+                            MetricValue::unavailable(metric.label(), e.to_string()),
+                        );
+                    }
+                    continue;
+                }
+            },
+        };
+        for (r, pr) in reports.iter_mut().zip(&pairs) {
+            let pb = bar(
+                cfg.progress,
+                pr.len(),
+                &format!("{} {}", metric.label(), r.name),
+            );
+            let mut d = Vec::new();
+            for (rf, gf) in pr {
+                let (x, y) = match (load_image_unit(gf, device), load_image_unit(rf, device)) {
+                    (Ok(x), Ok(y)) => (x, y),
+                    (Err(e), _) | (_, Err(e)) => {
+                        if cfg.strict {
+                            return Err(e);
+                        }
+                        merge_skipped(&mut r.skipped, vec![(gf.clone(), e.to_string())]);
+                        pb.inc(1);
+                        continue;
+                    }
+                };
+                if x.dims() != y.dims() {
+                    return Err(MetricsError::Mismatch(format!(
+                        "{}: {} is {:?} but its reference {} is {:?}",
+                        metric.label(),
+                        gf.display(),
+                        x.dims(),
+                        rf.display(),
+                        y.dims()
+                    )));
+                }
+                let v = model.distance(&x.unsqueeze(0)?, &y.unsqueeze(0)?)?;
+                for s in v {
+                    if !s.is_finite() {
+                        return Err(MetricsError::NonFinite {
+                            image: gf.display().to_string(),
+                            extractor: metric.label().into(),
+                            value: s as f64,
+                        });
+                    }
+                    d.push(s as f64);
+                }
+                pb.inc(1);
+            }
+            pb.finish_and_clear();
+            let v = match mean_std(&d) {
+                Some((m, s)) => MetricValue::value(metric.label(), m, Some(s), d.len()),
+                None => MetricValue::unavailable(metric.label(), "no readable pair"),
+            };
+            r.values.insert(metric, v);
+        }
+    }
+
+    for r in &reports {
+        for (p, why) in &r.skipped {
+            warnings.push(format!("{}: image {} skipped: {why}", r.name, p.display()));
+        }
+    }
+    Ok(Report {
+        format: Report::FORMAT.into(),
+        reference_images: cfg.reference_images.clone(),
+        n_reference: ref_files.len(),
+        reference_masks: cfg.reference_masks.clone(),
+        metrics,
+        fd_extractor: fd_extractor_name,
+        methods: reports,
+        warnings,
+        settings,
+    })
+}
+
+fn merge_skipped(into: &mut Vec<(PathBuf, String)>, new: Vec<(PathBuf, String)>) {
+    for s in new {
+        if !into.iter().any(|(p, _)| *p == s.0) {
+            into.push(s);
+        }
+    }
+}
+
+type DiceOut = (MetricValue, BTreeMap<String, Option<f64>>);
+
+fn mask_pairs(masks_dir: &Path, images: &[PathBuf], what: &str) -> Result<Vec<PathBuf>> {
+    let masks = list_images(masks_dir)?;
+    Ok(pair_by_stem(images, &masks, what)?
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect())
+}
+
+fn dice_for_method(
+    cfg: &EvaluateConfig,
+    m: &MethodInput,
+    pairs: &[(PathBuf, PathBuf)],
+    seg: Option<&dyn SegmentationModel>,
+    device: &Device,
+) -> Result<DiceOut> {
+    let ref_imgs: Vec<PathBuf> = pairs.iter().map(|p| p.0.clone()).collect();
+    let gen_imgs: Vec<PathBuf> = pairs.iter().map(|p| p.1.clone()).collect();
+    let ref_maps = match (&cfg.reference_masks, seg) {
+        (Some(d), _) => mask_pairs(d, &ref_imgs, "reference images vs reference masks")?
+            .iter()
+            .map(|p| load_label_map(p))
+            .collect::<Result<Vec<_>>>()?,
+        (None, Some(s)) => segment_files(s, &ref_imgs, device)?,
+        (None, None) => {
+            return Err(MetricsError::NotAvailable(
+                "DICE needs reference masks or a segmentation model".into(),
+            ));
+        }
+    };
+    let gen_maps = match (&m.masks, seg) {
+        (Some(d), _) => mask_pairs(
+            d,
+            &gen_imgs,
+            &format!("method `{}` images vs its masks", m.name),
+        )?
+        .iter()
+        .map(|p| load_label_map(p))
+        .collect::<Result<Vec<_>>>()?,
+        (None, Some(s)) => segment_files(s, &gen_imgs, device)?,
+        (None, None) => {
+            return Err(MetricsError::NotAvailable(format!(
+                "DICE needs masks of method `{}` or a segmentation model (SOLOv2, not wired yet)",
+                m.name
+            )));
+        }
+    };
+    let per: Vec<ClassDice> = ref_maps
+        .iter()
+        .zip(&gen_maps)
+        .zip(&gen_imgs)
+        .map(|((a, b), f)| {
+            dice_per_class(a, b)
+                .map_err(|e| MetricsError::Mismatch(format!("{}: {e}", f.display())))
+        })
+        .collect::<Result<_>>()?;
+    let s = crate::dice::summarize(&per)?;
+    Ok((
+        MetricValue::value("DICE", s.mean, Some(s.std), s.images - s.images_all_empty),
+        s.per_class,
+    ))
+}
