@@ -5,10 +5,10 @@
 //! realistic pharyngeal image out. This facade crate re-exports the workspace's crates and
 //! holds the `sketch2medi` command line.
 //!
-//! Status: the foundation is in place (procedural pharynx phantom with instance masks, sketch
-//! synthesis and the free-hand simulator, dataset folders and a batched loader). The models
-//! (StyleGAN2 G, encoder E, refiner H, SOLOv2 S) and the metrics come with later issues; see
-//! `docs/ARCHITECTURE.md`.
+//! Status: the data foundation (procedural pharynx phantom with instance masks, sketch synthesis,
+//! the free-hand simulator, dataset folders, a batched loader), the StyleGAN2 generator with its
+//! training loop, the backbones, losses and Table I metrics are in place; the encoder E, the
+//! refiner H and the SOLOv2 synthesizer S come with their issues. See `docs/ARCHITECTURE.md`.
 //!
 //! ```no_run
 //! use sketch2medi::pharynx_phantom::{Stream, generate};
@@ -19,6 +19,8 @@
 //! sample.sketch.save("sketch.png").unwrap();
 //! ```
 
+pub use metrics;
 pub use pharynx_phantom;
 pub use s2m_core;
 pub use sketch_synth;
+pub use stylegan2;
