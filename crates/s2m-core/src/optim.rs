@@ -285,13 +285,20 @@ impl Adam {
         Ok(())
     }
 
-    /// The state as named tensors: `adam.m.<name>`, `adam.v.<name>`, `adam.step`.
+    /// The state as named tensors: `adam.m.<name>` (omitted when beta1 = 0), `adam.v.<name>`,
+    /// `adam.step`.
     /// The tensors share storage with the optimiser only until its next step (moments are
     /// replaced, not mutated), so the map is a consistent snapshot.
     pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::with_capacity(2 * self.params.len() + 1);
+        // With beta1 = 0 the first moment is just the current gradient and is never read
+        // before being overwritten, so it is not part of the state (a third smaller
+        // checkpoint for StyleGAN2's Adam(0, 0.99)).
+        let keep_m = self.config.beta1 != 0.0;
         for p in &self.params {
-            out.insert(format!("{M_PREFIX}{}", p.name), p.m.clone());
+            if keep_m {
+                out.insert(format!("{M_PREFIX}{}", p.name), p.m.clone());
+            }
             out.insert(format!("{V_PREFIX}{}", p.name), p.v.clone());
         }
         let step = i64::try_from(self.step)
@@ -352,10 +359,20 @@ impl Adam {
             let mut pair = Vec::with_capacity(2);
             for prefix in [M_PREFIX, V_PREFIX] {
                 let key = format!("{prefix}{}", p.name);
-                let t = state.get(&key).ok_or_else(|| CoreError::MissingKey {
-                    what: WHAT.into(),
-                    key: key.clone(),
-                })?;
+                let t = match state.get(&key) {
+                    Some(t) => t,
+                    // See `state_tensors`: without beta1 the first moment is not state.
+                    None if prefix == M_PREFIX && self.config.beta1 == 0.0 => {
+                        pair.push(p.var.as_tensor().zeros_like()?);
+                        continue;
+                    }
+                    None => {
+                        return Err(CoreError::MissingKey {
+                            what: WHAT.into(),
+                            key: key.clone(),
+                        });
+                    }
+                };
                 if t.dims() != p.var.dims() {
                     return Err(CoreError::Shape {
                         what: format!("{WHAT} key `{key}` (var `{}`)", p.name),
@@ -576,6 +593,36 @@ mod tests {
         for _ in 0..steps {
             opt.step(&quadratic_grads(x, &[1.0, -0.5, 2.0])).unwrap();
         }
+    }
+
+    #[test]
+    fn beta1_zero_state_has_no_first_moment_and_still_resumes_exactly() {
+        let cfg = AdamConfig::stylegan2(0.02);
+        let x0 = [0.3f32, 1.2, -0.8];
+        let straight = Var::from_vec(x0.to_vec(), 3, &Device::Cpu).unwrap();
+        let mut opt = Adam::new(vec![("w".into(), straight.clone())], cfg).unwrap();
+        run(&mut opt, &straight, 6);
+
+        let first = Var::from_vec(x0.to_vec(), 3, &Device::Cpu).unwrap();
+        let mut opt1 = Adam::new(vec![("w".into(), first.clone())], cfg).unwrap();
+        run(&mut opt1, &first, 2);
+        let state = opt1.state_tensors().unwrap();
+        assert!(!state.contains_key("adam.m.w") && state.contains_key("adam.v.w"));
+        let mut opt2 = Adam::new(vec![("w".into(), first.clone())], cfg).unwrap();
+        opt2.load_state(&state).unwrap();
+        run(&mut opt2, &first, 4);
+        assert_eq!(
+            straight.as_tensor().to_vec1::<f32>().unwrap(),
+            first.as_tensor().to_vec1::<f32>().unwrap()
+        );
+        // With beta1 != 0 a missing first moment is still an error naming it.
+        let mut opt3 = Adam::new(
+            vec![("w".into(), first.clone())],
+            AdamConfig { beta1: 0.9, ..cfg },
+        )
+        .unwrap();
+        let err = opt3.load_state(&state).unwrap_err().to_string();
+        assert!(err.contains("adam.m.w"), "{err}");
     }
 
     #[test]
