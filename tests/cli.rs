@@ -106,3 +106,99 @@ fn contact_sheet_command_checks_its_arguments() {
         stderr(&o)
     );
 }
+
+#[test]
+fn stylegan2_train_resumes_and_sample_writes_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ds");
+    let o = build(
+        &data,
+        &[
+            "--scale",
+            "0.0025",
+            "--size",
+            "32",
+            "--contact-sheet",
+            "false",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let model = dir.path().join("tiny.json");
+    std::fs::write(
+        &model,
+        r#"{"size":16,"style_dim":16,"n_mlp":2,"lr_mlp":0.01,
+            "channels":{"explicit":{"4":16,"8":16,"16":8}},"blur_kernel":[1.0,3.0,3.0,1.0]}"#,
+    )
+    .unwrap();
+    let run_dir = dir.path().join("run");
+    let train = |steps: &str| {
+        run(&[
+            "stylegan2",
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            run_dir.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--steps",
+            steps,
+            "--batch",
+            "2",
+            "--sample-every",
+            "0",
+            "--checkpoint-every",
+            "0",
+        ])
+    };
+    let o = train("2");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("trained to step 2 (from 0)"));
+    let o = train("3");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("trained to step 3 (from 2)"));
+
+    let weights = run_dir.join("generator.safetensors");
+    let out = dir.path().join("samples");
+    let o = run(&[
+        "stylegan2",
+        "sample",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--n",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(out.join("000002.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (16, 16));
+
+    // A model that does not match the run folder's checkpoint is refused.
+    let other = dir.path().join("other.json");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&model)
+            .unwrap()
+            .replace("\"style_dim\":16", "\"style_dim\":8"),
+    )
+    .unwrap();
+    let o = run(&[
+        "stylegan2",
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run_dir.to_str().unwrap(),
+        "--model",
+        other.to_str().unwrap(),
+        "--steps",
+        "4",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("model config differs"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -15,6 +15,30 @@ pub enum StyleGan2Command {
     /// Train G (and D) on a phantom dataset folder or any folder of images; resumes from the
     /// latest checkpoint in --out.
     Train(TrainArgs),
+    /// Write images sampled from a trained generator (fixed seeds, constant noise).
+    Sample(SampleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Generator safetensors (config in the .json beside it or in the header).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Output folder for the PNGs.
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of images.
+    #[arg(long, default_value_t = 64)]
+    n: usize,
+    /// Seed of the latents (image i uses z from derive_seed(seed, 0, i)).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Truncation psi towards the mean latent (1 = none).
+    #[arg(long, default_value_t = 1.0)]
+    truncation: f64,
+    /// Key prefix inside the file (e.g. g_ema for a rosinality conversion).
+    #[arg(long, default_value = "")]
+    prefix: String,
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +78,7 @@ pub struct TrainArgs {
 pub fn run(cmd: StyleGan2Command) -> anyhow::Result<()> {
     match cmd {
         StyleGan2Command::Train(args) => train(args),
+        StyleGan2Command::Sample(args) => sample(args),
     }
 }
 
@@ -143,5 +168,48 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         export.display(),
         args.out.join("samples").display()
     );
+    Ok(())
+}
+
+fn sample(args: SampleArgs) -> anyhow::Result<()> {
+    use s2m_core::rng::{derive_seed, randn_vec, rng_from_seed};
+    use stylegan2::{GeneratorInput, NoiseMode};
+    anyhow::ensure!(args.n > 0, "--n must be at least 1");
+    let device = crate::cli::device()?;
+    let ck = stylegan2::Checkpoint::open(&args.weights)
+        .with_context(|| format!("opening {}", args.weights.display()))?;
+    let g = ck.generator(&args.prefix, candle_core::DType::F32, &device)?;
+    let s = g.config().style_dim;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mean = if args.truncation < 1.0 {
+        Some(g.mean_latent(4096, &mut rng_from_seed(derive_seed(args.seed, 1, 0)))?)
+    } else {
+        None
+    };
+    let bar = ProgressBar::new(args.n as u64);
+    let mut done = 0;
+    while done < args.n {
+        let b = (args.n - done).min(16);
+        let z: Vec<f32> = (done..done + b)
+            .flat_map(|i| randn_vec(&mut rng_from_seed(derive_seed(args.seed, 0, i as u64)), s))
+            .collect();
+        let z = candle_core::Tensor::from_vec(z, (b, s), &device)?;
+        let mut input = GeneratorInput::z(vec![z]).with_noise(NoiseMode::Const);
+        if let Some(m) = &mean {
+            input = input.with_truncation(args.truncation, m.clone());
+        }
+        let images = g.forward(&input)?.image.clamp(-1f32, 1f32)?;
+        for (k, img) in s2m_core::imageio::tensor_to_rgb_batch(&images)?
+            .iter()
+            .enumerate()
+        {
+            s2m_core::imageio::save_png(args.out.join(format!("{:06}.png", done + k)), img)?;
+        }
+        done += b;
+        bar.set_position(done as u64);
+    }
+    bar.finish_and_clear();
+    println!("wrote {} images to {}", args.n, args.out.display());
     Ok(())
 }
