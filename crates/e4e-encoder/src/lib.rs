@@ -1,3 +1,34 @@
-//! The sketch encoder E (e4e-style, single latent w) and the latent discriminator D_w.
+//! The sketch encoder E (e4e / ReStyle / HyperStyle W-encoder) and the e4e latent
+//! discriminator D_w of Sketch2MedI.
 //!
-//! Status: empty. Filled by the "Sketch2MedI itself" issue; no API yet.
+//! - [`EncoderConfig`] (serde; presets [`EncoderConfig::ir_se50`], [`EncoderConfig::resnet34`],
+//!   [`EncoderConfig::resnet50`], [`EncoderConfig::narrow_cpu`], `.with_w_plus(n)`) and
+//!   [`Encoder`]: a 1-channel sketch -> one w `[B, S]` (or W+ `[B, n, S]` with e4e's
+//!   progressive deltas); the caller adds the generator's average latent
+//!   ([`Encoder::add_latent_avg`]).
+//! - [`LatentDiscriminator`] (e4e `LatentCodesDiscriminator`) with [`d_loss`], [`g_adv_loss`]
+//!   and the lazy [`r1_loss`].
+//! - [`ResNetBody`]: ReStyle/HyperStyle's ResNet body (custom stem, `body.N`), shared with the
+//!   HyperStyle refiner.
+//! - [`init::seeded_var_map`]: seeded fresh parameters (candle's CPU RNG cannot be seeded).
+//!
+//! Parameter names are the PyTorch state-dict keys of the mirrored modules (see
+//! [`encoder`] and [`discriminator`]); `docs/ENCODER_REFINER.md` has the tables and the parity
+//! numbers.
+
+pub mod body;
+pub mod config;
+pub mod discriminator;
+pub mod encoder;
+pub mod error;
+pub mod heads;
+pub mod init;
+
+pub use body::{ResNetBody, torchvision_to_body_names};
+pub use config::{EncoderBackbone, EncoderConfig, EncoderHead};
+pub use discriminator::{
+    D_REG_EVERY, LatentDiscriminator, LatentDiscriminatorConfig, R1_GAMMA, d_loss, g_adv_loss,
+    r1_loss,
+};
+pub use encoder::Encoder;
+pub use error::{E4eError, Result};

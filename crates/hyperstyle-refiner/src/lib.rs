@@ -1,4 +1,25 @@
-//! The HyperStyle refiner H: a hypernetwork on [sketch, image] predicting per-sample weight
-//! offsets for the generator, applied iteratively (theta_t = theta * (1 + sum Delta_i)).
+//! The HyperStyle refiner H of Sketch2MedI: a hypernetwork on `[current image, sketch]`
+//! predicting per-sample weight offsets for the generator's modulated convs, applied
+//! iteratively: theta_t = theta * (1 + sum_{i<=t} Delta_i) (T = 3 by default).
 //!
-//! Status: empty. Filled by the "Sketch2MedI itself" issue; no API yet.
+//! - [`HyperConfig`] (serde; presets [`HyperConfig::hyperstyle`], [`HyperConfig::narrow_cpu`];
+//!   [`LayersToTune`], [`SharedLayers`]) and [`output_table`]: the tuned slots and their shapes,
+//!   derived from the generator config with `stylegan2::modulated_layer_shapes`.
+//! - [`HyperNetwork`]: HyperStyle's `SharedWeightsHyperNetResNet` (ResNet-34 body with a
+//!   4-channel stem, `RefinementBlock`s, `HyperRefinementBlock`s + one
+//!   `SharedWeightsHypernet`); output a `stylegan2::WeightOffsets`.
+//! - [`Refinement`] (the running sum of Δ) and [`refine`] (the T-step loop).
+//!
+//! See `docs/ENCODER_REFINER.md` for names, presets and tests.
+
+pub mod blocks;
+pub mod config;
+pub mod error;
+pub mod hypernet;
+pub mod refinement;
+
+pub use blocks::{HyperRefinementBlock, RefinementBlock, SharedWeightsHypernet};
+pub use config::{BlockKind, HyperConfig, LayersToTune, OutputSlot, SharedLayers, output_table};
+pub use error::{RefinerError, Result};
+pub use hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
+pub use refinement::{DEFAULT_STEPS, RefineOutput, Refinement, refine};

@@ -235,7 +235,8 @@ pub fn frechet_distance(a: &GaussianStats, b: &GaussianStats) -> Result<f64> {
     let tr1: f64 = (0..d).map(|i| a.sigma[i * d + i]).sum();
     let tr2: f64 = (0..d).map(|i| b.sigma[i * d + i]).sum();
     let tr_sqrt = trace_sqrt_product(&a.sigma, &b.sigma, d)?;
-    Ok(diff + tr1 + tr2 - 2.0 * tr_sqrt)
+    // The distance is >= 0; identical statistics can round to about -1e-8.
+    Ok((diff + tr1 + tr2 - 2.0 * tr_sqrt).max(0.0))
 }
 
 #[cfg(test)]

@@ -15,7 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repeats: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let mut rng = rng_from_seed(0);
     let (g, _vars) = init_generator(&cfg, &mut rng, DType::F32, &Device::Cpu)?;
-    let z = Tensor::from_vec(randn_vec(&mut rng, batch * cfg.style_dim), (batch, cfg.style_dim), &Device::Cpu)?;
+    let z = Tensor::from_vec(
+        randn_vec(&mut rng, batch * cfg.style_dim),
+        (batch, cfg.style_dim),
+        &Device::Cpu,
+    )?;
     for i in 0..repeats {
         let t = std::time::Instant::now();
         let out = g.forward(&GeneratorInput::z(vec![z.clone()]).with_noise(NoiseMode::Const))?;
