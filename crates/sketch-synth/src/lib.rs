@@ -25,6 +25,7 @@ pub mod freehand;
 mod noise;
 mod polyline;
 pub mod raster;
+pub mod solov2;
 pub mod stroke;
 pub mod style;
 

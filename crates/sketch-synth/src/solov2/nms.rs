@@ -1,0 +1,168 @@
+//! Matrix NMS (SOLOv2 paper, section 4.2), exactly as mmdetection's
+//! `mmdet/models/layers/matrix_nms.py::mask_matrix_nms` (read at 7fb530c; the official
+//! WXinlong/SOLO `matrix_nms` computes the same decay):
+//!
+//! 1. sort by score (descending), keep the first `nms_pre`;
+//! 2. IoU_ij = inter_ij / (area_i + area_j - inter_ij), strict upper triangle (i scored higher),
+//!    times the same-label indicator: D;
+//! 3. compensation comp_i = max_k D_ki;
+//! 4. decay_j = min_i exp(-sigma D_ij^2) / exp(-sigma comp_i^2) (Gaussian) or
+//!    min_i (1 - D_ij) / (1 - comp_i) (linear);
+//! 5. score_j *= decay_j; keep scores >= `filter_thr` (when > 0); sort again; keep `max_num`.
+//!
+//! The arithmetic follows torch's f32 order (same formula, same operation order). NaN from
+//! the degenerate linear case 0/0 (three identical masks) propagates through the minimum as in
+//! `torch.min`, so such a mask is dropped by any positive `filter_thr`.
+//! NOTE: ties in the score sort keep the input order (stable sort); `torch.sort` does not
+//! promise any order for ties.
+
+use candle_core::{DType, Tensor};
+
+use super::config::NmsKernel;
+use super::error::{Result, SoloError};
+
+/// Matrix NMS settings (mmdet argument names).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MatrixNmsParams {
+    /// Decay kernel.
+    pub kernel: NmsKernel,
+    /// Gaussian sigma (2.0).
+    pub sigma: f32,
+    /// Masks kept before the decay (`nms_pre`; 0 = all).
+    pub nms_pre: usize,
+    /// Score threshold after the decay (`filter_thr`; <= 0 = none).
+    pub filter_thr: f32,
+    /// Masks kept at the end (`max_num`; 0 = all).
+    pub max_num: usize,
+}
+
+impl Default for MatrixNmsParams {
+    fn default() -> Self {
+        Self {
+            kernel: NmsKernel::Gaussian,
+            sigma: 2.0,
+            nms_pre: 0,
+            filter_thr: -1.0,
+            max_num: 0,
+        }
+    }
+}
+
+/// Output of [`matrix_nms`]: decayed scores (descending) and, for each, the index of the mask
+/// in the caller's input order (mmdet's `keep_inds`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NmsOutput {
+    /// Decayed scores, sorted descending.
+    pub scores: Vec<f32>,
+    /// Input index of each kept mask.
+    pub keep: Vec<usize>,
+}
+
+fn sort_desc(idx: &mut [usize], score: impl Fn(usize) -> f32) {
+    idx.sort_by(|&a, &b| score(b).total_cmp(&score(a)));
+}
+
+/// Minimum that propagates NaN like `torch.min`.
+fn min_nan(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+/// Matrix NMS over binary `masks` `[N, H, W]` (any dtype, values 0/1) with class `labels` and
+/// `scores`; `areas` defaults to the mask sums (mmdet's `mask_area`).
+pub fn matrix_nms(
+    masks: &Tensor,
+    labels: &[usize],
+    scores: &[f32],
+    areas: Option<&[f32]>,
+    p: &MatrixNmsParams,
+) -> Result<NmsOutput> {
+    let d = masks.dims();
+    if d.len() != 3 || d[0] != labels.len() || d[0] != scores.len() {
+        return Err(SoloError::Shape {
+            what: "matrix_nms masks".into(),
+            expected: format!(
+                "[N, H, W] with N = {} labels = {} scores",
+                labels.len(),
+                scores.len()
+            ),
+            got: d.to_vec(),
+        });
+    }
+    if let Some(a) = areas
+        && a.len() != labels.len()
+    {
+        return Err(SoloError::Input(format!(
+            "matrix_nms: {} areas for {} masks",
+            a.len(),
+            labels.len()
+        )));
+    }
+    let n0 = labels.len();
+    if n0 == 0 {
+        return Ok(NmsOutput {
+            scores: vec![],
+            keep: vec![],
+        });
+    }
+    let flat = masks.to_dtype(DType::F32)?.reshape((n0, d[1] * d[2]))?;
+    let mut order: Vec<usize> = (0..n0).collect();
+    sort_desc(&mut order, |i| scores[i]);
+    if p.nms_pre > 0 && order.len() > p.nms_pre {
+        order.truncate(p.nms_pre);
+    }
+    let n = order.len();
+    let idx = Tensor::new(
+        order.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+        flat.device(),
+    )?;
+    let m = flat.index_select(&idx, 0)?;
+    let inter: Vec<Vec<f32>> = m.matmul(&m.t()?)?.to_vec2()?;
+    let area: Vec<f32> = match areas {
+        Some(a) => order.iter().map(|&i| a[i]).collect(),
+        None => m.sum(1)?.to_vec1()?,
+    };
+    let lab: Vec<usize> = order.iter().map(|&i| labels[i]).collect();
+    // D (decay IoU): strict upper triangle, same label only.
+    let mut dmat = vec![vec![0f32; n]; n];
+    for i in 0..n {
+        for j in (i + 1)..n {
+            if lab[i] == lab[j] {
+                dmat[i][j] = inter[i][j] / (area[i] + area[j] - inter[i][j]);
+            }
+        }
+    }
+    // comp_i = max over k of D_ki (column max).
+    let comp: Vec<f32> = (0..n)
+        .map(|i| (0..n).map(|k| dmat[k][i]).fold(f32::NEG_INFINITY, f32::max))
+        .collect();
+    let mut new_scores = Vec::with_capacity(n);
+    for j in 0..n {
+        let mut decay = f32::INFINITY;
+        for i in 0..n {
+            let r = match p.kernel {
+                NmsKernel::Gaussian => {
+                    (-p.sigma * (dmat[i][j] * dmat[i][j])).exp()
+                        / (-p.sigma * (comp[i] * comp[i])).exp()
+                }
+                NmsKernel::Linear => (1.0 - dmat[i][j]) / (1.0 - comp[i]),
+            };
+            decay = min_nan(decay, r);
+        }
+        new_scores.push(scores[order[j]] * decay);
+    }
+    let mut pos: Vec<usize> = (0..n)
+        .filter(|&j| p.filter_thr <= 0.0 || new_scores[j] >= p.filter_thr)
+        .collect();
+    sort_desc(&mut pos, |j| new_scores[j]);
+    if p.max_num > 0 && pos.len() > p.max_num {
+        pos.truncate(p.max_num);
+    }
+    Ok(NmsOutput {
+        scores: pos.iter().map(|&j| new_scores[j]).collect(),
+        keep: pos.iter().map(|&j| order[j]).collect(),
+    })
+}
