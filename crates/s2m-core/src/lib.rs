@@ -22,6 +22,7 @@ pub mod error;
 pub mod fsio;
 pub mod imageio;
 pub mod rng;
+pub mod testing;
 
 // Training infrastructure.
 pub mod checkpoint;

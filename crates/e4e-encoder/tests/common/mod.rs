@@ -1,10 +1,12 @@
-//! Fixture helpers shared by the integration tests.
+//! Fixture helpers shared by the integration tests (the generic parts live in
+//! `s2m_core::testing`, shared with the other crates' parity tests).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
+pub use s2m_core::testing::{rel_err, torch_keys};
 
 pub fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -13,49 +15,10 @@ pub fn fixture_path(name: &str) -> PathBuf {
 }
 
 pub fn load(name: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture_path(name), &Device::Cpu).expect("fixture")
+    s2m_core::testing::load_fixture(fixture_path(name))
 }
 
-/// `__metadata__` of a safetensors file (header JSON).
+/// `__metadata__` of a fixture's safetensors header.
 pub fn metadata(name: &str) -> HashMap<String, String> {
-    let bytes = std::fs::read(fixture_path(name)).expect("fixture");
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("header")) as usize;
-    let v: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).expect("json header");
-    v["__metadata__"]
-        .as_object()
-        .expect("metadata")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect()
-}
-
-/// Expected `(key, shape)` list stored by the fixture generator, sorted.
-pub fn torch_keys(meta: &HashMap<String, String>, name: &str) -> Vec<(String, Vec<usize>)> {
-    let s = meta
-        .get(&format!("keys.{name}"))
-        .unwrap_or_else(|| panic!("fixture has no keys.{name}"));
-    let mut v: Vec<(String, Vec<usize>)> = serde_json::from_str(s).expect("keys json");
-    v.sort();
-    v
-}
-
-/// max |a - b| / max |b|.
-pub fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape");
-    let d = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let m = b
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    d / m.max(1e-12)
+    s2m_core::testing::fixture_metadata(fixture_path(name))
 }
