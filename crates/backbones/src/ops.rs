@@ -214,7 +214,7 @@ pub fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
 }
 
 /// The DISTS L2-pooling blur kernel: outer product of hanning(5)[1:-1] = [0.5, 1, 0.5],
-/// normalised to sum 1, i.e. [[1,2,1],[2,4,2],[1,2,1]] / 16.
+/// normalised to sum 1, i.e. `[[1,2,1],[2,4,2],[1,2,1]] / 16`.
 pub fn l2pool_kernel(device: &Device, dtype: DType) -> Result<Tensor> {
     let a = [0.5f32, 1.0, 0.5];
     let mut g = Vec::with_capacity(9);

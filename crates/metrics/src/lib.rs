@@ -2,7 +2,7 @@
 //!
 //! - [`frechet`]: Gaussian feature statistics (cacheable) and the Frechet distance (f64, faer).
 //! - [`fid`]: FID / `FD[<extractor>]` between image sets; [`kid`]: KID (unbiased MMD^2).
-//! - [`features`]: image folders, [-1,1]/[0,1] loading, feature extractors, [`MetricsError`].
+//! - [`features`]: image folders, `[-1,1]`/`[0,1]` loading, feature extractors, [`MetricsError`].
 //! - [`clip_iqa`]: CLIP-IQA (OpenAI CLIP RN50 image tower + attention pool, stored prompts).
 //! - [`tres`]: TReS (ResNet + transformer, pyiqa names, uniform 224 crops).
 //! - [`evaluate`]: the evaluate API ([`evaluate::EvaluateConfig`], [`evaluate::evaluate`]) and

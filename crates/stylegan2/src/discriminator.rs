@@ -1,7 +1,8 @@
 //! rosinality `Discriminator(size, channel_multiplier, blur_kernel)`: `convs.0` =
-//! ConvLayer(3, ch[size], 1), `convs.1..` = ResBlocks down to 4×4, minibatch standard deviation
-//! (group 4, 1 feature), `final_conv` = ConvLayer(ch[4]+1, ch[4], 3), `final_linear.0` =
-//! EqualLinear(ch[4]·16, ch[4], fused_lrelu), `final_linear.1` = EqualLinear(ch[4], 1).
+//! `ConvLayer(3, ch[size], 1)`, `convs.1..` = ResBlocks down to 4×4, minibatch standard
+//! deviation (group 4, 1 feature), `final_conv` = `ConvLayer(ch[4]+1, ch[4], 3)`,
+//! `final_linear.0` = `EqualLinear(ch[4]·16, ch[4], fused_lrelu)`, `final_linear.1` =
+//! `EqualLinear(ch[4], 1)`.
 
 use candle_core::{D, Tensor};
 use candle_nn::VarBuilder;
