@@ -20,6 +20,7 @@ pub mod anatomy;
 pub mod autograd;
 pub mod error;
 pub mod fsio;
+pub mod gan;
 pub mod imageio;
 pub mod rng;
 pub mod testing;

@@ -13,18 +13,15 @@ use s2m_core::rng::{Rng, randn_vec};
 use crate::discriminator::Discriminator;
 use crate::error::{Result, StyleGan2Error};
 use crate::generator::{Generator, GeneratorInput, GeneratorOutput};
-use crate::ops::softplus;
 
 /// D loss: `mean softplus(−D(real)) + mean softplus(D(fake))`.
 pub fn d_logistic_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Result<Tensor> {
-    let real = softplus(&real_logits.neg()?)?.mean_all()?;
-    let fake = softplus(fake_logits)?.mean_all()?;
-    Ok((real + fake)?)
+    Ok(s2m_core::gan::d_logistic_loss(real_logits, fake_logits)?)
 }
 
 /// G loss: `mean softplus(−D(fake))`.
 pub fn g_nonsaturating_loss(fake_logits: &Tensor) -> Result<Tensor> {
-    Ok(softplus(&fake_logits.neg()?)?.mean_all()?)
+    Ok(s2m_core::gan::g_nonsaturating_loss(fake_logits)?)
 }
 
 /// Result of [`r1_penalty`].
