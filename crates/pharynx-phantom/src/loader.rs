@@ -20,9 +20,8 @@
 use crate::layout::{self, Layout, Split};
 use crate::manifest::{MANIFEST_KIND, Manifest};
 use candle_core::{Device, Tensor};
-use rand::Rng as _;
 use rayon::prelude::*;
-use s2m_core::rng::{derive_seed, rng_from_seed};
+use s2m_core::rng::{derive_seed, seeded_permutation};
 use s2m_core::{CoreError, LabelMap, imageio};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -516,17 +515,10 @@ impl Loader {
     /// The item indices of `epoch` in visiting order: a Fisher-Yates shuffle seeded by
     /// `derive_seed(seed, 0x5EED, epoch)`, or source order without a seed.
     pub fn epoch_order(&self, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        if let Some(seed) = self.config.shuffle_seed {
-            let mut rng = rng_from_seed(derive_seed(seed, SHUFFLE_STREAM, epoch));
-            // Written out rather than `SliceRandom::shuffle` so the order is pinned by this
-            // code, not by the rand version.
-            for i in (1..order.len()).rev() {
-                let j = rng.random_range(0..=i);
-                order.swap(i, j);
-            }
+        match self.config.shuffle_seed {
+            Some(seed) => seeded_permutation(self.len(), derive_seed(seed, SHUFFLE_STREAM, epoch)),
+            None => (0..self.len()).collect(),
         }
-        order
     }
 
     /// The batches of `epoch`, decoded lazily: each `next()` decodes one batch in parallel.

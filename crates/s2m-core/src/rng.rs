@@ -33,6 +33,19 @@ pub fn derive_seed(base: u64, stream: u64, index: u64) -> u64 {
     z
 }
 
+/// A uniformly random permutation of `0..n` from `seed` (Fisher-Yates, written out so the order
+/// is pinned by this code rather than by the `rand` version). Used for seeded epoch orders.
+pub fn seeded_permutation(n: usize, seed: u64) -> Vec<usize> {
+    use rand::Rng as _;
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = rng_from_seed(seed);
+    for i in (1..n).rev() {
+        let j = rng.random_range(0..=i);
+        order.swap(i, j);
+    }
+    order
+}
+
 /// Fills a vector with standard-normal samples from a seeded stream (for tensors such as
 /// noise inputs and latents, which candle's unseedable RNG cannot produce reproducibly).
 pub fn randn_vec(rng: &mut Rng, n: usize) -> Vec<f32> {

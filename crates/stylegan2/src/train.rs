@@ -25,7 +25,7 @@ use s2m_core::imageio::{image_grid, tensor_to_rgb_batch};
 use s2m_core::logcsv::{CsvLogger, read_csv_log};
 use s2m_core::optim::{Adam, AdamConfig, varmap_named_vars};
 use s2m_core::plot::{Layout, PlotOptions, plot_curves};
-use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed};
+use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed, seeded_permutation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::StyleGan2Config;
@@ -376,13 +376,8 @@ impl Trainer {
                 let epoch = pos / n as u64;
                 let within = (pos % n as u64) as usize;
                 if self.epoch_cache.as_ref().map(|(e, _)| *e) != Some(epoch) {
-                    let mut order: Vec<usize> = (0..n).collect();
-                    let mut r = rng_from_seed(derive_seed(self.cfg.seed, DATA_STREAM, epoch));
-                    for k in (1..n).rev() {
-                        let j = r.random_range(0..=k);
-                        order.swap(k, j);
-                    }
-                    self.epoch_cache = Some((epoch, order));
+                    let seed = derive_seed(self.cfg.seed, DATA_STREAM, epoch);
+                    self.epoch_cache = Some((epoch, seeded_permutation(n, seed)));
                 }
                 self.epoch_cache
                     .as_ref()
