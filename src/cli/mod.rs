@@ -1,5 +1,6 @@
 //! Subcommands of the `sketch2medi` binary: thin layers over the library crates.
 
+mod bench;
 mod evaluate;
 mod phantom;
 mod stylegan2;
@@ -10,9 +11,16 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "sketch2medi", version, about)]
 pub struct Cli {
+    /// Compute device: cpu (default) or cuda (needs a build with `--features cuda`). Overrides
+    /// the SKETCH2MEDI_DEVICE environment variable.
+    #[arg(long, global = true)]
+    device: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
+
+/// The `--device` of this process, set once by [`run`] before any subcommand starts.
+static DEVICE_ARG: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -25,21 +33,41 @@ enum Command {
     /// The StyleGAN2 generator G: training.
     #[command(subcommand)]
     Stylegan2(stylegan2::StyleGan2Command),
+    /// Wall-clock timings of the main models on the selected device (`--device cuda` too).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let _ = DEVICE_ARG.set(cli.device);
     match cli.command {
         Command::Phantom(cmd) => phantom::run(cmd),
         Command::Stylegan2(cmd) => stylegan2::run(cmd),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }
 
-/// The compute device: CUDA device 0 when built with `--features cuda` and
-/// `SKETCH2MEDI_DEVICE=cuda`, else the CPU.
+/// The compute device: CUDA device 0 when built with `--features cuda` and `--device cuda`
+/// (or `SKETCH2MEDI_DEVICE=cuda`), else the CPU.
+/// The device is created once and shared (each `Device::new_cuda` is a distinct device whose
+/// tensors cannot mix with another's).
 pub fn device() -> anyhow::Result<candle_core::Device> {
-    match std::env::var("SKETCH2MEDI_DEVICE").as_deref() {
+    static DEVICE: std::sync::OnceLock<candle_core::Device> = std::sync::OnceLock::new();
+    if let Some(d) = DEVICE.get() {
+        return Ok(d.clone());
+    }
+    let d = new_device()?;
+    Ok(DEVICE.get_or_init(|| d).clone())
+}
+
+fn new_device() -> anyhow::Result<candle_core::Device> {
+    let choice = match DEVICE_ARG.get().cloned().flatten() {
+        Some(d) => Ok(d),
+        None => std::env::var("SKETCH2MEDI_DEVICE"),
+    };
+    match choice.as_deref() {
         Ok("cuda") => {
             #[cfg(feature = "cuda")]
             {
@@ -47,10 +75,10 @@ pub fn device() -> anyhow::Result<candle_core::Device> {
             }
             #[cfg(not(feature = "cuda"))]
             {
-                anyhow::bail!("SKETCH2MEDI_DEVICE=cuda needs a build with --features cuda")
+                anyhow::bail!("device cuda needs a build with `--features cuda`")
             }
         }
         Ok("cpu") | Err(_) => Ok(candle_core::Device::Cpu),
-        Ok(other) => anyhow::bail!("SKETCH2MEDI_DEVICE={other}: use cpu or cuda"),
+        Ok(other) => anyhow::bail!("device {other:?}: use cpu or cuda"),
     }
 }

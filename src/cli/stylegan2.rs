@@ -73,6 +73,10 @@ pub struct TrainArgs {
     /// Checkpoint every N steps.
     #[arg(long, default_value_t = 500)]
     checkpoint_every: u64,
+    /// Stop after this many minutes of wall-clock time (at a step boundary, with a final
+    /// checkpoint and the exported generator); re-running the command continues.
+    #[arg(long)]
+    max_minutes: Option<f64>,
 }
 
 pub fn run(cmd: StyleGan2Command) -> anyhow::Result<()> {
@@ -152,7 +156,16 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let data = LoaderImages(loader);
-    trainer.train(&data, args.steps, |s| {
+    if let Some(m) = args.max_minutes {
+        anyhow::ensure!(
+            m > 0.0 && m.is_finite(),
+            "--max-minutes must be positive, got {m}"
+        );
+    }
+    let budget = args
+        .max_minutes
+        .map(|m| std::time::Duration::from_secs_f64(m * 60.0));
+    trainer.train_for(&data, args.steps, budget, |s| {
         bar.set_position(s.step);
         bar.set_message(format!(
             "D {:.3} G {:.3} real {:+.2} fake {:+.2} {:.2}s/step",

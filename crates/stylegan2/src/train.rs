@@ -643,9 +643,23 @@ impl Trainer {
         &mut self,
         data: &dyn ImageDataset,
         until_step: u64,
+        on_step: impl FnMut(&StepStats),
+    ) -> Result<()> {
+        self.train_for(data, until_step, None, on_step)
+    }
+
+    /// Like [`Trainer::train`], but also stops at the first step boundary after `budget` of
+    /// wall-clock time (then with the same final checkpoint, samples and curves), so that a run
+    /// can be time-boxed. Re-running continues from that checkpoint.
+    pub fn train_for(
+        &mut self,
+        data: &dyn ImageDataset,
+        until_step: u64,
+        budget: Option<std::time::Duration>,
         mut on_step: impl FnMut(&StepStats),
     ) -> Result<()> {
-        while self.step < until_step {
+        let started = Instant::now();
+        while self.step < until_step && budget.is_none_or(|b| started.elapsed() < b) {
             let stats = self.train_step(data)?;
             on_step(&stats);
             let s = self.step;
