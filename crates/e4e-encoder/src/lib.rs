@@ -11,6 +11,9 @@
 //! - [`ResNetBody`]: ReStyle/HyperStyle's ResNet body (custom stem, `body.N`), shared with the
 //!   HyperStyle refiner.
 //! - [`init::seeded_var_map`]: seeded fresh parameters (candle's CPU RNG cannot be seeded).
+//! - [`train`]: phase 1 of the training (E + D_w with G frozen), its export format and
+//!   [`EncoderBundle`] (load an export, embed sketches); [`run`]: the run-folder machinery
+//!   shared with phase 2 (`hyperstyle_refiner::train`).
 //!
 //! Parameter names are the PyTorch state-dict keys of the mirrored modules (see
 //! [`encoder`] and [`discriminator`]); `docs/ENCODER_REFINER.md` has the tables and the parity
@@ -23,6 +26,9 @@ pub mod encoder;
 pub mod error;
 pub mod heads;
 pub mod init;
+pub mod run;
+pub mod testing;
+pub mod train;
 
 pub use body::{ResNetBody, torchvision_to_body_names};
 pub use config::{EncoderBackbone, EncoderConfig, EncoderHead};
@@ -32,3 +38,5 @@ pub use discriminator::{
 };
 pub use encoder::Encoder;
 pub use error::{E4eError, Result};
+pub use run::{FrozenGenerator, PairDataset, Pairs, TensorPairs, TrainError, TrainResult};
+pub use train::{EncoderBundle, EncoderMeta, EncoderTrainConfig, EncoderTrainer};
