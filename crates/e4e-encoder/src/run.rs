@@ -162,6 +162,40 @@ pub fn check_pairs(pairs: &Pairs, image_size: usize, sketch_size: usize) -> Trai
     Ok(())
 }
 
+/// The first `n` pairs of `data` (the fixed validation pairs of the sample strips), checked.
+pub fn load_validation(
+    data: &dyn PairDataset,
+    n: usize,
+    device: &Device,
+    image_size: usize,
+    sketch_size: usize,
+) -> TrainResult<Pairs> {
+    let n = n.min(data.len());
+    if n == 0 {
+        return Err(TrainError::Data("the validation data is empty".into()));
+    }
+    let pairs = data.load(&(0..n).collect::<Vec<_>>(), device)?;
+    check_pairs(&pairs, image_size, sketch_size)?;
+    Ok(pairs)
+}
+
+/// A checkpoint header with the run's step, seed, training config and the hashes of the frozen
+/// networks it depends on (`extra`).
+pub fn checkpoint_meta<C: Serialize>(
+    step: u64,
+    seed: u64,
+    config: &C,
+    hashes: &[(&str, &str)],
+) -> TrainResult<s2m_core::checkpoint::CheckpointMeta> {
+    let mut meta = s2m_core::checkpoint::CheckpointMeta::new(step, seed);
+    meta.config = serde_json::to_value(config)
+        .map_err(|e| TrainError::Config(format!("cannot serialise the config: {e}")))?;
+    for (k, v) in hashes {
+        meta.extra.insert(k.to_string(), (*v).into());
+    }
+    Ok(meta)
+}
+
 /// Lower-case hex sha256 of a file's bytes.
 pub fn sha256_file(path: &Path) -> TrainResult<String> {
     let bytes = std::fs::read(path).map_err(|e| s2m_core::CoreError::io(path, e))?;
@@ -478,6 +512,55 @@ pub trait TrainLoop {
     fn save_checkpoint(&self) -> Result<PathBuf, Self::Error>;
     fn write_samples(&self, path: &Path) -> Result<(), Self::Error>;
     fn write_loss_plot(&self) -> Result<(), Self::Error>;
+}
+
+/// Implements [`TrainLoop`] for a trainer with the fields `step`, `out`, `cfg.checkpoint_every`,
+/// `cfg.sample_every`, `val`, `data_description`, `sketch_source` and the inherent methods
+/// `set_validation`, `train_step`, `save_checkpoint`, `write_samples`, `write_loss_plot` (the
+/// two phases' trainers share this shape).
+#[macro_export]
+macro_rules! impl_train_loop {
+    ($trainer:ty, $stats:ty, $error:ty) => {
+        impl $crate::run::TrainLoop for $trainer {
+            type Stats = $stats;
+            type Error = $error;
+            fn step(&self) -> u64 {
+                self.step
+            }
+            fn out_dir(&self) -> &std::path::Path {
+                &self.out
+            }
+            fn schedule(&self) -> (u64, u64) {
+                (self.cfg.checkpoint_every, self.cfg.sample_every)
+            }
+            fn prepare(
+                &mut self,
+                data: &dyn $crate::run::PairDataset,
+            ) -> std::result::Result<(), $error> {
+                self.data_description = data.description();
+                self.sketch_source = data.sketch_source();
+                if self.val.is_none() {
+                    self.set_validation(data)?;
+                }
+                Ok(())
+            }
+            fn train_step(
+                &mut self,
+                data: &dyn $crate::run::PairDataset,
+            ) -> std::result::Result<$stats, $error> {
+                <$trainer>::train_step(self, data)
+            }
+            fn save_checkpoint(&self) -> std::result::Result<std::path::PathBuf, $error> {
+                <$trainer>::save_checkpoint(self)
+            }
+            fn write_samples(&self, path: &std::path::Path) -> std::result::Result<(), $error> {
+                <$trainer>::write_samples(self, path)
+            }
+            fn write_loss_plot(&self) -> std::result::Result<(), $error> {
+                <$trainer>::write_loss_plot(self)
+            }
+        }
+    };
 }
 
 /// Trains until `until_step` or until `budget` of wall-clock time has passed (checked at step

@@ -89,3 +89,25 @@ pub fn reachable_pairs(
         description: format!("{n} generated test pairs (seed {seed})"),
     })
 }
+
+/// max |a - b| over all elements (shapes must match).
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> TrainResult<f32> {
+    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+}
+
+/// The tiny generator (seed `seed`) built from `Var`s, as a trainable G would hold them, and
+/// those vars: [`FrozenGenerator`] must keep every gradient away from them.
+pub fn tiny_generator_from_vars(
+    seed: u64,
+) -> TrainResult<(FrozenGenerator, Vec<(String, candle_core::Var)>)> {
+    let mut vars = Vec::new();
+    for (k, t) in tiny_generator_tensors(seed)? {
+        vars.push((k, candle_core::Var::from_tensor(&t)?));
+    }
+    let tensors = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    let g = FrozenGenerator::from_tensors(&tiny_generator_config(), tensors, "vars", &Device::Cpu)?;
+    Ok((g, vars))
+}

@@ -51,7 +51,7 @@ use backbones::ExtraChannelInit;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarMap;
 use losses::SimilarityLoss;
-use s2m_core::checkpoint::{Checkpoint, CheckpointMeta, RngState, latest_checkpoint};
+use s2m_core::checkpoint::{Checkpoint, RngState, latest_checkpoint};
 use s2m_core::logcsv::CsvLogger;
 use s2m_core::optim::{Adam, AdamConfig};
 use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed};
@@ -62,9 +62,9 @@ use crate::config::EncoderConfig;
 use crate::discriminator::{D_REG_EVERY, LatentDiscriminator, LatentDiscriminatorConfig, R1_GAMMA};
 use crate::encoder::Encoder;
 use crate::run::{
-    EpochOrder, TrainLoop, bundle_file, check_finite, check_pairs, create_run_folders, open_log,
-    read_bundle_json, scalar, trainable_vars, varmap_tensors, verify_sha256, write_bundle,
-    write_strip,
+    EpochOrder, bundle_file, check_finite, check_pairs, checkpoint_meta, create_run_folders,
+    load_validation, open_log, read_bundle_json, scalar, trainable_vars, varmap_tensors,
+    verify_sha256, write_bundle, write_strip,
 };
 pub use crate::run::{
     FrozenGenerator, PairDataset, Pairs, StopReason, TensorPairs, TrainError, TrainResult,
@@ -419,17 +419,13 @@ impl EncoderTrainer {
     /// Uses the first `val_samples` pairs of `data` for the sample strips (otherwise the
     /// first pairs of the training data are used).
     pub fn set_validation(&mut self, data: &dyn PairDataset) -> TrainResult<()> {
-        let n = self.cfg.val_samples.min(data.len());
-        if n == 0 {
-            return Err(TrainError::Data("the validation data is empty".into()));
-        }
-        let pairs = data.load(&(0..n).collect::<Vec<_>>(), &self.device)?;
-        check_pairs(
-            &pairs,
+        self.val = Some(load_validation(
+            data,
+            self.cfg.val_samples,
+            &self.device,
             self.g.config().size as usize,
             self.cfg.encoder.input_size,
-        )?;
-        self.val = Some(pairs);
+        )?);
         Ok(())
     }
 
@@ -588,13 +584,14 @@ impl EncoderTrainer {
 
     /// Writes a checkpoint of the whole run state (atomic, rotated).
     pub fn save_checkpoint(&self) -> TrainResult<PathBuf> {
-        let mut meta = CheckpointMeta::new(self.step, self.cfg.seed);
-        meta.config = serde_json::to_value(&self.cfg)
-            .map_err(|e| TrainError::Config(format!("cannot serialise the config: {e}")))?;
+        let mut meta = checkpoint_meta(
+            self.step,
+            self.cfg.seed,
+            &self.cfg,
+            &[("generator_sha256", self.g.sha256())],
+        )?;
         meta.rng
             .insert(TRAIN_RNG.into(), RngState::capture(&self.rng));
-        meta.extra
-            .insert("generator_sha256".into(), self.g.sha256().into());
         let mut ck = Checkpoint::new(meta);
         ck.add_varmap("e", &self.e_vars)?;
         ck.add_varmap("d", &self.d_vars)?;
@@ -649,15 +646,7 @@ impl EncoderTrainer {
                 description: self.data_description.clone(),
                 sketch_source: self.sketch_source.clone(),
             },
-            losses: LossInfo {
-                l2: self.cfg.l2_lambda,
-                perceptual: self.cfg.lpips_lambda,
-                perceptual_net: self.loss.perceptual().name(),
-                moco: self.cfg.moco_lambda,
-                moco_active: self.loss.moco().is_some() && self.cfg.moco_lambda > 0.0,
-                adv: self.cfg.adv_lambda,
-                notes: self.loss.notes().to_vec(),
-            },
+            losses: LossInfo::new(&self.loss, self.cfg.adv_lambda),
             optimizer: format!(
                 "Adam(lr {}, betas 0.9/0.999) for E; Adam(lr {}) for D_w; R1 gamma {} every {} \
                  steps (e4e used Ranger with lr 1e-4)",
@@ -683,39 +672,7 @@ impl EncoderTrainer {
     }
 }
 
-impl TrainLoop for EncoderTrainer {
-    type Stats = EncoderStepStats;
-    type Error = TrainError;
-    fn step(&self) -> u64 {
-        self.step
-    }
-    fn out_dir(&self) -> &Path {
-        &self.out
-    }
-    fn schedule(&self) -> (u64, u64) {
-        (self.cfg.checkpoint_every, self.cfg.sample_every)
-    }
-    fn prepare(&mut self, data: &dyn PairDataset) -> TrainResult<()> {
-        self.data_description = data.description();
-        self.sketch_source = data.sketch_source();
-        if self.val.is_none() {
-            self.set_validation(data)?;
-        }
-        Ok(())
-    }
-    fn train_step(&mut self, data: &dyn PairDataset) -> TrainResult<EncoderStepStats> {
-        EncoderTrainer::train_step(self, data)
-    }
-    fn save_checkpoint(&self) -> TrainResult<PathBuf> {
-        EncoderTrainer::save_checkpoint(self)
-    }
-    fn write_samples(&self, path: &Path) -> TrainResult<()> {
-        EncoderTrainer::write_samples(self, path)
-    }
-    fn write_loss_plot(&self) -> TrainResult<()> {
-        EncoderTrainer::write_loss_plot(self)
-    }
-}
+crate::impl_train_loop!(EncoderTrainer, EncoderStepStats, TrainError);
 
 /// The generator an encoder or refiner was trained with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -758,6 +715,21 @@ pub struct LossInfo {
     /// lambda_adv (phase 1; 0 in phase 2).
     pub adv: f64,
     pub notes: Vec<String>,
+}
+
+impl LossInfo {
+    /// The weights and notes of `loss` (as configured for the run) and lambda_adv.
+    pub fn new(loss: &SimilarityLoss, adv: f64) -> Self {
+        Self {
+            l2: loss.l2,
+            perceptual: loss.lpips_weight,
+            perceptual_net: loss.perceptual().name(),
+            moco: loss.moco_weight,
+            moco_active: loss.moco().is_some() && loss.moco_weight > 0.0,
+            adv,
+            notes: loss.notes().to_vec(),
+        }
+    }
 }
 
 /// `encoder.json`.

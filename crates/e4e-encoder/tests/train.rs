@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 use e4e_encoder::testing::{
-    reachable_pairs, tiny_encoder_config, tiny_generator, tiny_generator_config,
-    tiny_generator_tensors,
+    max_abs_diff, reachable_pairs, tiny_encoder_config, tiny_generator, tiny_generator_config,
+    tiny_generator_from_vars, tiny_generator_tensors,
 };
 use e4e_encoder::train::{EncoderStepStats, run_training};
 use e4e_encoder::{
@@ -130,14 +130,7 @@ fn run_exports_and_the_bundle_loads() {
     let sketch = data.sketches.clone();
     let w = bundle.embed(&sketch).unwrap();
     assert_eq!(w.dims(), &[2, 32]);
-    let diff = (w - t.embed(&sketch).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&w, &t.embed(&sketch).unwrap()).unwrap();
     assert_eq!(diff, 0.0);
 
     // A 3-channel or wrongly sized sketch is refused with the expected shape.
@@ -210,17 +203,7 @@ fn no_gradient_reaches_the_generator() {
     let dir = tempfile::tempdir().unwrap();
     // A generator whose weights are Vars (as a trainable G would have): FrozenGenerator must
     // cut them off.
-    let cfg = tiny_generator_config();
-    let init = tiny_generator_tensors(1).unwrap();
-    let vars: Vec<(String, Var)> = init
-        .iter()
-        .map(|(k, t)| (k.clone(), Var::from_tensor(t).unwrap()))
-        .collect();
-    let tensors = vars
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-        .collect();
-    let g = FrozenGenerator::from_tensors(&cfg, tensors, "vars", &Device::Cpu).unwrap();
+    let (g, vars) = tiny_generator_from_vars(1).unwrap();
     let t = EncoderTrainer::open(config(), g, loss(), dir.path(), &Device::Cpu).unwrap();
     let pairs = data(2).load(&[0, 1], &Device::Cpu).unwrap();
     let obj = t.encoder_objective(&pairs, true, None).unwrap();

@@ -9,6 +9,8 @@
 //!   4-channel stem, `RefinementBlock`s, `HyperRefinementBlock`s + one
 //!   `SharedWeightsHypernet`); output a `stylegan2::WeightOffsets`.
 //! - [`Refinement`] (the running sum of Δ) and [`refine`] (the T-step loop).
+//! - [`train`]: phase 2 of the training (H with E and G frozen, the loss at every iteration),
+//!   its export format and [`RefinerBundle`].
 //!
 //! See `docs/ENCODER_REFINER.md` for names, presets and tests.
 
@@ -17,9 +19,13 @@ pub mod config;
 pub mod error;
 pub mod hypernet;
 pub mod refinement;
+pub mod train;
 
 pub use blocks::{HyperRefinementBlock, RefinementBlock, SharedWeightsHypernet};
 pub use config::{BlockKind, HyperConfig, LayersToTune, OutputSlot, SharedLayers, output_table};
 pub use error::{RefinerError, Result};
 pub use hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
 pub use refinement::{DEFAULT_STEPS, RefineOutput, Refinement, refine};
+pub use train::{
+    RefinerBundle, RefinerMeta, RefinerTrainConfig, RefinerTrainError, RefinerTrainer,
+};

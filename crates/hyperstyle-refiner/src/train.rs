@@ -1,0 +1,642 @@
+//! Phase 2 of Sketch2MedI's training: the hypernetwork H, with the encoder E and the generator
+//! G frozen (HyperStyle `training/coach_hyperstyle.py`, `models/hyperstyle.py`).
+//!
+//! Per step, on a batch of (sketch x, image y) pairs:
+//!
+//! ```text
+//! w    = E(x) + w_avg                     (E in eval mode, no graph; HyperStyle's W-encoder)
+//! ŷ_0  = G(w)                             (constant noise, no offsets)
+//! for t = 1..T (T = 3):
+//!     Δ_t  = H([ŷ_{t-1}.detach(), x])     (BatchNorm in train mode)
+//!     S_t  = S_{t-1}.detach() + Δ_t
+//!     ŷ_t  = G(w; θ ⊙ (1 + S_t))
+//!     L_t  = L_sim(ŷ_t, y),  backward(L_t)   (gradients accumulate over t)
+//! one Adam step on H's parameters
+//! ```
+//!
+//! As in HyperStyle, the previous image and the previous offset sum are detached at every
+//! iteration (no gradient flows across iterations) and the loss of every iteration is
+//! back-propagated; the gradients of the T losses are summed (computed one iteration at a time,
+//! so only one iteration's graph is alive) and H takes one optimiser step. L_sim = 1.0 · MSE +
+//! 0.8 · perceptual (+ 0.5 · MoCo when its weights exist); HyperStyle's non-face defaults.
+//!
+//! NOTE (deviations from HyperStyle): Adam(lr 1e-4, betas 0.9/0.999) instead of Ranger(1e-4);
+//! H's input is `[ŷ, sketch]` (4 channels) instead of `[x, ŷ]` (6); sketches in [-1, 1].
+//! Phase 2 draws no random numbers after initialisation (the data order is a function of
+//! `(seed, epoch)`), so its checkpoints hold H, Adam's state and the step but no RNG.
+//!
+//! Exports ([`RefinerTrainer::export`], loaded by [`RefinerBundle::load`]):
+//!
+//! ```text
+//! export/refiner.safetensors  H's tensors under HyperStyle's names (BatchNorm statistics included)
+//! export/refiner.json         RefinerMeta: format tag, HyperConfig, T, generator sha256 + config,
+//!                             encoder sha256 + folder, data + sketch source, losses, optimiser,
+//!                             steps, seed, time, sha256 of refiner.safetensors
+//! ```
+//!
+//! ```text
+//! sketch2medi refiner train --data data/phantom64 --generator weights/stylegan2_phantom64 \
+//!     --encoder runs/enc/export --out runs/ref
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use e4e_encoder::run::{
+    EpochOrder, FrozenGenerator, PairDataset, Pairs, TrainError, bundle_file, check_finite,
+    check_pairs, checkpoint_meta, create_run_folders, load_validation, open_log, read_bundle_json,
+    scalar, sha256_file, trainable_vars, unix_time, varmap_tensors, verify_sha256, write_bundle,
+    write_strip,
+};
+use e4e_encoder::train::{DataInfo, GeneratorRef, LossInfo};
+use e4e_encoder::{Encoder, EncoderBundle};
+use losses::SimilarityLoss;
+use s2m_core::checkpoint::{Checkpoint, latest_checkpoint};
+use s2m_core::logcsv::CsvLogger;
+use s2m_core::optim::{Adam, AdamConfig};
+use s2m_core::rng::derive_seed;
+use serde::{Deserialize, Serialize};
+use stylegan2::StyleGan2Config;
+
+use crate::config::HyperConfig;
+use crate::hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
+use crate::refinement::{DEFAULT_STEPS, Refinement, refine};
+
+pub use e4e_encoder::run::{StopReason, run_training};
+
+/// Errors of phase 2.
+#[derive(Debug, thiserror::Error)]
+pub enum RefinerTrainError {
+    #[error(transparent)]
+    Run(#[from] TrainError),
+    #[error(transparent)]
+    Refiner(#[from] crate::RefinerError),
+    #[error(transparent)]
+    Encoder(#[from] e4e_encoder::E4eError),
+    #[error(transparent)]
+    Loss(#[from] losses::LossError),
+    #[error(transparent)]
+    Core(#[from] s2m_core::CoreError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T, E = RefinerTrainError> = std::result::Result<T, E>;
+
+/// Format tag of `refiner.json`.
+pub const REFINER_FORMAT: &str = "sketch2medi-refiner/1";
+pub const REFINER_WEIGHTS: &str = "refiner.safetensors";
+pub const REFINER_JSON: &str = "refiner.json";
+
+const INIT_STREAM: u64 = 0x4E7;
+
+/// Hyper-parameters of phase 2 (HyperStyle defaults unless noted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RefinerTrainConfig {
+    /// H's architecture (its output table comes from the generator config).
+    pub hyper: HyperConfig,
+    /// Pairs per step (HyperStyle README: 8).
+    pub batch: usize,
+    /// Adam learning rate (HyperStyle: 1e-4 with Ranger).
+    pub lr: f64,
+    /// Refinement iterations per sample T, each with its loss (Sketch2MedI: 3).
+    pub iterations: usize,
+    /// L_sim weights (MSE 1.0, perceptual 0.8, MoCo 0.5 when available).
+    pub l2_lambda: f64,
+    pub lpips_lambda: f64,
+    pub moco_lambda: f64,
+    /// Base seed (init, data order).
+    pub seed: u64,
+    pub sample_every: u64,
+    pub checkpoint_every: u64,
+    pub keep_checkpoints: usize,
+    pub log_every: u64,
+    /// Rows of the sample strip.
+    pub val_samples: usize,
+}
+
+impl Default for RefinerTrainConfig {
+    fn default() -> Self {
+        Self {
+            hyper: HyperConfig::narrow_cpu(),
+            batch: 8,
+            lr: 1e-4,
+            iterations: DEFAULT_STEPS,
+            l2_lambda: SimilarityLoss::DEFAULT_L2,
+            lpips_lambda: SimilarityLoss::DEFAULT_LPIPS,
+            moco_lambda: SimilarityLoss::DEFAULT_MOCO,
+            seed: 0,
+            sample_every: 500,
+            checkpoint_every: 500,
+            keep_checkpoints: 2,
+            log_every: 10,
+            val_samples: 8,
+        }
+    }
+}
+
+impl RefinerTrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.hyper.validate()?;
+        let bad = |m: String| Err(TrainError::Config(m).into());
+        if self.batch == 0 || self.iterations == 0 {
+            return bad("batch and iterations must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("lr = {} must be positive", self.lr));
+        }
+        for (name, v) in [
+            ("l2_lambda", self.l2_lambda),
+            ("lpips_lambda", self.lpips_lambda),
+            ("moco_lambda", self.moco_lambda),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(format!("{name} = {v} must be finite and >= 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The losses of [`RefinerTrainer::accumulated_gradients`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct IterationLosses {
+    /// L_sim(ŷ_0, y): E alone.
+    pub sim_e: f64,
+    /// L_sim(ŷ_t, y), t = 1..T.
+    pub sim_t: Vec<f64>,
+    pub l2_last: f64,
+    pub perceptual_last: f64,
+}
+
+/// Losses of one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefinerStepStats {
+    pub step: u64,
+    /// Σ_t L_sim(ŷ_t, y) (what the gradient is of).
+    pub total: f64,
+    /// L_sim(ŷ_0, y): E alone, for reference.
+    pub sim_e: f64,
+    /// L_sim(ŷ_t, y) for t = 1..T.
+    pub sim_t: Vec<f64>,
+    /// MSE and perceptual distance of the last iteration.
+    pub l2_last: f64,
+    pub perceptual_last: f64,
+    pub seconds: f64,
+}
+
+/// A phase-2 run in a folder: `checkpoints/`, `log.csv`, `loss.png`, `samples/`, `export/`.
+pub struct RefinerTrainer {
+    cfg: RefinerTrainConfig,
+    out: PathBuf,
+    device: Device,
+    g: FrozenGenerator,
+    encoder: EncoderBundle,
+    encoder_dir: String,
+    encoder_sha256: String,
+    loss: SimilarityLoss,
+    h: HyperNetwork,
+    h_vars: VarMap,
+    opt: Adam,
+    step: u64,
+    columns: Vec<String>,
+    logger: CsvLogger,
+    order: EpochOrder,
+    val: Option<Pairs>,
+    data_description: String,
+    sketch_source: String,
+}
+
+fn log_columns(iterations: usize) -> Vec<String> {
+    let mut c = vec!["total".to_string(), "sim_e".to_string()];
+    c.extend((1..=iterations).map(|t| format!("sim_t{t}")));
+    c.extend(["l2_last", "perceptual_last", "sec_per_step"].map(String::from));
+    c
+}
+
+impl RefinerTrainer {
+    /// Opens the run in `out`: resumes from its latest checkpoint if there is one (H's config,
+    /// T, and the generator's and encoder's hashes must match), else starts fresh from
+    /// `cfg.seed`. `encoder_dir` is the encoder's export folder (loaded with
+    /// [`EncoderBundle::load`]); it must have been trained with `generator`.
+    pub fn open(
+        mut cfg: RefinerTrainConfig,
+        generator: FrozenGenerator,
+        encoder_dir: &Path,
+        loss: SimilarityLoss,
+        out: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let encoder = EncoderBundle::load(encoder_dir, device)?;
+        if encoder.meta.generator.sha256 != generator.sha256() {
+            return Err(TrainError::Config(format!(
+                "the encoder in {} was trained with generator sha256 {}, but {} has {}",
+                encoder_dir.display(),
+                encoder.meta.generator.sha256,
+                generator.source(),
+                generator.sha256()
+            ))
+            .into());
+        }
+        let gen_cfg = generator.config().clone();
+        if encoder.meta.encoder.input_size != cfg.hyper.input_size {
+            return Err(TrainError::Config(format!(
+                "the encoder reads {0}x{0} sketches, H {1}x{1}: both take the same sketch",
+                encoder.meta.encoder.input_size, cfg.hyper.input_size
+            ))
+            .into());
+        }
+        cfg.val_samples = cfg.val_samples.max(1);
+        let loss = loss.with_weights(cfg.l2_lambda, cfg.lpips_lambda, cfg.moco_lambda)?;
+        let out = out.as_ref().to_path_buf();
+        create_run_folders(&out)?;
+        let hcfg = cfg.hyper.clone();
+        let (h, h_vars) = e4e_encoder::init::seeded_var_map(
+            derive_seed(cfg.seed, INIT_STREAM, 0),
+            DType::F32,
+            device,
+            |vb| HyperNetwork::new(hcfg, &gen_cfg, vb),
+        )?;
+        let mut opt = Adam::new(
+            trainable_vars(&h_vars),
+            AdamConfig {
+                lr: cfg.lr,
+                ..AdamConfig::default()
+            },
+        )?;
+        let encoder_sha256 = encoder.meta.encoder_sha256.clone();
+        let mut step = 0;
+        if let Some(path) = latest_checkpoint(out.join("checkpoints"))? {
+            let ck = Checkpoint::load(&path)?;
+            let resume_err = |message: String| TrainError::Resume {
+                path: path.clone(),
+                message,
+            };
+            let saved: RefinerTrainConfig = serde_json::from_value(ck.meta.config.clone())
+                .map_err(|e| resume_err(format!("unreadable training config: {e}")))?;
+            if saved.hyper != cfg.hyper || saved.iterations != cfg.iterations {
+                return Err(resume_err(
+                    "the checkpoint's H config or iteration count differs from the requested \
+                     one; use another output folder or the same config"
+                        .into(),
+                )
+                .into());
+            }
+            for (key, want) in [
+                ("generator_sha256", generator.sha256()),
+                ("encoder_sha256", encoder_sha256.as_str()),
+            ] {
+                let got = ck.meta.extra.get(key).and_then(|v| v.as_str());
+                if got != Some(want) {
+                    return Err(resume_err(format!(
+                        "the run was trained with {key} {got:?}, the given one is {want}"
+                    ))
+                    .into());
+                }
+            }
+            ck.restore_varmap("h", &h_vars)?;
+            ck.restore_optimizer("opt", &mut opt)?;
+            step = ck.meta.step;
+        }
+        let columns = log_columns(cfg.iterations);
+        let col_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let logger = open_log(&out, &col_refs, step)?;
+        Ok(Self {
+            order: EpochOrder::new(cfg.seed),
+            cfg,
+            out,
+            device: device.clone(),
+            g: generator,
+            encoder,
+            encoder_dir: encoder_dir.display().to_string(),
+            encoder_sha256,
+            loss,
+            h,
+            h_vars,
+            opt,
+            step,
+            columns,
+            logger,
+            val: None,
+            data_description: String::new(),
+            sketch_source: String::new(),
+        })
+    }
+
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+    pub fn config(&self) -> &RefinerTrainConfig {
+        &self.cfg
+    }
+    pub fn hypernet(&self) -> &HyperNetwork {
+        &self.h
+    }
+    /// H's `VarMap` (parameters and BatchNorm statistics).
+    pub fn hypernet_vars(&self) -> &VarMap {
+        &self.h_vars
+    }
+    pub fn generator(&self) -> &FrozenGenerator {
+        &self.g
+    }
+    pub fn encoder(&self) -> &EncoderBundle {
+        &self.encoder
+    }
+    pub fn similarity(&self) -> &SimilarityLoss {
+        &self.loss
+    }
+
+    /// Uses the first `val_samples` pairs of `data` for the sample strips.
+    pub fn set_validation(&mut self, data: &dyn PairDataset) -> Result<()> {
+        self.val = Some(load_validation(
+            data,
+            self.cfg.val_samples,
+            &self.device,
+            self.g.config().size as usize,
+            self.cfg.hyper.input_size,
+        )?);
+        Ok(())
+    }
+
+    /// W+ codes of E for `sketch` (eval mode, detached).
+    fn codes(&self, sketch: &Tensor) -> Result<Tensor> {
+        let w = self.encoder.embed(sketch)?;
+        Ok(Encoder::to_w_plus(&w, self.g.config().n_latent())?)
+    }
+
+    /// The gradient of one batch: T refinement iterations, each back-propagating its own
+    /// L_sim (previous image and offset sum detached), H's gradients summed over t. The
+    /// returned store is the last iteration's with H's summed gradients in place of its own
+    /// (so it holds the gradient of every `Var` the graph reached; G's and E's weights are
+    /// not `Var`s). H's BatchNorm statistics are updated T times (train mode).
+    pub fn accumulated_gradients(&self, pairs: &Pairs) -> Result<(GradStore, IterationLosses)> {
+        check_pairs(
+            pairs,
+            self.g.config().size as usize,
+            self.cfg.hyper.input_size,
+        )?;
+        let w_plus = self.codes(&pairs.sketches)?;
+        let y0 = self.g.image(&w_plus)?.detach();
+        let sim_e = scalar(&self.loss.forward(&y0, &pairs.images)?.total)?;
+
+        let params = trainable_vars(&self.h_vars);
+        let mut summed: HashMap<String, Tensor> = HashMap::new();
+        let mut sum = Refinement::new();
+        let mut previous = y0;
+        let mut losses = IterationLosses {
+            sim_e,
+            sim_t: Vec::with_capacity(self.cfg.iterations),
+            l2_last: f64::NAN,
+            perceptual_last: f64::NAN,
+        };
+        let mut last = None;
+        for t in 1..=self.cfg.iterations {
+            // Free the previous iteration's graph before building this one.
+            drop(last.take());
+            let x = self.h.input(&pairs.sketches, &previous)?;
+            let delta = self.h.forward_t(&x, true)?;
+            let mut current = sum.detached();
+            current.accumulate(&delta)?;
+            let image = self.g.image_with_offsets(&w_plus, &current.offsets())?;
+            let terms = self.loss.forward(&image, &pairs.images)?;
+            let v = scalar(&terms.total)?;
+            check_finite(self.step, &format!("L_sim at iteration {t}"), v, &self.out)?;
+            (_, losses.l2_last, losses.perceptual_last, _) = terms.values()?;
+            losses.sim_t.push(v);
+            let grads = terms.total.backward()?;
+            for (name, var) in &params {
+                if let Some(g) = grads.get(var.as_tensor()) {
+                    let g = g.detach();
+                    let next = match summed.remove(name) {
+                        Some(acc) => (acc + g)?,
+                        None => g,
+                    };
+                    summed.insert(name.clone(), next);
+                }
+            }
+            // Cut everything the next iteration reads from this one's graph.
+            previous = image.detach();
+            sum = current.detached();
+            last = Some(grads);
+        }
+        let mut grads = last.ok_or_else(|| TrainError::Config("iterations must be >= 1".into()))?;
+        for (name, var) in &params {
+            if let Some(g) = summed.remove(name) {
+                grads.insert(var.as_tensor(), g);
+            }
+        }
+        Ok((grads, losses))
+    }
+
+    /// One step: [`RefinerTrainer::accumulated_gradients`] on the step's batch, one Adam step.
+    pub fn train_step(&mut self, data: &dyn PairDataset) -> Result<RefinerStepStats> {
+        let start = Instant::now();
+        let n = data.len();
+        if n == 0 {
+            return Err(TrainError::Data("the dataset is empty".into()).into());
+        }
+        let indices = self.order.indices(self.step, self.cfg.batch, n);
+        let pairs = data.load(&indices, &self.device)?;
+        let (grads, losses) = self.accumulated_gradients(&pairs)?;
+        self.opt.step(&grads)?;
+        drop(grads);
+
+        self.step += 1;
+        let stats = RefinerStepStats {
+            step: self.step,
+            total: losses.sim_t.iter().sum(),
+            sim_e: losses.sim_e,
+            sim_t: losses.sim_t,
+            l2_last: losses.l2_last,
+            perceptual_last: losses.perceptual_last,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        if self.cfg.log_every > 0 && self.step.is_multiple_of(self.cfg.log_every) {
+            let mut row = vec![stats.total, stats.sim_e];
+            row.extend(&stats.sim_t);
+            row.extend([stats.l2_last, stats.perceptual_last, stats.seconds]);
+            self.logger.log(self.step, &row)?;
+        }
+        Ok(stats)
+    }
+
+    /// Writes a checkpoint (H with its BatchNorm statistics, Adam state, step; atomic,
+    /// rotated).
+    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        let meta = checkpoint_meta(
+            self.step,
+            self.cfg.seed,
+            &self.cfg,
+            &[
+                ("generator_sha256", self.g.sha256()),
+                ("encoder_sha256", &self.encoder_sha256),
+            ],
+        )?;
+        let mut ck = Checkpoint::new(meta);
+        ck.add_varmap("h", &self.h_vars)?;
+        ck.add_optimizer("opt", &self.opt)?;
+        Ok(ck.save_in(
+            self.out.join("checkpoints"),
+            self.cfg.keep_checkpoints.max(1),
+        )?)
+    }
+
+    /// ŷ_0 (E only) and ŷ_1..ŷ_T for `sketch`, eval mode (the inference loop).
+    pub fn refine_images(&self, sketch: &Tensor) -> Result<Vec<Tensor>> {
+        let w_plus = self.codes(sketch)?;
+        let out = refine(
+            &self.h,
+            self.g.generator(),
+            sketch,
+            &w_plus,
+            self.cfg.iterations,
+            stylegan2::NoiseMode::Const,
+        )?;
+        Ok(out.images.into_iter().map(|t| t.detach()).collect())
+    }
+
+    /// The strip `sketch | E | E+H t=1..T | target` of the validation pairs.
+    pub fn write_samples(&self, path: &Path) -> Result<()> {
+        let Some(val) = &self.val else {
+            return Ok(());
+        };
+        let mut columns = vec![val.sketches.clone()];
+        columns.extend(self.refine_images(&val.sketches)?);
+        columns.push(val.images.clone());
+        Ok(write_strip(path, &columns)?)
+    }
+
+    /// Redraws `<out>/loss.png`.
+    pub fn write_loss_plot(&self) -> Result<()> {
+        let cols: Vec<&str> = self
+            .columns
+            .iter()
+            .map(String::as_str)
+            .filter(|c| *c != "sec_per_step")
+            .collect();
+        Ok(e4e_encoder::run::write_loss_plot(
+            &self.out,
+            "Phase 2: refiner H",
+            &cols,
+        )?)
+    }
+
+    /// Writes the refiner bundle (see the module docs) to `dir`.
+    pub fn export(&self, dir: &Path) -> Result<RefinerMeta> {
+        let weights = varmap_tensors(&self.h_vars);
+        let meta = RefinerMeta {
+            format: REFINER_FORMAT.into(),
+            hyper: self.cfg.hyper.clone(),
+            iterations: self.cfg.iterations,
+            generator: GeneratorRef {
+                file: self.g.source().to_string(),
+                sha256: self.g.sha256().to_string(),
+                config: self.g.config().clone(),
+            },
+            encoder: EncoderRef {
+                dir: self.encoder_dir.clone(),
+                sha256: self.encoder_sha256.clone(),
+            },
+            data: DataInfo {
+                description: self.data_description.clone(),
+                sketch_source: self.sketch_source.clone(),
+            },
+            losses: LossInfo::new(&self.loss, 0.0),
+            optimizer: format!(
+                "Adam(lr {}, betas 0.9/0.999), loss at each of T = {} iterations, one step per \
+                 batch (HyperStyle used Ranger with lr 1e-4)",
+                self.cfg.lr, self.cfg.iterations
+            ),
+            steps: self.step,
+            batch: self.cfg.batch,
+            seed: self.cfg.seed,
+            created_unix_s: unix_time(),
+            refiner_sha256: String::new(),
+        };
+        Ok(write_bundle(
+            dir,
+            &[(REFINER_WEIGHTS, &weights)],
+            REFINER_JSON,
+            |stage| {
+                Ok(RefinerMeta {
+                    refiner_sha256: sha256_file(&stage.join(REFINER_WEIGHTS))?,
+                    ..meta
+                })
+            },
+        )?)
+    }
+}
+
+e4e_encoder::impl_train_loop!(RefinerTrainer, RefinerStepStats, RefinerTrainError);
+
+/// The encoder a refiner was trained with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderRef {
+    /// The encoder's export folder at training time.
+    pub dir: String,
+    /// sha256 of its `encoder.safetensors`.
+    pub sha256: String,
+}
+
+/// `refiner.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefinerMeta {
+    /// [`REFINER_FORMAT`].
+    pub format: String,
+    pub hyper: HyperConfig,
+    /// T used in training (and the default at inference).
+    pub iterations: usize,
+    pub generator: GeneratorRef,
+    pub encoder: EncoderRef,
+    pub data: DataInfo,
+    pub losses: LossInfo,
+    pub optimizer: String,
+    pub steps: u64,
+    pub batch: usize,
+    pub seed: u64,
+    pub created_unix_s: u64,
+    /// sha256 of `refiner.safetensors` (checked on load).
+    pub refiner_sha256: String,
+}
+
+/// A trained refiner: H and the metadata of its export folder.
+#[derive(Debug, Clone)]
+pub struct RefinerBundle {
+    pub hypernet: HyperNetwork,
+    pub meta: RefinerMeta,
+}
+
+impl RefinerBundle {
+    /// Loads an export folder for a generator with config `gen_cfg` (which must be the one H
+    /// was trained for). Errors name the missing or bad file.
+    pub fn load(dir: &Path, gen_cfg: &StyleGan2Config, device: &Device) -> Result<Self> {
+        let meta: RefinerMeta = read_bundle_json(dir, REFINER_JSON, "refiner", REFINER_FORMAT)?;
+        let weights = bundle_file(dir, REFINER_WEIGHTS, "refiner")?;
+        if &meta.generator.config != gen_cfg {
+            return Err(TrainError::Bundle {
+                path: dir.join(REFINER_JSON),
+                message: format!(
+                    "the refiner was trained for generator config {:?}, not {gen_cfg:?}",
+                    meta.generator.config
+                ),
+            }
+            .into());
+        }
+        verify_sha256(&weights, &meta.refiner_sha256)?;
+        let hypernet = HyperNetwork::load(
+            &weights,
+            meta.hyper.clone(),
+            gen_cfg,
+            DEFAULT_SKETCH_CHANNEL_INIT,
+            DType::F32,
+            device,
+        )?;
+        Ok(Self { hypernet, meta })
+    }
+}

@@ -1,0 +1,286 @@
+//! Phase 2 (H with E and G frozen): overfitting a fixed batch, exact resume, export / load
+//! round trip, no gradient into G, bad inputs. Tiny models (`e4e_encoder::testing`), CPU.
+
+use std::path::{Path, PathBuf};
+
+use backbones::ResNetDepth;
+use candle_core::Device;
+use e4e_encoder::testing::{
+    max_abs_diff, reachable_pairs, tiny_encoder_config, tiny_generator, tiny_generator_config,
+    tiny_generator_from_vars,
+};
+use e4e_encoder::{EncoderTrainConfig, EncoderTrainer, PairDataset, TensorPairs};
+use hyperstyle_refiner::train::{RefinerStepStats, run_training};
+use hyperstyle_refiner::{
+    HyperConfig, HyperNetwork, LayersToTune, RefinerBundle, RefinerTrainConfig, RefinerTrainError,
+    RefinerTrainer, SharedLayers,
+};
+use losses::SimilarityLoss;
+
+fn loss() -> SimilarityLoss {
+    SimilarityLoss::cpu_default(&losses::weights::shipped_weights_dir()).unwrap()
+}
+
+fn tiny_hyper() -> HyperConfig {
+    HyperConfig {
+        in_channels: 4,
+        input_size: 32,
+        depth: ResNetDepth::R18,
+        widths: [8, 8, 16, 16],
+        refine_inner: 8,
+        refine_out: 16,
+        hyper_inner: 8,
+        hyper_code: 16,
+        layers_to_tune: LayersToTune::AllConvs,
+        shared: SharedLayers::SameShapeAsConv1,
+    }
+}
+
+fn config() -> RefinerTrainConfig {
+    RefinerTrainConfig {
+        hyper: tiny_hyper(),
+        batch: 2,
+        lr: 1e-3,
+        seed: 3,
+        sample_every: 0,
+        checkpoint_every: 0,
+        log_every: 1,
+        val_samples: 2,
+        ..RefinerTrainConfig::default()
+    }
+}
+
+/// A fresh (untrained) encoder exported for the tiny generator `g_seed`.
+fn encoder_export(dir: &Path, g_seed: u64) -> PathBuf {
+    let cfg = EncoderTrainConfig {
+        encoder: tiny_encoder_config(),
+        latent_avg_samples: 256,
+        ..EncoderTrainConfig::default()
+    };
+    let t = EncoderTrainer::open(
+        cfg,
+        tiny_generator(g_seed).unwrap(),
+        loss(),
+        dir.join("enc_run"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let export = dir.join("enc_export");
+    t.export(&export).unwrap();
+    export
+}
+
+fn open(cfg: RefinerTrainConfig, encoder: &Path, out: &Path) -> RefinerTrainer {
+    RefinerTrainer::open(
+        cfg,
+        tiny_generator(1).unwrap(),
+        encoder,
+        loss(),
+        out,
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+fn data(n: usize) -> TensorPairs {
+    reachable_pairs(&tiny_generator(1).unwrap(), n, 32, 11).unwrap()
+}
+
+fn without_time(s: &RefinerStepStats) -> RefinerStepStats {
+    RefinerStepStats {
+        seconds: 0.0,
+        ..s.clone()
+    }
+}
+
+#[test]
+fn loss_decreases_on_a_fixed_batch_and_every_iteration_has_a_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = encoder_export(dir.path(), 1);
+    let data = data(2);
+    let mut t = open(config(), &enc, &dir.path().join("run"));
+    let stats: Vec<_> = (0..12).map(|_| t.train_step(&data).unwrap()).collect();
+    assert!(stats.iter().all(|s| s.sim_t.len() == 3));
+    let last_iter = |s: &RefinerStepStats| s.sim_t[2];
+    let first = stats[..3].iter().map(last_iter).sum::<f64>() / 3.0;
+    let last = stats[9..].iter().map(last_iter).sum::<f64>() / 3.0;
+    assert!(last < 0.8 * first, "L_sim(ŷ_3) {first} -> {last}");
+    // E is frozen: its loss on the fixed batch does not move (up to the batch order).
+    assert!((stats[0].sim_e - stats[11].sim_e).abs() < 1e-5 * stats[0].sim_e);
+    // H helps the frozen E on the batch it was fitted to.
+    assert!(
+        last < stats[11].sim_e,
+        "{last} vs E alone {}",
+        stats[11].sim_e
+    );
+}
+
+#[test]
+fn resumed_training_equals_uninterrupted_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = encoder_export(dir.path(), 1);
+    let data = data(4);
+    let mut straight = open(config(), &enc, &dir.path().join("a"));
+    let a: Vec<_> = (0..3)
+        .map(|_| straight.train_step(&data).unwrap())
+        .collect();
+
+    let mut first = open(config(), &enc, &dir.path().join("b"));
+    let mut b = vec![first.train_step(&data).unwrap()];
+    first.save_checkpoint().unwrap();
+    drop(first);
+    let mut resumed = open(config(), &enc, &dir.path().join("b"));
+    assert_eq!(resumed.step(), 1);
+    b.extend((0..2).map(|_| resumed.train_step(&data).unwrap()));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(without_time(x), without_time(y));
+    }
+}
+
+#[test]
+fn run_exports_and_the_bundle_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = encoder_export(dir.path(), 1);
+    let data = data(2);
+    let mut t = open(config(), &enc, &dir.path().join("run"));
+    run_training(&mut t, &data, 1, None, |_| {}).unwrap();
+    for f in ["loss.png", "samples/final.png", "log.csv", "checkpoints"] {
+        assert!(dir.path().join("run").join(f).exists(), "{f}");
+    }
+    let export = dir.path().join("run/export");
+    let meta = t.export(&export).unwrap();
+    assert_eq!(meta.steps, 1);
+    assert_eq!(meta.iterations, 3);
+    assert_eq!(meta.generator.sha256, t.generator().sha256());
+    assert_eq!(meta.encoder.sha256, t.encoder().meta.encoder_sha256);
+
+    let bundle = RefinerBundle::load(&export, &tiny_generator_config(), &Device::Cpu).unwrap();
+    assert_eq!(bundle.meta, meta);
+    let sketch = data.sketches.clone();
+    let w = t.encoder().embed(&sketch).unwrap();
+    let w_plus = e4e_encoder::Encoder::to_w_plus(&w, tiny_generator_config().n_latent()).unwrap();
+    let out = hyperstyle_refiner::refine(
+        &bundle.hypernet,
+        t.generator().generator(),
+        &sketch,
+        &w_plus,
+        3,
+        stylegan2::NoiseMode::Const,
+    )
+    .unwrap();
+    let want = t.refine_images(&sketch).unwrap();
+    assert_eq!(out.images.len(), 4);
+    for (a, b) in out.images.iter().zip(&want) {
+        let d = max_abs_diff(a, b).unwrap();
+        assert_eq!(d, 0.0);
+    }
+
+    // Another generator config is refused; missing files are named.
+    let other = stylegan2::StyleGan2Config {
+        style_dim: 16,
+        ..tiny_generator_config()
+    };
+    let e = RefinerBundle::load(&export, &other, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("refiner.json") && e.contains("generator config"),
+        "{e}"
+    );
+    for f in ["refiner.json", "refiner.safetensors"] {
+        let d = dir.path().join(format!("no_{f}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for g in ["refiner.json", "refiner.safetensors"] {
+            if g != f {
+                std::fs::copy(export.join(g), d.join(g)).unwrap();
+            }
+        }
+        let e = RefinerBundle::load(&d, &tiny_generator_config(), &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(f), "missing {f}: {e}");
+    }
+}
+
+#[test]
+fn no_gradient_reaches_the_generator_or_the_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = encoder_export(dir.path(), 1);
+    let cfg = tiny_generator_config();
+    let (g, vars) = tiny_generator_from_vars(1).unwrap();
+    // Same weights as tiny_generator(1), so the encoder's recorded hash matches.
+    let t = RefinerTrainer::open(
+        config(),
+        g,
+        &enc,
+        loss(),
+        dir.path().join("r"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let pairs = data(2).load(&[0, 1], &Device::Cpu).unwrap();
+    let (grads, losses) = t.accumulated_gradients(&pairs).unwrap();
+    assert_eq!(losses.sim_t.len(), 3);
+    for (name, v) in &vars {
+        assert!(
+            grads.get(v.as_tensor()).is_none(),
+            "gradient reached G's {name}"
+        );
+    }
+    let h = e4e_encoder::run::trainable_vars(t.hypernet_vars());
+    for (name, v) in &h {
+        assert!(
+            grads.get(v.as_tensor()).is_some(),
+            "no gradient for H's {name}"
+        );
+    }
+    // E's weights are plain tensors loaded from the export: none is a Var.
+    let n_params = HyperNetwork::parameter_shapes(&tiny_hyper(), &cfg)
+        .unwrap()
+        .len();
+    assert!(h.len() < n_params, "BatchNorm statistics are not trained");
+}
+
+#[test]
+fn mismatched_inputs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // An encoder trained with another generator.
+    let enc_other = encoder_export(&dir.path().join("other"), 2);
+    let err = RefinerTrainer::open(
+        config(),
+        tiny_generator(1).unwrap(),
+        &enc_other,
+        loss(),
+        dir.path().join("r1"),
+        &Device::Cpu,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("generator sha256"), "{err}");
+    // A missing encoder bundle is named.
+    let err = RefinerTrainer::open(
+        config(),
+        tiny_generator(1).unwrap(),
+        &dir.path().join("no_encoder"),
+        loss(),
+        dir.path().join("r2"),
+        &Device::Cpu,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("no_encoder"), "{err}");
+    // Sketches with 3 channels.
+    let enc = encoder_export(dir.path(), 1);
+    let mut t = open(config(), &enc, &dir.path().join("r3"));
+    let good = data(2);
+    let bad = TensorPairs {
+        sketches: candle_core::Tensor::cat(&[&good.sketches, &good.sketches, &good.sketches], 1)
+            .unwrap(),
+        ..good
+    };
+    let e = t.train_step(&bad).unwrap_err();
+    assert!(
+        matches!(e, RefinerTrainError::Run(e4e_encoder::TrainError::Data(_))),
+        "{e}"
+    );
+}
