@@ -59,7 +59,9 @@ impl EqualLinear {
         check_shape(x, "EqualLinear input", &[None, Some(self.in_dim)])?;
         // [out, in] -> scaled, transposed view [in, out].
         let w = (&self.weight * self.scale)?.t()?;
-        let out = x.matmul(&w)?;
+        // A W+ slice `[B, S]` has row stride n_latent * S: the CPU gemm takes any stride, but
+        // the CUDA matmul needs contiguous rows (a no-op copy-free call when already so).
+        let out = x.contiguous()?.matmul(&w)?;
         let bias = match &self.bias {
             Some(b) => Some((b * self.lr_mul)?),
             None => None,
