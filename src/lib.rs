@@ -24,3 +24,5 @@ pub use pharynx_phantom;
 pub use s2m_core;
 pub use sketch_synth;
 pub use stylegan2;
+
+pub mod segmenter;

@@ -36,6 +36,10 @@ pub struct EvaluateArgs {
     /// Stop at the first unreadable image instead of skipping it (it is always reported).
     #[arg(long)]
     strict: bool,
+    /// A trained SOLOv2 export folder (`sketch2medi solov2 train`): segments the images for
+    /// DICE where no masks are given (instances with score >= 0.35).
+    #[arg(long)]
+    segmenter: Option<PathBuf>,
 }
 
 fn split_named(spec: &str, index: usize) -> (String, PathBuf) {
@@ -95,7 +99,28 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             .collect::<Result<_, _>>()?;
     }
     let device = crate::cli::device()?;
-    let report = evaluate(&cfg, &device).context("evaluating")?;
+    let segmenter = match &args.segmenter {
+        Some(dir) => Some(
+            sketch2medi::segmenter::SoloV2Segmenter::load(
+                dir,
+                sketch2medi::segmenter::SoloV2Segmenter::default_threshold(),
+                &device,
+            )
+            .with_context(|| format!("loading the segmenter {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let report = match &segmenter {
+        Some(seg) => {
+            let models = metrics::evaluate::Models {
+                segmenter: Some(seg),
+                ..Default::default()
+            };
+            metrics::evaluate::evaluate_with(&cfg, models, &device)
+        }
+        None => evaluate(&cfg, &device),
+    }
+    .context("evaluating")?;
     let (json, md) = report.write(&args.out)?;
     println!("{}", report.to_markdown());
     println!("wrote {} and {}", json.display(), md.display());

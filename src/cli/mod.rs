@@ -3,6 +3,7 @@
 mod bench;
 mod evaluate;
 mod phantom;
+mod solov2;
 mod stylegan2;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     /// The StyleGAN2 generator G: training.
     #[command(subcommand)]
     Stylegan2(stylegan2::StyleGan2Command),
+    /// The SOLOv2 sketch synthesizer S: training, DICE evaluation, batch sketch synthesis.
+    #[command(subcommand)]
+    Solov2(solov2::SoloV2Command),
     /// Wall-clock timings of the main models on the selected device (`--device cuda` too).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -44,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Phantom(cmd) => phantom::run(cmd),
         Command::Stylegan2(cmd) => stylegan2::run(cmd),
+        Command::Solov2(cmd) => solov2::run(cmd),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }

@@ -6,7 +6,8 @@
 //!   scores (what SOLOv2 predicts and what sketches are drawn from);
 //! - [`rng`]: seeded, platform-stable random streams (candle's CPU RNG cannot be seeded);
 //! - [`imageio`]: image <-> candle tensor conversion in the model range [-1, 1];
-//! - [`fsio`]: atomic file writes (temp file + rename) so nothing is left half-written.
+//! - [`fsio`]: atomic file writes (temp file + rename) so nothing is left half-written;
+//! - [`init`]: seeded initial values for any model built through a `VarBuilder`.
 //!
 //! Training infrastructure shared by every training loop:
 //! - [`optim`]: Adam/AdamW (PyTorch semantics) with checkpointable state, grad-norm clipping;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod fsio;
 pub mod gan;
 pub mod imageio;
+pub mod init;
 pub mod rng;
 pub mod testing;
 

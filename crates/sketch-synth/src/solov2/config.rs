@@ -197,6 +197,48 @@ impl SoloV2Config {
         }
     }
 
+    /// The CPU preset S is trained with on the phantom (2 cores, <= 40 minutes): ResNet-18,
+    /// the light head at half width (FPN and towers 128, E = 64, mask-feature hidden width 64),
+    /// 2 tower convs, grids [20, 16, 12, 8, 6] (1/4 of the reference's cells: the head's cost
+    /// grows with the cells, not with the image), light scale ranges scaled by 128/448, 128 px.
+    /// NOTE: not a reference config; chosen for CPU time (docs/SOLOV2.md, "Training").
+    pub fn phantom_r18() -> Self {
+        Self {
+            fpn_channels: 64,
+            feat_channels: 64,
+            mask_channels: 32,
+            mask_feat_channels: 32,
+            gn_groups: 16,
+            num_grids: vec![16, 12, 8, 6, 4],
+            ..Self::light_r18()
+        }
+        .with_input_size(128)
+    }
+
+    /// The same network at another square input size (multiple of 32): the scale ranges are
+    /// rescaled by `size / input_size` so instances keep their levels.
+    pub fn with_input_size(mut self, size: usize) -> Self {
+        let f = size as f32 / self.input_size.max(1) as f32;
+        for r in &mut self.scale_ranges {
+            *r = (r.0 * f, r.1 * f);
+        }
+        self.input_size = size;
+        self
+    }
+
+    /// A preset by name: `default_r50`, `light_r18`, `phantom_r18`, `tiny_r18`.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "default_r50" => Ok(Self::default_r50()),
+            "light_r18" => Ok(Self::light_r18()),
+            "phantom_r18" => Ok(Self::phantom_r18()),
+            "tiny_r18" => Ok(Self::tiny_r18()),
+            other => Err(SoloError::Config(format!(
+                "unknown preset `{other}` (default_r50, light_r18, phantom_r18, tiny_r18)"
+            ))),
+        }
+    }
+
     /// Backbone stage channels C2..C5.
     pub fn backbone_channels(&self) -> [usize; 4] {
         self.backbone.stage_channels()

@@ -16,9 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use backbones::ops;
 use candle_core::{D, DType, Device, Tensor};
 use image::{GrayImage, RgbImage};
-use s2m_core::anatomy::{Class, InstanceMask};
+use s2m_core::anatomy::{Class, InstanceMask, LabelMap, encode_label};
 
 use super::config::{MASK_STRIDE, SoloV2Config};
+use super::data::normalize_images;
 use super::error::{Result, SoloError};
 use super::model::{SoloV2, SoloV2Output, dynamic_conv, sigmoid};
 use super::nms::{MatrixNmsParams, matrix_nms};
@@ -182,6 +183,58 @@ pub struct Prediction {
     pub stats: InferenceStats,
 }
 
+impl Prediction {
+    /// The instances with score >= `threshold` as a label map of `width x height`
+    /// (`class_id * 16 + instance`): where instances overlap, the higher score wins; instance
+    /// numbers count left to right (by mask centroid) within each class, so tonsil 0 is the
+    /// image-left one as in the dataset encoding. At most 16 instances per class are kept (the
+    /// best by score). Masks of another size are an error.
+    pub fn to_label_map(&self, width: u32, height: u32, threshold: f32) -> Result<LabelMap> {
+        let mut kept: Vec<&InstanceMask> = Vec::new();
+        for inst in self.instances.iter().filter(|i| i.score >= threshold) {
+            if inst.mask.dimensions() != (width, height) {
+                return Err(SoloError::Shape {
+                    what: "instance mask".into(),
+                    expected: format!("{width}x{height}"),
+                    got: vec![inst.mask.height() as usize, inst.mask.width() as usize],
+                });
+            }
+            if kept.iter().filter(|k| k.class == inst.class).count() < 16 {
+                kept.push(inst);
+            }
+        }
+        // Instance number of each kept instance: rank of its centroid x within its class.
+        let centroid_x = |m: &InstanceMask| {
+            let (mut sum, mut n) = (0f64, 0f64);
+            for (x, _, p) in m.mask.enumerate_pixels() {
+                if p.0[0] != 0 {
+                    sum += x as f64;
+                    n += 1.0;
+                }
+            }
+            if n > 0.0 { sum / n } else { 0.0 }
+        };
+        let cx: Vec<f64> = kept.iter().map(|m| centroid_x(m)).collect();
+        let number = |i: usize| {
+            (0..kept.len())
+                .filter(|&j| kept[j].class == kept[i].class && (cx[j], j) < (cx[i], i))
+                .count() as u8
+        };
+        let mut order: Vec<usize> = (0..kept.len()).collect();
+        order.sort_by(|&a, &b| kept[b].score.total_cmp(&kept[a].score));
+        let mut map = LabelMap::new(width, height);
+        for i in order {
+            let value = encode_label(kept[i].class, number(i));
+            for (dst, &m) in map.as_raw_mut().iter_mut().zip(kept[i].mask.as_raw()) {
+                if m != 0 && *dst == 0 {
+                    *dst = value;
+                }
+            }
+        }
+        Ok(map)
+    }
+}
+
 impl SoloV2 {
     /// Resizes RGB images to the square `input_size` and normalises them with
     /// `pixel_mean` / `pixel_std` (0-255 scale): `[B, 3, S, S]`.
@@ -196,9 +249,8 @@ impl SoloV2 {
         if images.is_empty() {
             return Err(SoloError::Input("no images".into()));
         }
-        let s = cfg.input_size;
-        let plane = s * s;
-        let mut buf = vec![0f32; images.len() * 3 * plane];
+        let s = cfg.input_size as u32;
+        let mut resized = Vec::with_capacity(images.len());
         for (n, img) in images.iter().enumerate() {
             if img.width() == 0 || img.height() == 0 {
                 return Err(SoloError::Shape {
@@ -207,27 +259,19 @@ impl SoloV2 {
                     got: vec![img.height() as usize, img.width() as usize, 3],
                 });
             }
-            let resized;
-            let img = if img.width() as usize == s && img.height() as usize == s {
-                img
+            resized.push(if img.dimensions() == (s, s) {
+                std::borrow::Cow::Borrowed(img)
             } else {
-                resized = image::imageops::resize(
+                std::borrow::Cow::Owned(image::imageops::resize(
                     img,
-                    s as u32,
-                    s as u32,
+                    s,
+                    s,
                     image::imageops::FilterType::Triangle,
-                );
-                &resized
-            };
-            let base = n * 3 * plane;
-            for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
-                for ch in 0..3 {
-                    buf[base + ch * plane + i] =
-                        (px[ch] as f32 - cfg.pixel_mean[ch]) / cfg.pixel_std[ch];
-                }
-            }
+                ))
+            });
         }
-        Ok(Tensor::from_vec(buf, (images.len(), 3, s, s), device)?)
+        let refs: Vec<&RgbImage> = resized.iter().map(|c| c.as_ref()).collect();
+        normalize_images(&refs, cfg.pixel_mean, cfg.pixel_std, device)
     }
 
     /// Segments RGB images of any size: instances at each image's own size.

@@ -13,19 +13,34 @@
 //!   [`sketch_from_image`] (contours of instances with score >= 0.35).
 //! - [`targets`]: [`build_targets`] (scale ranges, centre sampling, 3 x 3 clip, 1/4 masks).
 //! - [`loss`]: [`solo_loss`] = focal (categories) + 3 x Dice (masks).
+//! - [`data`]: [`SegDataset`] (annotated images), augmentation, ground-truth instances.
+//! - [`train`]: [`Trainer`] (AdamW with warm-up and step decays, checkpoints, exact resume,
+//!   CSV log, loss curves, wall-clock budget).
+//! - [`export`]: `solov2.safetensors` + `solov2.json` folders and [`load_exported`].
 //!
 //! See `docs/SOLOV2.md` for parameter names, parity errors and deviations.
 
 pub mod config;
+pub mod data;
 pub mod error;
+pub mod export;
 pub mod inference;
 pub mod loss;
 pub mod model;
 pub mod nms;
 pub mod targets;
+pub mod train;
 
 pub use config::{LossConfig, NmsKernel, SoloV2Config, TestConfig};
+pub use data::{
+    AugmentConfig, InMemorySegDataset, SegDataset, SegSample, augment, flip_sample, gt_instances,
+    normalize_images, resize_sample, toy_sample,
+};
 pub use error::{Result, SoloError};
+pub use export::{
+    EXPORT_FORMAT, ExportInfo, INFO_FILE, WEIGHTS_FILE, export_model, load_exported,
+    read_export_info,
+};
 pub use inference::{
     Detection, EmptySketchCounter, InferenceStats, Prediction, SynthesizedSketch, postprocess,
     sketch_from_image, sketch_from_prediction,
@@ -34,3 +49,6 @@ pub use loss::{SoloLosses, dice_loss_rows, sigmoid_focal_loss_sum, solo_loss};
 pub use model::{SoloV2, SoloV2Output, dynamic_conv};
 pub use nms::{MatrixNmsParams, NmsOutput, matrix_nms};
 pub use targets::{GtInstance, ImageTargets, LevelTargets, build_targets, rescale_mask};
+pub use train::{
+    BackboneNorm, StepStats, StopReason, TrainConfig, TrainError, Trainer, is_trainable,
+};

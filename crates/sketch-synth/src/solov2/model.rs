@@ -16,7 +16,7 @@
 
 use backbones::{ResNet, ResNetConfig, ops};
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Init, VarBuilder};
+use candle_nn::{GroupNorm, Init, VarBuilder};
 
 use super::config::{MASK_STRIDE, NUM_LEVELS, SoloV2Config};
 use super::error::{Result, SoloError, check_nchw};
@@ -26,6 +26,33 @@ pub const GN_EPS: f64 = 1e-5;
 /// Prior probability of the category bias init (`bias_prob = 0.01`).
 pub const CLS_PRIOR: f64 = 0.01;
 
+/// A stride-1 `k x k` convolution with padding `k / 2` (PyTorch `Conv2d`): the forward is
+/// candle's `conv2d`, the backward [`s2m_core::conv::conv2d`]'s gemm-based input gradient
+/// (candle's is a direct loop, several times slower than the forward on the CPU).
+#[derive(Debug, Clone)]
+pub struct Conv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    padding: usize,
+}
+
+impl Conv {
+    /// The weight `[Cout, Cin, k, k]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for Conv {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = s2m_core::conv::conv2d(x, &self.weight, self.padding, 1)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
 fn conv(
     cin: usize,
     cout: usize,
@@ -33,17 +60,17 @@ fn conv(
     bias: Option<Init>,
     winit: Init,
     vb: VarBuilder,
-) -> Result<Conv2d> {
-    let w = vb.get_with_hints((cout, cin, k, k), "weight", winit)?;
-    let b = match bias {
+) -> Result<Conv> {
+    let weight = vb.get_with_hints((cout, cin, k, k), "weight", winit)?;
+    let bias = match bias {
         Some(init) => Some(vb.get_with_hints(cout, "bias", init)?),
         None => None,
     };
-    let cfg = Conv2dConfig {
+    Ok(Conv {
+        weight,
+        bias,
         padding: k / 2,
-        ..Default::default()
-    };
-    Ok(Conv2d::new(w, b, cfg))
+    })
 }
 
 fn normal(std: f64) -> Init {
@@ -56,7 +83,7 @@ fn normal(std: f64) -> Init {
 /// mmcv `ConvModule(conv (no bias), GN, ReLU)`: parameters `conv.weight`, `gn.weight`, `gn.bias`.
 #[derive(Debug, Clone)]
 pub struct ConvGn {
-    conv: Conv2d,
+    conv: Conv,
     gn: GroupNorm,
 }
 
@@ -133,8 +160,8 @@ pub fn coordinate_channels(
 /// `fpn_convs.i.conv` (with bias, no norm, no activation); nearest top-down; P6 = P5[::2, ::2].
 #[derive(Debug, Clone)]
 pub struct Fpn {
-    lateral: Vec<Conv2d>,
-    fpn: Vec<Conv2d>,
+    lateral: Vec<Conv>,
+    fpn: Vec<Conv>,
 }
 
 impl Fpn {
@@ -263,8 +290,8 @@ impl MaskFeatHead {
 pub struct SoloV2Head {
     kernel_convs: Vec<ConvGn>,
     cls_convs: Vec<ConvGn>,
-    conv_kernel: Conv2d,
-    conv_cls: Conv2d,
+    conv_kernel: Conv,
+    conv_cls: Conv,
     mask_feature_head: MaskFeatHead,
     num_grids: Vec<usize>,
 }
@@ -482,10 +509,20 @@ impl SoloV2 {
         self.neck.device()
     }
 
-    /// Normalised images `[B, C, H, W]` (H, W multiples of 32) -> raw outputs.
+    /// Normalised images `[B, C, H, W]` (H, W multiples of 32) -> raw outputs, with the
+    /// backbone's BatchNorm on its frozen statistics (mmdet `norm_eval=True`).
     pub fn forward(&self, x: &Tensor) -> Result<SoloV2Output> {
+        self.forward_t(x, false)
+    }
+
+    /// Like [`Self::forward`]; `backbone_batch_stats` normalises the backbone with batch
+    /// statistics and updates its running statistics (PyTorch train mode). NOTE: the reference
+    /// keeps BN frozen (`norm_eval=True`) because its backbone is ImageNet-pretrained; a
+    /// backbone trained from scratch (no pretrained weights can be had here) needs batch
+    /// statistics, see `solov2::train::BackboneNorm`.
+    pub fn forward_t(&self, x: &Tensor, backbone_batch_stats: bool) -> Result<SoloV2Output> {
         check_nchw("SOLOv2 input", x, self.config.in_channels, 32)?;
-        let maps = self.backbone.forward(x)?;
+        let maps = self.backbone.forward_t(x, backbone_batch_stats)?;
         let c = ["c2", "c3", "c4", "c5"]
             .iter()
             .map(|n| maps.require(n).cloned())

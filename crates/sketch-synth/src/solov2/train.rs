@@ -1,0 +1,640 @@
+//! Training S (mmdetection `SOLOV2Head.loss_by_feat` + the reference's recipe, A7/A10) on
+//! annotated images read through [`SegDataset`] (the CLI passes the phantom's `seg_train`).
+//!
+//! One step: `batch` samples in a seeded epoch order, each augmented ([`super::data`]) with
+//! draws from the training RNG; targets ([`build_targets`]); focal + 3 x Dice ([`solo_loss`]);
+//! backward; gradient clipping (L2 35, as the reference); AdamW step.
+//!
+//! Optimiser (NOTE: a deliberate deviation): the reference trains with SGD (lr 0.01 for a
+//! batch of 16, momentum 0.9, weight decay 1e-4), a 500-iteration linear warm-up and the
+//! 3x schedule (36 epochs, lr x 0.1 at epochs 27 and 33), from ImageNet weights. Here the
+//! backbone starts from scratch and the CPU budget is a few thousand steps, for which AdamW
+//! converges much faster; the schedule keeps the reference's shape: linear warm-up from
+//! `warmup_ratio`, then lr x `decay_factor` at 3/4 and 11/12 of `steps`.
+//!
+//! Frozen parts: BatchNorm running statistics are never optimised (they are `Var`s of the
+//! `VarMap` but are left out of the optimiser); `frozen_stages` (reference: 1 = stem + layer1)
+//! also keeps those backbone parameters out. [`BackboneNorm::Frozen`] is the reference's
+//! `norm_eval=True` (for pretrained backbones); [`BackboneNorm::BatchStats`] (default here)
+//! normalises with batch statistics because a backbone trained from scratch has no
+//! statistics to freeze.
+//!
+//! Everything that makes a run reproducible lives in the checkpoint (weights with BN running
+//! statistics, AdamW moments, the training RNG position, the step, the training time): a run
+//! resumed from step k continues bit for bit as the uninterrupted run (tested).
+//!
+//! ```text
+//! sketch2medi solov2 train --data data/seg128 --out runs/solov2 --steps 3000 --max-minutes 40
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use s2m_core::checkpoint::{Checkpoint, CheckpointMeta, RngState, latest_checkpoint};
+use s2m_core::logcsv::{CsvLogger, read_csv_log};
+use s2m_core::optim::{Adam, AdamConfig, varmap_named_vars};
+use s2m_core::plot::{Layout, PlotOptions, plot_curves};
+use s2m_core::rng::{Rng, derive_seed, rng_from_seed, seeded_permutation};
+use serde::{Deserialize, Serialize};
+
+use super::config::SoloV2Config;
+use super::data::{AugmentConfig, SegDataset, augment, gt_instances, normalize_images};
+use super::error::SoloError;
+use super::export::{ExportInfo, export_model};
+use super::loss::solo_loss;
+use super::model::SoloV2;
+use super::targets::build_targets;
+
+/// Errors of a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The model, its input or the data.
+    #[error(transparent)]
+    Model(#[from] SoloError),
+    /// Checkpoints, logs, plots, the optimiser.
+    #[error(transparent)]
+    Core(#[from] s2m_core::CoreError),
+    /// A candle operation.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// A loss or gradient norm became NaN or infinite.
+    #[error(
+        "training diverged at step {step}: {what} is {value}; the last checkpoint in {dir} is intact"
+    )]
+    Diverged {
+        /// Step at which it happened.
+        step: u64,
+        /// Which value.
+        what: &'static str,
+        /// The value.
+        value: f64,
+        /// The checkpoint folder.
+        dir: PathBuf,
+    },
+    /// A checkpoint that cannot continue this run.
+    #[error("cannot resume from {path}: {message}")]
+    Resume {
+        /// The checkpoint.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A configuration value.
+    #[error("invalid training config: {0}")]
+    Config(String),
+}
+
+/// Result alias of the trainer.
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+/// How the backbone's BatchNorm layers normalise during training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackboneNorm {
+    /// Frozen running statistics (mmdet `norm_eval=True`; for a pretrained backbone).
+    Frozen,
+    /// Batch statistics, running statistics updated (PyTorch train mode; from scratch).
+    BatchStats,
+}
+
+/// Hyper-parameters of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// The network.
+    pub model: SoloV2Config,
+    /// Images per step.
+    pub batch: usize,
+    /// Length of the schedule (the decays happen at 3/4 and 11/12 of it).
+    pub steps: u64,
+    /// Peak AdamW learning rate.
+    pub lr: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Linear warm-up length in steps.
+    pub warmup_steps: u64,
+    /// Warm-up start as a fraction of `lr` (mmdet 3.x: 1/3; old SOLO code: 0.01).
+    pub warmup_ratio: f64,
+    /// Fractions of `steps` where the lr is multiplied by `decay_factor` (3x schedule: 27/36,
+    /// 33/36).
+    pub decay_at: Vec<f64>,
+    /// Step decay factor (0.1).
+    pub decay_factor: f64,
+    /// Gradient clipping: max global L2 norm (35; 0 disables).
+    pub grad_clip: f64,
+    /// Backbone stages kept out of the optimiser (0 = none; reference 1 = stem + layer1).
+    pub frozen_stages: usize,
+    /// Backbone BatchNorm mode.
+    pub backbone_norm: BackboneNorm,
+    /// Augmentation.
+    pub augment: AugmentConfig,
+    /// Base seed (initial weights, data order, augmentation).
+    pub seed: u64,
+    /// Checkpoint every N steps (0 = only at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept in `<out>/checkpoints`.
+    pub keep_checkpoints: usize,
+    /// Log every N steps to `<out>/log.csv`.
+    pub log_every: u64,
+    /// Redraw `<out>/loss.png` every N steps (0 = only at the end).
+    pub plot_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            model: SoloV2Config::phantom_r18(),
+            batch: 8,
+            steps: 3000,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            warmup_steps: 200,
+            warmup_ratio: 0.01,
+            decay_at: vec![27.0 / 36.0, 33.0 / 36.0],
+            decay_factor: 0.1,
+            grad_clip: 35.0,
+            frozen_stages: 0,
+            backbone_norm: BackboneNorm::BatchStats,
+            augment: AugmentConfig::default(),
+            seed: 0,
+            checkpoint_every: 200,
+            keep_checkpoints: 2,
+            log_every: 10,
+            plot_every: 100,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        let bad = |m: String| Err(TrainError::Config(m));
+        if self.batch == 0 {
+            return bad("batch must be at least 1".into());
+        }
+        if self.batch == 1 && self.backbone_norm == BackboneNorm::BatchStats {
+            return bad("batch statistics need a batch of at least 2".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("lr = {} must be positive", self.lr));
+        }
+        if !(0.0..=1.0).contains(&self.warmup_ratio) {
+            return bad(format!(
+                "warmup_ratio = {} must be in [0, 1]",
+                self.warmup_ratio
+            ));
+        }
+        if self.decay_at.iter().any(|f| !(0.0..=1.0).contains(f)) {
+            return bad("decay_at fractions must lie in [0, 1]".into());
+        }
+        if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
+            return bad(format!("grad_clip = {} must be >= 0", self.grad_clip));
+        }
+        if self.frozen_stages > 4 {
+            return bad(format!("frozen_stages = {} (0..=4)", self.frozen_stages));
+        }
+        if !(0.0..=1.0).contains(&self.augment.flip) {
+            return bad("augment.flip must be a probability".into());
+        }
+        Ok(())
+    }
+
+    /// The learning rate of step `step` (0-based): linear warm-up, then step decays.
+    pub fn lr_at(&self, step: u64) -> f64 {
+        let warm = if step < self.warmup_steps {
+            let k = (1.0 - step as f64 / self.warmup_steps as f64) * (1.0 - self.warmup_ratio);
+            1.0 - k
+        } else {
+            1.0
+        };
+        let passed = self
+            .decay_at
+            .iter()
+            .filter(|f| step >= (**f * self.steps as f64).round() as u64)
+            .count();
+        self.lr * warm * self.decay_factor.powi(passed as i32)
+    }
+}
+
+/// Whether a `VarMap` entry is optimised: never BN running statistics, never the frozen stages.
+pub fn is_trainable(name: &str, frozen_stages: usize) -> bool {
+    if name.ends_with(".running_mean") || name.ends_with(".running_var") {
+        return false;
+    }
+    if frozen_stages >= 1
+        && (name.starts_with("backbone.conv1.") || name.starts_with("backbone.bn1."))
+    {
+        return false;
+    }
+    !(1..=frozen_stages).any(|s| name.starts_with(&format!("backbone.layer{s}.")))
+}
+
+/// Losses of one step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Steps done after this one.
+    pub step: u64,
+    /// Total loss.
+    pub loss: f64,
+    /// Focal (category) part.
+    pub cls: f64,
+    /// Weighted Dice (mask) part.
+    pub mask: f64,
+    /// Positive cells in the batch.
+    pub num_pos: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Wall time of the step.
+    pub seconds: f64,
+}
+
+/// Why [`Trainer::train`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The requested step was reached.
+    Finished,
+    /// The wall-clock budget would have been exceeded by another step.
+    TimeBudget,
+}
+
+const LOG_COLUMNS: [&str; 7] = [
+    "loss",
+    "cls",
+    "mask",
+    "num_pos",
+    "lr",
+    "grad_norm",
+    "sec_per_step",
+];
+const DATA_STREAM: u64 = 0x5E6D;
+const INIT_STREAM: u64 = 0x1417;
+const TRAIN_STREAM: u64 = 0x7EA1;
+const TRAIN_RNG: &str = "train";
+const TRAIN_SECONDS: &str = "train_seconds";
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// A SOLOv2 training run in a folder: `checkpoints/`, `log.csv`, `loss.png`.
+pub struct Trainer {
+    cfg: TrainConfig,
+    out: PathBuf,
+    device: Device,
+    model: SoloV2,
+    vars: VarMap,
+    opt: Adam,
+    rng: Rng,
+    step: u64,
+    train_seconds: f64,
+    logger: CsvLogger,
+    epoch_order: Option<(u64, Vec<usize>)>,
+}
+
+impl Trainer {
+    /// Opens the run in `out`: resumes from its latest checkpoint (whose training config must
+    /// equal `cfg`, apart from the schedule length and logging intervals), else starts from
+    /// seeded initial weights, with the backbone optionally taken from `backbone_weights`
+    /// (torchvision ResNet names; `fc.*` ignored).
+    pub fn open(
+        cfg: TrainConfig,
+        out: impl AsRef<Path>,
+        backbone_weights: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let out = out.as_ref().to_path_buf();
+        let ck_dir = out.join("checkpoints");
+        std::fs::create_dir_all(&ck_dir).map_err(|e| s2m_core::CoreError::io(&ck_dir, e))?;
+        let (model, vars) = s2m_core::init::seeded_var_map(
+            derive_seed(cfg.seed, INIT_STREAM, 0),
+            DType::F32,
+            device,
+            |vb| SoloV2::new(cfg.model.clone(), vb),
+        )?;
+        if let Some(path) = backbone_weights {
+            load_backbone(&vars, path, device)?;
+        }
+        let trainable: Vec<_> = varmap_named_vars(&vars)
+            .into_iter()
+            .filter(|(n, _)| is_trainable(n, cfg.frozen_stages))
+            .collect();
+        let adam = AdamConfig {
+            lr: cfg.lr_at(0),
+            weight_decay: cfg.weight_decay,
+            ..AdamConfig::default()
+        };
+        let mut opt = Adam::new(trainable, adam)?;
+        let mut rng = rng_from_seed(derive_seed(cfg.seed, TRAIN_STREAM, 0));
+        let (mut step, mut train_seconds) = (0, 0.0);
+        if let Some(path) = latest_checkpoint(&ck_dir)? {
+            let ck = Checkpoint::load(&path)?;
+            let saved: TrainConfig =
+                serde_json::from_value(ck.meta.config.clone()).map_err(|e| TrainError::Resume {
+                    path: path.clone(),
+                    message: format!("unreadable training config: {e}"),
+                })?;
+            let comparable = |c: &TrainConfig| TrainConfig {
+                steps: 0,
+                checkpoint_every: 0,
+                keep_checkpoints: 0,
+                log_every: 0,
+                plot_every: 0,
+                ..c.clone()
+            };
+            if comparable(&saved) != comparable(&cfg) {
+                return Err(TrainError::Resume {
+                    path,
+                    message: "the checkpoint was trained with another config (model, batch, \
+                              optimiser or augmentation); use another output folder or the \
+                              same settings"
+                        .into(),
+                });
+            }
+            ck.restore_varmap("model", &vars)?;
+            ck.restore_optimizer("opt", &mut opt)?;
+            rng = ck.rng(TRAIN_RNG)?;
+            step = ck.meta.step;
+            train_seconds = ck
+                .meta
+                .extra
+                .get(TRAIN_SECONDS)
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0);
+        }
+        let log_path = out.join("log.csv");
+        let logger = if step > 0 {
+            CsvLogger::resume(&log_path, &LOG_COLUMNS, step)?
+        } else {
+            CsvLogger::create(&log_path, &LOG_COLUMNS)?
+        };
+        Ok(Self {
+            cfg,
+            out,
+            device: device.clone(),
+            model,
+            vars,
+            opt,
+            rng,
+            step,
+            train_seconds,
+            logger,
+            epoch_order: None,
+        })
+    }
+
+    /// Steps completed.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &SoloV2 {
+        &self.model
+    }
+
+    /// Its parameters and buffers (mmdet names).
+    pub fn vars(&self) -> &VarMap {
+        &self.vars
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// Training seconds so far, over all sessions of the run.
+    pub fn train_seconds(&self) -> f64 {
+        self.train_seconds
+    }
+
+    /// Names of the optimised parameters.
+    pub fn trainable_names(&self) -> Vec<&str> {
+        self.opt.names()
+    }
+
+    /// Dataset indices of step `step`: a seeded permutation per epoch of (seed, epoch).
+    fn batch_indices(&mut self, step: u64, n: usize) -> Vec<usize> {
+        let b = self.cfg.batch as u64;
+        let mut out = Vec::with_capacity(self.cfg.batch);
+        for pos in step * b..(step + 1) * b {
+            let epoch = pos / n as u64;
+            if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                let seed = derive_seed(self.cfg.seed, DATA_STREAM, epoch);
+                self.epoch_order = Some((epoch, seeded_permutation(n, seed)));
+            }
+            if let Some((_, order)) = &self.epoch_order {
+                out.push(order[(pos % n as u64) as usize]);
+            }
+        }
+        out
+    }
+
+    fn diverged(&self, what: &'static str, value: f64) -> TrainError {
+        TrainError::Diverged {
+            step: self.step,
+            what,
+            value,
+            dir: self.out.join("checkpoints"),
+        }
+    }
+
+    /// One optimisation step.
+    pub fn train_step(&mut self, data: &dyn SegDataset) -> Result<StepStats> {
+        let start = Instant::now();
+        let n = data.len();
+        if n == 0 {
+            return Err(SoloError::Input("the training set is empty".into()).into());
+        }
+        let size = self.cfg.model.input_size as u32;
+        let indices = self.batch_indices(self.step, n);
+        let mut samples = Vec::with_capacity(indices.len());
+        let mut targets = Vec::with_capacity(indices.len());
+        for &i in &indices {
+            let s = data.sample(i)?;
+            s.validate(&format!("training sample {i}"))?;
+            let s = augment(&s, size, &self.cfg.augment, &mut self.rng);
+            let hw = (size as usize, size as usize);
+            targets.push(build_targets(
+                &gt_instances(&s.labels),
+                hw,
+                &self.cfg.model,
+            )?);
+            samples.push(s);
+        }
+        let m = &self.cfg.model;
+        let images: Vec<_> = samples.iter().map(|s| &s.image).collect();
+        let x = normalize_images(&images, m.pixel_mean, m.pixel_std, &self.device)?;
+        let batch_stats = self.cfg.backbone_norm == BackboneNorm::BatchStats;
+        let out = self.model.forward_t(&x, batch_stats)?;
+        let losses = solo_loss(&out, &targets, m)?;
+        let loss = scalar(&losses.total)?;
+        if !loss.is_finite() {
+            return Err(self.diverged("the loss", loss));
+        }
+        let mut grads = losses.total.backward()?;
+        let grad_norm = if self.cfg.grad_clip > 0.0 {
+            self.opt.clip_grad_norm(&mut grads, self.cfg.grad_clip)?
+        } else {
+            let vars: Vec<_> = self.opt.vars().map(|(_, v)| v.clone()).collect();
+            s2m_core::optim::grad_norm(&grads, &vars.iter().collect::<Vec<_>>())?
+        };
+        if !grad_norm.is_finite() {
+            return Err(self.diverged("the gradient norm", grad_norm));
+        }
+        let lr = self.cfg.lr_at(self.step);
+        self.opt.set_lr(lr)?;
+        self.opt.step(&grads)?;
+        self.step += 1;
+        let stats = StepStats {
+            step: self.step,
+            loss,
+            cls: scalar(&losses.cls)?,
+            mask: scalar(&losses.mask)?,
+            num_pos: losses.num_pos,
+            lr,
+            grad_norm,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        self.train_seconds += stats.seconds;
+        if self.cfg.log_every > 0 && self.step.is_multiple_of(self.cfg.log_every) {
+            self.logger.log(
+                self.step,
+                &[
+                    stats.loss,
+                    stats.cls,
+                    stats.mask,
+                    stats.num_pos as f64,
+                    stats.lr,
+                    stats.grad_norm,
+                    stats.seconds,
+                ],
+            )?;
+        }
+        Ok(stats)
+    }
+
+    /// Writes a checkpoint of the whole run state to `<out>/checkpoints` (atomic, rotated).
+    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        let mut meta = CheckpointMeta::new(self.step, self.cfg.seed);
+        meta.config = serde_json::to_value(&self.cfg)
+            .map_err(|e| TrainError::Config(format!("cannot serialise the config: {e}")))?;
+        meta.rng
+            .insert(TRAIN_RNG.into(), RngState::capture(&self.rng));
+        meta.extra
+            .insert(TRAIN_SECONDS.into(), self.train_seconds.into());
+        let mut ck = Checkpoint::new(meta);
+        ck.add_varmap("model", &self.vars)?;
+        ck.add_optimizer("opt", &self.opt)?;
+        Ok(ck.save_in(
+            self.out.join("checkpoints"),
+            self.cfg.keep_checkpoints.max(1),
+        )?)
+    }
+
+    /// Redraws `<out>/loss.png` from `<out>/log.csv` (loss, its parts and the lr).
+    pub fn write_loss_plot(&self) -> Result<()> {
+        let log = read_csv_log(self.out.join("log.csv"))?;
+        let series: Vec<(&str, Vec<(f64, f64)>)> = ["loss", "cls", "mask", "lr"]
+            .iter()
+            .filter_map(|c| log.series(c).map(|s| (*c, s)))
+            .filter(|(_, s)| s.iter().any(|(_, v)| v.is_finite()))
+            .collect();
+        if series.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<(&str, &[(f64, f64)])> =
+            series.iter().map(|(n, s)| (*n, s.as_slice())).collect();
+        let opts = PlotOptions {
+            layout: Layout::Panels,
+            ema: Some(0.9),
+            ..PlotOptions::default()
+        };
+        plot_curves(self.out.join("loss.png"), "SOLOv2 training", &refs, &opts)?;
+        Ok(())
+    }
+
+    /// Trains until `until_step` or until another step would exceed `budget` (wall clock from
+    /// this call), with checkpoints and curves on schedule and a final checkpoint and plot.
+    /// `on_step` sees every step's stats (progress bars).
+    pub fn train(
+        &mut self,
+        data: &dyn SegDataset,
+        until_step: u64,
+        budget: Option<Duration>,
+        mut on_step: impl FnMut(&StepStats),
+    ) -> Result<StopReason> {
+        let start = Instant::now();
+        let mut last = 0.0;
+        let mut reason = StopReason::Finished;
+        while self.step < until_step {
+            if let Some(b) = budget
+                && start.elapsed().as_secs_f64() + last > b.as_secs_f64()
+            {
+                reason = StopReason::TimeBudget;
+                break;
+            }
+            let stats = self.train_step(data)?;
+            last = stats.seconds;
+            on_step(&stats);
+            let s = self.step;
+            if self.cfg.checkpoint_every > 0 && s.is_multiple_of(self.cfg.checkpoint_every) {
+                self.save_checkpoint()?;
+            }
+            if self.cfg.plot_every > 0 && s.is_multiple_of(self.cfg.plot_every) {
+                self.write_loss_plot()?;
+            }
+        }
+        self.save_checkpoint()?;
+        self.write_loss_plot()?;
+        Ok(reason)
+    }
+
+    /// Writes `solov2.safetensors` + `solov2.json` to `dir` ([`super::export`]).
+    pub fn export(&self, dir: impl AsRef<Path>, data: &str) -> Result<ExportInfo> {
+        let info = ExportInfo::new(
+            self.cfg.model.clone(),
+            data,
+            self.step,
+            self.train_seconds,
+            serde_json::to_value(&self.cfg).unwrap_or_default(),
+        );
+        export_model(&self.vars, &info, dir)?;
+        Ok(info)
+    }
+}
+
+/// Copies torchvision-named ResNet weights into the `backbone.*` vars (shapes checked; keys
+/// the backbone does not have, e.g. `fc.*`, are ignored; a backbone var missing from the file
+/// is an error naming it).
+pub fn load_backbone(vars: &VarMap, path: &Path, device: &Device) -> Result<()> {
+    let tensors = backbones::weights::read_safetensors(path, device).map_err(SoloError::from)?;
+    let named = varmap_named_vars(vars);
+    let mut updates = Vec::new();
+    for (name, var) in named.iter() {
+        let Some(key) = name.strip_prefix("backbone.") else {
+            continue;
+        };
+        let t = tensors
+            .get(key)
+            .ok_or_else(|| TrainError::Config(format!("{}: no tensor `{key}`", path.display())))?;
+        if t.dims() != var.dims() {
+            return Err(TrainError::Config(format!(
+                "{}: `{key}` has shape {:?}, the backbone needs {:?}",
+                path.display(),
+                t.dims(),
+                var.dims()
+            )));
+        }
+        updates.push((var, t.to_dtype(var.dtype())?));
+    }
+    for (var, t) in updates {
+        var.set(&t)?;
+    }
+    Ok(())
+}
