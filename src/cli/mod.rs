@@ -1,8 +1,10 @@
 //! Subcommands of the `sketch2medi` binary: thin layers over the library crates.
 
 mod bench;
+mod encoder;
 mod evaluate;
 mod phantom;
+mod refiner;
 mod solov2;
 mod stylegan2;
 
@@ -37,6 +39,12 @@ enum Command {
     /// The SOLOv2 sketch synthesizer S: training, DICE evaluation, batch sketch synthesis.
     #[command(subcommand)]
     Solov2(solov2::SoloV2Command),
+    /// Phase 1 of Sketch2MedI's training: the sketch encoder E (+ latent discriminator D_w).
+    #[command(subcommand)]
+    Encoder(encoder::EncoderCommand),
+    /// Phase 2 of Sketch2MedI's training: the hypernetwork refiner H.
+    #[command(subcommand)]
+    Refiner(refiner::RefinerCommand),
     /// Wall-clock timings of the main models on the selected device (`--device cuda` too).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -51,6 +59,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Solov2(cmd) => solov2::run(cmd),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Encoder(cmd) => encoder::run(cmd),
+        Command::Refiner(cmd) => refiner::run(cmd),
     }
 }
 

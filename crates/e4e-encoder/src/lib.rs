@@ -38,5 +38,11 @@ pub use discriminator::{
 };
 pub use encoder::Encoder;
 pub use error::{E4eError, Result};
+/// The error of loading and using an [`EncoderBundle`] (the training error type: bundle files
+/// are named in [`TrainError::Bundle`]).
+pub use run::TrainError as EncoderError;
 pub use run::{FrozenGenerator, PairDataset, Pairs, TensorPairs, TrainError, TrainResult};
-pub use train::{EncoderBundle, EncoderMeta, EncoderTrainConfig, EncoderTrainer};
+pub use train::{
+    ENCODER_FORMAT, ENCODER_JSON, ENCODER_WEIGHTS, EncoderBundle, EncoderMeta, EncoderTrainConfig,
+    EncoderTrainer, LATENT_AVG_FILE,
+};

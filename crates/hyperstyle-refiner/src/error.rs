@@ -17,6 +17,14 @@ pub enum RefinerError {
     },
     #[error(transparent)]
     Encoder(#[from] e4e_encoder::E4eError),
+    /// An error of the training run or of a bundle file (missing or bad files are named),
+    /// from the machinery shared with phase 1 (boxed: it is large).
+    #[error(transparent)]
+    Training(Box<e4e_encoder::TrainError>),
+    #[error(transparent)]
+    Loss(#[from] losses::LossError),
+    #[error(transparent)]
+    Core(#[from] s2m_core::CoreError),
     #[error(transparent)]
     Backbone(#[from] backbones::BackboneError),
     #[error(transparent)]
@@ -26,3 +34,9 @@ pub enum RefinerError {
 }
 
 pub type Result<T> = std::result::Result<T, RefinerError>;
+
+impl From<e4e_encoder::TrainError> for RefinerError {
+    fn from(e: e4e_encoder::TrainError) -> Self {
+        Self::Training(Box::new(e))
+    }
+}

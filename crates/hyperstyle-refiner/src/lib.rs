@@ -26,6 +26,4 @@ pub use config::{BlockKind, HyperConfig, LayersToTune, OutputSlot, SharedLayers,
 pub use error::{RefinerError, Result};
 pub use hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
 pub use refinement::{DEFAULT_STEPS, RefineOutput, Refinement, refine};
-pub use train::{
-    RefinerBundle, RefinerMeta, RefinerTrainConfig, RefinerTrainError, RefinerTrainer,
-};
+pub use train::{RefinerBundle, RefinerMeta, RefinerTrainConfig, RefinerTrainer};

@@ -68,24 +68,7 @@ use crate::refinement::{DEFAULT_STEPS, Refinement, refine};
 
 pub use e4e_encoder::run::{StopReason, run_training};
 
-/// Errors of phase 2.
-#[derive(Debug, thiserror::Error)]
-pub enum RefinerTrainError {
-    #[error(transparent)]
-    Run(#[from] TrainError),
-    #[error(transparent)]
-    Refiner(#[from] crate::RefinerError),
-    #[error(transparent)]
-    Encoder(#[from] e4e_encoder::E4eError),
-    #[error(transparent)]
-    Loss(#[from] losses::LossError),
-    #[error(transparent)]
-    Core(#[from] s2m_core::CoreError),
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
-}
-
-pub type Result<T, E = RefinerTrainError> = std::result::Result<T, E>;
+use crate::error::{RefinerError, Result};
 
 /// Format tag of `refiner.json`.
 pub const REFINER_FORMAT: &str = "sketch2medi-refiner/1";
@@ -573,7 +556,7 @@ impl RefinerTrainer {
     }
 }
 
-e4e_encoder::impl_train_loop!(RefinerTrainer, RefinerStepStats, RefinerTrainError);
+e4e_encoder::impl_train_loop!(RefinerTrainer, RefinerStepStats, RefinerError);
 
 /// The encoder a refiner was trained with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

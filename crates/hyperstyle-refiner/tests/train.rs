@@ -12,7 +12,7 @@ use e4e_encoder::testing::{
 use e4e_encoder::{EncoderTrainConfig, EncoderTrainer, PairDataset, TensorPairs};
 use hyperstyle_refiner::train::{RefinerStepStats, run_training};
 use hyperstyle_refiner::{
-    HyperConfig, HyperNetwork, LayersToTune, RefinerBundle, RefinerTrainConfig, RefinerTrainError,
+    HyperConfig, HyperNetwork, LayersToTune, RefinerBundle, RefinerError, RefinerTrainConfig,
     RefinerTrainer, SharedLayers,
 };
 use losses::SimilarityLoss;
@@ -280,7 +280,7 @@ fn mismatched_inputs_are_refused() {
     };
     let e = t.train_step(&bad).unwrap_err();
     assert!(
-        matches!(e, RefinerTrainError::Run(e4e_encoder::TrainError::Data(_))),
+        matches!(&e, RefinerError::Training(b) if matches!(**b, e4e_encoder::TrainError::Data(_))),
         "{e}"
     );
 }

@@ -1,0 +1,331 @@
+//! `sketch2medi encoder train`: phase 1 of the training (E + D_w with G frozen) on the
+//! (image, synthesized sketch) pairs of a phantom dataset folder; see
+//! `e4e_encoder::train` and docs/ENCODER_REFINER.md ("Training").
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use candle_core::Device;
+use clap::{Args, Subcommand};
+use e4e_encoder::run::{FrozenGenerator, PairDataset, Pairs, StopReason, TrainResult};
+use e4e_encoder::train::run_training;
+use e4e_encoder::{EncoderConfig, EncoderTrainConfig, EncoderTrainer, TrainError};
+use indicatif::{ProgressBar, ProgressStyle};
+use losses::SimilarityLoss;
+use pharynx_phantom::layout::{Layout, Split};
+use pharynx_phantom::{DatasetSource, Loader, LoaderConfig};
+
+#[derive(Debug, Subcommand)]
+pub enum EncoderCommand {
+    /// Train E (+ the latent discriminator D_w) with the generator frozen; resumes from the
+    /// latest checkpoint in --out and exports to <out>/export.
+    Train(EncoderTrainArgs),
+}
+
+/// Options shared by `encoder train` and `refiner train`.
+#[derive(Debug, Args)]
+pub struct CommonTrainArgs {
+    /// A phantom dataset folder: trains on its `train` split (images + synthesized sketches),
+    /// draws the sample strips from `seg_val` (or the first training pairs).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The frozen generator: a folder with generator.safetensors (+ .json) or the file itself.
+    #[arg(long, default_value = "weights/stylegan2_phantom64")]
+    pub generator: PathBuf,
+    /// Run folder: checkpoints/, samples/, log.csv, loss.png, export/.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Total steps (a resumed run continues up to this step).
+    #[arg(long, default_value_t = 20_000)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sample strip and loss curves every N steps.
+    #[arg(long, default_value_t = 500)]
+    pub sample_every: u64,
+    /// Checkpoint every N steps.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Write a log.csv row every N steps.
+    #[arg(long, default_value_t = 10)]
+    pub log_every: u64,
+    /// Stop after this many minutes of wall-clock time (at a step boundary, with a checkpoint
+    /// and the export); re-running the command continues.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+    /// L_sim weights: MSE, perceptual (LPIPS-alex if its trunk is in --loss-weights, else the
+    /// shipped ST-LPIPS-alex), MoCo (only if moco_v2 weights are in --loss-weights).
+    #[arg(long, default_value_t = SimilarityLoss::DEFAULT_L2)]
+    pub l2: f64,
+    #[arg(long, default_value_t = SimilarityLoss::DEFAULT_LPIPS)]
+    pub lpips: f64,
+    #[arg(long, default_value_t = SimilarityLoss::DEFAULT_MOCO)]
+    pub moco: f64,
+    /// Folder with the loss networks' weights (default: the repository's weights/).
+    #[arg(long)]
+    pub loss_weights: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EncoderTrainArgs {
+    #[command(flatten)]
+    pub common: CommonTrainArgs,
+    /// E preset: narrow_cpu, resnet34, resnet50, ir_se50; or a JSON EncoderConfig file.
+    /// style_dim and the input size follow the generator.
+    #[arg(long, default_value = "narrow_cpu")]
+    pub preset: String,
+    /// Weight lambda_adv of E's adversarial term (0 disables D_w).
+    #[arg(long, default_value_t = 0.1)]
+    pub adv_lambda: f64,
+    /// D_w's Adam learning rate.
+    #[arg(long, default_value_t = 2e-5)]
+    pub d_lr: f64,
+    /// R1 weight gamma of D_w (lazy, every 16 steps).
+    #[arg(long, default_value_t = 10.0)]
+    pub r1: f64,
+}
+
+pub fn run(cmd: EncoderCommand) -> anyhow::Result<()> {
+    match cmd {
+        EncoderCommand::Train(args) => train(args),
+    }
+}
+
+/// The phantom loader as (image, sketch) pairs.
+pub struct LoaderPairs {
+    loader: Loader,
+    description: String,
+    sketch_source: String,
+}
+
+impl PairDataset for LoaderPairs {
+    fn len(&self) -> usize {
+        self.loader.len()
+    }
+    fn load(&self, indices: &[usize], device: &Device) -> TrainResult<Pairs> {
+        let batch = self
+            .loader
+            .batch(indices)
+            .map_err(|e| TrainError::Data(e.to_string()))?;
+        let sketches = batch
+            .sketches
+            .ok_or_else(|| TrainError::Data("the loader returned no sketches".into()))?;
+        Ok(Pairs {
+            images: batch.images.to_device(device)?,
+            sketches: sketches.to_device(device)?,
+        })
+    }
+    fn description(&self) -> String {
+        self.description.clone()
+    }
+    fn sketch_source(&self) -> String {
+        self.sketch_source.clone()
+    }
+}
+
+/// The pairs of `split` of the phantom folder `data`, resized to `size` px.
+pub fn phantom_pairs(data: &Path, split: Split, size: u32) -> anyhow::Result<LoaderPairs> {
+    let layout = Layout::new(data);
+    anyhow::ensure!(
+        layout.manifest().is_file(),
+        "{}: not a phantom dataset folder (no {}); build one with `sketch2medi phantom build`",
+        data.display(),
+        layout.manifest().display()
+    );
+    let source = DatasetSource::phantom(data, split)
+        .with_context(|| format!("reading split {} of {}", split.name(), data.display()))?;
+    let manifest = source
+        .manifest()
+        .cloned()
+        .context("the dataset has no manifest")?;
+    let loader = Loader::new(
+        source,
+        LoaderConfig {
+            load_sketches: true,
+            resize_to: Some(size),
+            ..LoaderConfig::default()
+        },
+        &Device::Cpu,
+    )?;
+    let description = format!(
+        "phantom dataset {} (split {}, {} pairs, {} px files resized to {size} px, dataset seed \
+         {}, scale {}, {})",
+        data.display(),
+        split.name(),
+        loader.len(),
+        manifest.size,
+        manifest.seed,
+        manifest.scale,
+        manifest.generator_version
+    );
+    let sketch_source = format!(
+        "synthesized from the ground-truth mask contours (sketch_synth, stroke width {} px at \
+         {} px); the SOLOv2 sketch synthesizer S was not used (not trained yet)",
+        manifest.sketch_stroke_width, manifest.size
+    );
+    Ok(LoaderPairs {
+        loader,
+        description,
+        sketch_source,
+    })
+}
+
+/// Training pairs, validation pairs (seg_val, else None), the generator and L_sim.
+pub struct Inputs {
+    pub train: LoaderPairs,
+    pub val: Option<LoaderPairs>,
+    pub generator: FrozenGenerator,
+    pub loss: SimilarityLoss,
+}
+
+pub fn load_inputs(args: &CommonTrainArgs, device: &Device) -> anyhow::Result<Inputs> {
+    let generator = FrozenGenerator::load(&args.generator, device)
+        .with_context(|| format!("loading the generator {}", args.generator.display()))?;
+    let size = generator.config().size;
+    let train = phantom_pairs(&args.data, Split::Train, size)?;
+    let val = phantom_pairs(&args.data, Split::SegVal, size)
+        .ok()
+        .filter(|p| !p.is_empty());
+    let dir = args
+        .loss_weights
+        .clone()
+        .unwrap_or_else(losses::weights::shipped_weights_dir);
+    let loss = SimilarityLoss::from_dir(&dir, candle_core::DType::F32, device)
+        .with_context(|| format!("loading the loss networks from {}", dir.display()))?;
+    Ok(Inputs {
+        train,
+        val,
+        generator,
+        loss,
+    })
+}
+
+/// `--max-minutes` as a duration.
+pub fn budget(max_minutes: Option<f64>) -> anyhow::Result<Option<Duration>> {
+    match max_minutes {
+        Some(m) if !(m > 0.0 && m.is_finite()) => {
+            anyhow::bail!("--max-minutes must be positive, got {m}")
+        }
+        Some(m) => Ok(Some(Duration::from_secs_f64(m * 60.0))),
+        None => Ok(None),
+    }
+}
+
+pub fn progress_bar(steps: u64, start: u64) -> ProgressBar {
+    let bar = ProgressBar::new(steps);
+    bar.set_position(start);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} {wide_bar} {pos}/{len} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Prints how the run ended and what L_sim left out.
+pub fn report(
+    what: &str,
+    reason: StopReason,
+    step: u64,
+    start: u64,
+    export: &Path,
+    notes: &[String],
+) {
+    for n in notes {
+        println!("note: {n}");
+    }
+    let why = match reason {
+        StopReason::Finished => "reached the requested step",
+        StopReason::Budget => "stopped by --max-minutes (re-run the command to continue)",
+    };
+    println!(
+        "{what}: step {step} (from {start}), {why}; export: {}",
+        export.display()
+    );
+}
+
+/// A named preset constructor.
+pub type Preset<'a, T> = (&'a str, fn() -> T);
+
+/// `name` from `presets`, else a JSON file of `T` at the path `name`.
+pub fn preset_or_json<T: serde::de::DeserializeOwned>(
+    name: &str,
+    presets: &[Preset<T>],
+    what: &str,
+) -> anyhow::Result<T> {
+    if let Some((_, make)) = presets.iter().find(|(n, _)| *n == name) {
+        return Ok(make());
+    }
+    let names: Vec<&str> = presets.iter().map(|(n, _)| *n).collect();
+    let text = std::fs::read_to_string(name).with_context(|| {
+        format!(
+            "--preset {name}: not a preset ({}) and not a readable JSON file",
+            names.join(", ")
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("--preset {name}: bad {what} JSON"))
+}
+
+fn train(args: EncoderTrainArgs) -> anyhow::Result<()> {
+    let device = crate::cli::device()?;
+    let budget = budget(args.common.max_minutes)?;
+    let inputs = load_inputs(&args.common, &device)?;
+    let gen_cfg = inputs.generator.config().clone();
+    let presets: [Preset<EncoderConfig>; 4] = [
+        ("narrow_cpu", EncoderConfig::narrow_cpu),
+        ("resnet34", EncoderConfig::resnet34),
+        ("resnet50", EncoderConfig::resnet50),
+        ("ir_se50", EncoderConfig::ir_se50),
+    ];
+    let encoder = preset_or_json(&args.preset, &presets, "EncoderConfig")?
+        .for_generator(&gen_cfg)
+        .with_input_size(gen_cfg.size as usize);
+    let c = &args.common;
+    let cfg = EncoderTrainConfig {
+        encoder,
+        batch: c.batch,
+        lr: c.lr,
+        l2_lambda: c.l2,
+        lpips_lambda: c.lpips,
+        moco_lambda: c.moco,
+        adv_lambda: args.adv_lambda,
+        d_lr: args.d_lr,
+        r1_gamma: args.r1,
+        seed: c.seed,
+        sample_every: c.sample_every,
+        checkpoint_every: c.checkpoint_every,
+        log_every: c.log_every,
+        ..EncoderTrainConfig::default()
+    };
+    let mut trainer = EncoderTrainer::open(cfg, inputs.generator, inputs.loss, &c.out, &device)
+        .with_context(|| format!("opening the run in {}", c.out.display()))?;
+    if let Some(val) = &inputs.val {
+        trainer.set_validation(val)?;
+    }
+    let start = trainer.step();
+    let bar = progress_bar(c.steps, start);
+    let reason = run_training(&mut trainer, &inputs.train, c.steps, budget, |s| {
+        bar.set_position(s.step);
+        bar.set_message(format!(
+            "L {:.3} sim {:.3} (l2 {:.3} perc {:.3}) adv {:.3} D {:.3} {:.2}s/step",
+            s.total, s.sim, s.l2, s.perceptual, s.adv, s.d_loss, s.seconds
+        ));
+    })?;
+    bar.finish();
+    let export = c.out.join("export");
+    trainer.export(&export)?;
+    report(
+        "encoder E",
+        reason,
+        trainer.step(),
+        start,
+        &export,
+        trainer.similarity().notes(),
+    );
+    Ok(())
+}
