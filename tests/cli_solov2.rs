@@ -151,6 +151,28 @@ fn train_eval_sketches_and_evaluate_with_segmenter() {
     ]));
     assert!(report.join("report.json").is_file());
 
+    // f16 copy of the export: loads and evaluates like the original.
+    let half = dir.path().join("half");
+    let out = ok(&run(&[
+        "solov2",
+        "convert",
+        "--weights",
+        s(&export),
+        "--out",
+        s(&half),
+        "--dtype",
+        "f16",
+    ]));
+    assert!(out.contains("f16"), "{out}");
+    ok(&run(&[
+        "solov2",
+        "eval",
+        "--weights",
+        s(&half),
+        "--data",
+        s(&data),
+    ]));
+
     // Bad input: unknown split, a folder that is not an export.
     let o = run(&[
         "solov2",

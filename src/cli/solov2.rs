@@ -26,6 +26,21 @@ pub enum SoloV2Command {
     Eval(EvalArgs),
     /// Synthesize the sketches of a dataset split (contours of instances >= threshold).
     Sketches(SketchesArgs),
+    /// Copy an export folder with its weights stored as f16 (half the size) or f32.
+    Convert(ConvertArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Export folder to read.
+    #[arg(long)]
+    weights: PathBuf,
+    /// Export folder to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Storage type: f16 or f32.
+    #[arg(long, default_value = "f16")]
+    dtype: String,
 }
 
 #[derive(Debug, Args)]
@@ -128,7 +143,24 @@ pub fn run(cmd: SoloV2Command) -> anyhow::Result<()> {
         SoloV2Command::Train(a) => train(a),
         SoloV2Command::Eval(a) => eval(a),
         SoloV2Command::Sketches(a) => sketches(a),
+        SoloV2Command::Convert(a) => convert(a),
     }
+}
+
+fn convert(a: ConvertArgs) -> anyhow::Result<()> {
+    let dtype = match a.dtype.as_str() {
+        "f16" => candle_core::DType::F16,
+        "f32" => candle_core::DType::F32,
+        other => anyhow::bail!("--dtype {other}: use f16 or f32"),
+    };
+    let info = sketch_synth::solov2::convert_export(&a.weights, &a.out, dtype)?;
+    println!(
+        "wrote {} ({} weights, {} steps)",
+        a.out.display(),
+        info.weights_dtype,
+        info.steps
+    );
+    Ok(())
 }
 
 fn split(name: &str) -> anyhow::Result<Split> {

@@ -198,6 +198,33 @@ fn resume_is_exact_and_budget_stops() {
     let a = resumed.model().predict(&[sample(1).image]).unwrap();
     let b = loaded.predict(&[sample(1).image]).unwrap();
     assert_eq!(a, b);
+    // Stored as f16: half the size, the same model (f32 compute) up to rounding.
+    let half = tempfile::tempdir().unwrap();
+    let hinfo =
+        sketch_synth::solov2::convert_export(out.path(), half.path(), candle_core::DType::F16)
+            .unwrap();
+    assert_eq!(hinfo.weights_dtype, "f16");
+    let size = |d: &std::path::Path| {
+        std::fs::metadata(d.join("solov2.safetensors"))
+            .unwrap()
+            .len()
+    };
+    assert!((size(half.path()) as f64) < 0.6 * size(out.path()) as f64);
+    let (hm, _) = load_exported(half.path(), &dev).unwrap();
+    let x = loaded.preprocess(&[sample(1).image], &dev).unwrap();
+    let (a, b) = (
+        loaded.forward(&x).unwrap().mask_feats,
+        hm.forward(&x).unwrap().mask_feats,
+    );
+    let diff = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-2, "{diff}");
     // A JSON that names another config fails on the weights' keys or shapes.
     let json = out.path().join("solov2.json");
     let text = std::fs::read_to_string(&json).unwrap();

@@ -1,5 +1,5 @@
 //! Trained weights of S as a folder: `solov2.safetensors` (every parameter and BatchNorm
-//! buffer under mmdetection 3.x names, f32) and `solov2.json` ([`ExportInfo`]: config, input
+//! buffer under mmdetection 3.x names, f32, or f16 after [`convert_export`]) and `solov2.json` ([`ExportInfo`]: config, input
 //! size, classes, training data, steps, time). [`load_exported`] reads the folder back with
 //! [`SoloV2::load`], which checks every key and shape against the config of the JSON.
 //!
@@ -52,6 +52,14 @@ pub struct ExportInfo {
     /// The full training configuration (JSON), for provenance.
     #[serde(default)]
     pub training: serde_json::Value,
+    /// Storage type of the weights file (`f32`, or `f16` to halve the size); loading always
+    /// computes in f32.
+    #[serde(default = "default_weights_dtype")]
+    pub weights_dtype: String,
+}
+
+fn default_weights_dtype() -> String {
+    "f32".into()
 }
 
 impl ExportInfo {
@@ -75,6 +83,7 @@ impl ExportInfo {
             steps,
             train_seconds,
             training,
+            weights_dtype: default_weights_dtype(),
         }
     }
 }
@@ -87,19 +96,56 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> SoloError {
 /// a temporary sibling and renamed into place).
 pub fn export_model(vars: &VarMap, info: &ExportInfo, dir: impl AsRef<Path>) -> Result<()> {
     let dir = dir.as_ref();
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let tensors: HashMap<String, candle_core::Tensor> = s2m_core::optim::varmap_named_vars(vars)
         .into_iter()
         .map(|(n, v)| Ok((n, v.as_tensor().to_dtype(DType::F32)?.detach())))
         .collect::<Result<_>>()?;
+    write_folder(dir, &tensors, info)
+}
+
+/// Writes the weights (temporary sibling renamed into place) and then the JSON.
+fn write_folder(
+    dir: &Path,
+    tensors: &HashMap<String, candle_core::Tensor>,
+    info: &ExportInfo,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let path = dir.join(WEIGHTS_FILE);
     let tmp = dir.join(format!("{WEIGHTS_FILE}.partial"));
-    candle_core::safetensors::save(&tensors, &tmp)?;
+    candle_core::safetensors::save(tensors, &tmp)?;
     std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
     let json = serde_json::to_string_pretty(info).map_err(|e| io_err(dir, e))?;
     s2m_core::fsio::atomic_write(dir.join(INFO_FILE), json.as_bytes())
         .map_err(|e| io_err(dir, e))?;
     Ok(())
+}
+
+/// Rewrites an export folder with its weights stored as `dtype` (f16 halves the file; f32 and
+/// f16 are accepted) in `dst`; returns the new description.
+pub fn convert_export(
+    src: impl AsRef<Path>,
+    dst: impl AsRef<Path>,
+    dtype: DType,
+) -> Result<ExportInfo> {
+    let (src, dst) = (src.as_ref(), dst.as_ref());
+    let name = match dtype {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        other => {
+            return Err(SoloError::Input(format!(
+                "weights can be stored as f32 or f16, not {other:?}"
+            )));
+        }
+    };
+    let mut info = read_export_info(src)?;
+    let path = src.join(WEIGHTS_FILE);
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)?
+        .into_iter()
+        .map(|(k, t)| Ok((k, t.to_dtype(dtype)?)))
+        .collect::<Result<HashMap<_, _>>>()?;
+    info.weights_dtype = name.into();
+    write_folder(dst, &tensors, &info)?;
+    Ok(info)
 }
 
 /// Reads `solov2.json` of an export folder.

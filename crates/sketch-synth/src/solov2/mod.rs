@@ -38,8 +38,8 @@ pub use data::{
 };
 pub use error::{Result, SoloError};
 pub use export::{
-    EXPORT_FORMAT, ExportInfo, INFO_FILE, WEIGHTS_FILE, export_model, load_exported,
-    read_export_info,
+    EXPORT_FORMAT, ExportInfo, INFO_FILE, WEIGHTS_FILE, convert_export, export_model,
+    load_exported, read_export_info,
 };
 pub use inference::{
     Detection, EmptySketchCounter, InferenceStats, Prediction, SynthesizedSketch, postprocess,
