@@ -19,10 +19,20 @@
 //! sample.sketch.save("sketch.png").unwrap();
 //! ```
 
+pub use e4e_encoder;
+pub use hyperstyle_refiner;
 pub use metrics;
 pub use pharynx_phantom;
 pub use s2m_core;
 pub use sketch_synth;
 pub use stylegan2;
 
+#[cfg(feature = "hub")]
+pub mod hub;
+pub mod pipeline;
 pub mod segmenter;
+
+pub use pipeline::{
+    Generation, PipelineError, PipelineManifest, Sketch2MedI, SketchWarning, load_sketch,
+    prepare_sketch,
+};

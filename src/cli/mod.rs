@@ -3,6 +3,7 @@
 mod bench;
 mod encoder;
 mod evaluate;
+mod generate;
 mod phantom;
 mod refiner;
 mod solov2;
@@ -27,6 +28,8 @@ static DEVICE_ARG: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::ne
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The main job: a sketch in, a synthetic throat image out (E + T refinements by H).
+    Generate(generate::GenerateArgs),
     /// The procedural pharynx phantom: build dataset folders, draw contact sheets.
     #[command(subcommand)]
     Phantom(phantom::PhantomCommand),
@@ -54,6 +57,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let _ = DEVICE_ARG.set(cli.device);
     match cli.command {
+        Command::Generate(args) => generate::run(args),
         Command::Phantom(cmd) => phantom::run(cmd),
         Command::Stylegan2(cmd) => stylegan2::run(cmd),
         Command::Solov2(cmd) => solov2::run(cmd),

@@ -1,0 +1,301 @@
+//! The `Sketch2MedI` facade on a tiny pipeline built here (32 px generator, tiny E and H, fresh
+//! weights): load, generate, batch = single, embed, variations, provenance, sketch conversion
+//! and the errors for broken weights folders.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use e4e_encoder::testing::{tiny_encoder_config, tiny_generator_config, tiny_generator_tensors};
+use e4e_encoder::{EncoderTrainConfig, EncoderTrainer, FrozenGenerator};
+use hyperstyle_refiner::{
+    HyperConfig, LayersToTune, RefinerTrainConfig, RefinerTrainer, SharedLayers,
+};
+use image::{DynamicImage, GrayImage, Luma, LumaA, Rgb, RgbImage};
+use losses::SimilarityLoss;
+use sketch2medi::Sketch2MedI;
+use sketch2medi::pipeline::{
+    MANIFEST, PipelineError, PipelineManifest, SketchWarning, prepare_sketch, read_provenance,
+};
+
+fn loss() -> SimilarityLoss {
+    SimilarityLoss::cpu_default(&losses::weights::shipped_weights_dir()).unwrap()
+}
+
+/// Writes a complete tiny pipeline into `dir` (generator, encoder and refiner folders) and
+/// returns `dir`.
+fn tiny_pipeline(dir: &Path, with_refiner: bool) -> PathBuf {
+    let g_dir = dir.join("g");
+    std::fs::create_dir_all(&g_dir).unwrap();
+    let g_file = g_dir.join("generator.safetensors");
+    candle_core::safetensors::save(&tiny_generator_tensors(1).unwrap(), &g_file).unwrap();
+    std::fs::write(
+        g_file.with_extension("json"),
+        serde_json::to_string(&tiny_generator_config()).unwrap(),
+    )
+    .unwrap();
+    let g = || FrozenGenerator::load(&g_file, &Device::Cpu).unwrap();
+    let e_cfg = EncoderTrainConfig {
+        encoder: tiny_encoder_config(),
+        latent_avg_samples: 256,
+        ..EncoderTrainConfig::default()
+    };
+    let enc = EncoderTrainer::open(e_cfg, g(), loss(), dir.join("enc_run"), &Device::Cpu).unwrap();
+    let model = dir.join("model");
+    enc.export(&model.join("encoder")).unwrap();
+    if with_refiner {
+        let h_cfg = RefinerTrainConfig {
+            hyper: HyperConfig {
+                in_channels: 4,
+                input_size: 32,
+                widths: [8, 8, 16, 16],
+                refine_inner: 8,
+                refine_out: 16,
+                hyper_inner: 8,
+                hyper_code: 16,
+                layers_to_tune: LayersToTune::AllConvs,
+                shared: SharedLayers::SameShapeAsConv1,
+                ..HyperConfig::narrow_cpu()
+            },
+            batch: 2,
+            ..RefinerTrainConfig::default()
+        };
+        let h = RefinerTrainer::open(
+            h_cfg,
+            g(),
+            &model.join("encoder"),
+            loss(),
+            dir.join("ref_run"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        h.export(&model.join("refiner")).unwrap();
+    }
+    let manifest = PipelineManifest {
+        format: sketch2medi::pipeline::FORMAT.into(),
+        generator: "../g/generator.safetensors".into(),
+        encoder: "encoder".into(),
+        refiner: with_refiner.then(|| "refiner".into()),
+        steps: 3,
+        description: "tiny test pipeline".into(),
+    };
+    std::fs::write(
+        model.join(MANIFEST),
+        serde_json::to_string_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    model
+}
+
+/// A sketch: a dark ellipse outline on white, `size` px.
+fn ellipse_sketch(size: u32, rx: f32, ry: f32) -> DynamicImage {
+    let c = size as f32 / 2.0;
+    let img = GrayImage::from_fn(size, size, |x, y| {
+        let (dx, dy) = ((x as f32 - c) / rx, (y as f32 - c) / ry);
+        let r = (dx * dx + dy * dy).sqrt();
+        Luma([if (r - 1.0).abs() < 0.12 { 0 } else { 255 }])
+    });
+    DynamicImage::ImageLuma8(img)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in std::fs::read_dir(from).unwrap() {
+        let f = f.unwrap().path();
+        let dest = to.join(f.file_name().unwrap());
+        if f.is_dir() {
+            copy_dir(&f, &dest);
+        } else {
+            std::fs::copy(&f, dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn load_generate_embed_and_provenance_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = tiny_pipeline(dir.path(), true);
+    let model = Sketch2MedI::load(&model_dir).unwrap();
+    assert_eq!(model.size(), 32);
+    assert!(model.has_refiner());
+    let a = ellipse_sketch(32, 10.0, 12.0);
+    let b = ellipse_sketch(32, 6.0, 8.0);
+    let ga = model.generate(&a).unwrap();
+    assert_eq!(ga.image.dimensions(), (32, 32));
+    assert_eq!(ga.steps.len(), 4, "ŷ_0 (E) + 3 refinements");
+    assert_eq!(ga.w.len(), 32);
+    assert!(ga.warnings.is_empty(), "{:?}", ga.warnings);
+    assert_eq!(&ga.image, ga.steps.last().unwrap());
+    // Fresh H is not the identity: the refined image differs from E's.
+    assert_ne!(ga.steps[0], ga.steps[3]);
+    // Deterministic, and a batch gives the same as one at a time.
+    assert_eq!(model.generate(&a).unwrap().image, ga.image);
+    let batch = model.generate_batch(&[a.clone(), b.clone()]).unwrap();
+    let gb = model.generate(&b).unwrap();
+    let max_diff = |x: &RgbImage, y: &RgbImage| {
+        x.as_raw()
+            .iter()
+            .zip(y.as_raw())
+            .map(|(p, q)| (*p as i32 - *q as i32).abs())
+            .max()
+            .unwrap()
+    };
+    assert!(max_diff(&batch[0].image, &ga.image) <= 1);
+    assert!(max_diff(&batch[1].image, &gb.image) <= 1);
+    // embed is the generation's w; different sketches embed differently.
+    let wa = model.embed(&a).unwrap();
+    for (x, y) in wa.iter().zip(&ga.w) {
+        assert!((x - y).abs() < 1e-5);
+    }
+    assert_ne!(model.embed(&b).unwrap(), wa);
+    // Encoder only: one image, the refiner's ŷ_0.
+    let e_only = Sketch2MedI::load(&model_dir).unwrap().with_steps(0);
+    let ge = e_only.generate(&a).unwrap();
+    assert_eq!(ge.steps.len(), 1);
+    assert_eq!(ge.image, ga.steps[0]);
+    // Strip: sketch + 4 images.
+    let strip = ga.strip().unwrap();
+    assert!(strip.width() > 5 * 32);
+    // Provenance in the PNG.
+    let out = dir.path().join("out.png");
+    model.save_png(&ga, &out).unwrap();
+    let back = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(back, ga.image);
+    let prov = read_provenance(&out).unwrap().expect("provenance chunk");
+    assert_eq!(prov["synthetic"], true);
+    assert_eq!(prov["steps"], 3);
+    assert_eq!(
+        prov["weights"]["generator"],
+        model.hashes().generator.as_str()
+    );
+    assert_eq!(
+        prov["weights"]["refiner"],
+        model.hashes().refiner.as_deref().unwrap()
+    );
+}
+
+#[test]
+fn variations_keep_the_shape_styles_and_follow_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Sketch2MedI::load(tiny_pipeline(dir.path(), true)).unwrap();
+    let s = ellipse_sketch(32, 10.0, 12.0);
+    let v1 = model.variations(&s, 3, 7).unwrap();
+    assert_eq!(v1.len(), 3);
+    assert_eq!(
+        model.variations(&s, 3, 7).unwrap(),
+        v1,
+        "same seed, same images"
+    );
+    assert_ne!(model.variations(&s, 3, 8).unwrap()[0], v1[0]);
+    assert_ne!(v1[0], v1[1]);
+    assert!(model.variations(&s, 0, 7).unwrap().is_empty());
+    assert!(model.fine_layers_start() < model.generator().n_latent());
+}
+
+#[test]
+fn sketches_of_any_size_and_mode_are_converted_with_warnings() {
+    // RGB, larger, not square: padded + resized; dark page: inverted.
+    let rgb = RgbImage::from_fn(96, 64, |x, _| {
+        if x == 40 {
+            Rgb([255, 255, 255])
+        } else {
+            Rgb([10, 10, 10])
+        }
+    });
+    let p = prepare_sketch(&DynamicImage::ImageRgb8(rgb), 32).unwrap();
+    assert_eq!(p.image.dimensions(), (32, 32));
+    assert!(p.warnings.contains(&SketchWarning::Inverted));
+    assert!(p.warnings.contains(&SketchWarning::Padded {
+        width: 96,
+        height: 64
+    }));
+    // Transparent page with an opaque black stroke: alpha over white, no inversion.
+    let la = image::ImageBuffer::from_fn(32, 32, |x, _| {
+        if x == 16 {
+            LumaA([0u8, 255])
+        } else {
+            LumaA([0u8, 0])
+        }
+    });
+    let p = prepare_sketch(&DynamicImage::ImageLumaA8(la), 32).unwrap();
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert_eq!(p.image.get_pixel(16, 5).0[0], 0);
+    assert_eq!(p.image.get_pixel(3, 5).0[0], 255);
+    // Blank: a warning, and still an output.
+    let blank = DynamicImage::ImageLuma8(GrayImage::from_pixel(50, 50, Luma([255])));
+    assert_eq!(
+        prepare_sketch(&blank, 32).unwrap().warnings,
+        vec![SketchWarning::Blank]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let model = Sketch2MedI::load(tiny_pipeline(dir.path(), false)).unwrap();
+    assert!(!model.has_refiner());
+    let g = model.generate(&blank).unwrap();
+    assert_eq!(g.warnings, vec![SketchWarning::Blank]);
+    assert_eq!(g.steps.len(), 1, "no refiner: E only");
+}
+
+#[test]
+fn broken_weights_folders_and_inputs_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = tiny_pipeline(dir.path(), true);
+    let msg = |e: PipelineError| e.to_string();
+    // Missing folder / manifest.
+    let e = msg(Sketch2MedI::load(dir.path().join("nope")).unwrap_err());
+    assert!(e.contains("nope") && e.contains("not a folder"), "{e}");
+    let e = msg(Sketch2MedI::load(dir.path()).unwrap_err());
+    assert!(e.contains(MANIFEST), "{e}");
+    // Each missing part is named.
+    for (file, what) in [
+        ("refiner.safetensors", "refiner"),
+        ("encoder.safetensors", "encoder"),
+        ("latent_avg.safetensors", "latent_avg.safetensors"),
+    ] {
+        let copy = dir.path().join(format!("copy_{what}"));
+        copy_dir(&model_dir, &copy);
+        let sub = if file.starts_with("refiner") {
+            "refiner"
+        } else {
+            "encoder"
+        };
+        std::fs::remove_file(copy.join(sub).join(file)).unwrap();
+        let e = msg(Sketch2MedI::load(&copy).unwrap_err());
+        assert!(e.contains(file), "{what}: {e}");
+    }
+    // A corrupt manifest and an absolute path.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join(MANIFEST), "{ not json").unwrap();
+    let e = msg(Sketch2MedI::load(&bad).unwrap_err());
+    assert!(e.contains("bad pipeline manifest"), "{e}");
+    let mut m: PipelineManifest =
+        serde_json::from_str(&std::fs::read_to_string(model_dir.join(MANIFEST)).unwrap()).unwrap();
+    m.generator = "/etc/generator.safetensors".into();
+    std::fs::write(bad.join(MANIFEST), serde_json::to_string(&m).unwrap()).unwrap();
+    let e = msg(Sketch2MedI::load(&bad).unwrap_err());
+    assert!(e.contains("must be relative"), "{e}");
+    // A non-image sketch file.
+    let not_image = dir.path().join("sketch.png");
+    std::fs::write(&not_image, b"this is not a PNG").unwrap();
+    let e = msg(sketch2medi::load_sketch(&not_image).unwrap_err());
+    assert!(
+        e.contains("sketch.png") && e.contains("not a readable sketch"),
+        "{e}"
+    );
+    // An encoder trained for another generator is refused.
+    let other = dir.path().join("other_g");
+    std::fs::create_dir_all(&other).unwrap();
+    candle_core::safetensors::save(
+        &tiny_generator_tensors(2).unwrap(),
+        other.join("g.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(
+        other.join("g.json"),
+        serde_json::to_string(&tiny_generator_config()).unwrap(),
+    )
+    .unwrap();
+    m.generator = "../other_g/g.safetensors".into();
+    std::fs::write(model_dir.join(MANIFEST), serde_json::to_string(&m).unwrap()).unwrap();
+    let e = msg(Sketch2MedI::load(&model_dir).unwrap_err());
+    assert!(e.contains("trained with generator"), "{e}");
+}
