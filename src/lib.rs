@@ -31,6 +31,7 @@ pub use stylegan2;
 pub mod hub;
 pub mod pipeline;
 pub mod segmenter;
+pub mod timing;
 
 pub use pipeline::{
     Generation, PipelineError, PipelineManifest, Sketch2MedI, SketchWarning, load_sketch,

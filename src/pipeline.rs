@@ -65,6 +65,8 @@ pub enum PipelineError {
     #[error(transparent)]
     Encoder(#[from] e4e_encoder::EncoderError),
     #[error(transparent)]
+    EncoderModel(#[from] e4e_encoder::E4eError),
+    #[error(transparent)]
     Refiner(#[from] hyperstyle_refiner::RefinerError),
     #[cfg(feature = "hub")]
     #[error("hub repo {repo}: {message}")]

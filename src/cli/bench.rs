@@ -16,6 +16,26 @@ pub enum BenchCommand {
     /// StyleGAN2 generator forward, discriminator forward and one training step (random
     /// weights; timings do not depend on the values).
     Stylegan2(Stylegan2BenchArgs),
+    /// The Sketch2MedI stages with placeholder weights: E forward, one refinement step
+    /// (H + G with offsets), and the whole generate (E + ŷ_0 + T refinements).
+    Pipeline(PipelineBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineBenchArgs {
+    /// phantom64 (the shipped CPU pipeline) or paper256 (IR-SE-50 E, paper_256 G, ResNet-34 H).
+    #[arg(long, default_value = "phantom64")]
+    preset: sketch2medi::timing::TimingPreset,
+    /// Batch sizes, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    batch: Vec<usize>,
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Refinement steps T of the full generate.
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
 }
 
 #[derive(Debug, Args)]
@@ -39,6 +59,7 @@ pub struct Stylegan2BenchArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Stylegan2(args) => stylegan2_bench(args),
+        BenchCommand::Pipeline(args) => pipeline_bench(args),
     }
 }
 
@@ -128,6 +149,43 @@ fn stylegan2_bench(args: Stylegan2BenchArgs) -> anyhow::Result<()> {
             })?;
             report("training step (G+D)", b, t);
         }
+    }
+    Ok(())
+}
+
+fn pipeline_bench(args: PipelineBenchArgs) -> anyhow::Result<()> {
+    let device = crate::cli::device()?;
+    let m = sketch2medi::timing::TimingModels::new(args.preset, &device)?;
+    println!(
+        "device {:?}, preset {:?} ({} px), {} timed runs after {} warm-up",
+        device, args.preset, m.size, args.iters, args.warmup
+    );
+    for &b in &args.batch {
+        anyhow::ensure!(b > 0, "--batch sizes must be at least 1");
+        let x = m.sketches(b)?;
+        let t = time_it(&device, args.warmup, args.iters, || {
+            m.encode(&x)?;
+            Ok(())
+        })?;
+        report("E forward", b, t);
+        let w = m.encode(&x)?;
+        let y0 = m.synthesize(&w)?;
+        let t = time_it(&device, args.warmup, args.iters, || {
+            m.refinement_step(&x, &w, &y0)?;
+            Ok(())
+        })?;
+        report("one refinement (H + G)", b, t);
+        let y1 = m.refinement_step(&x, &w, &y0)?;
+        let t = time_it(&device, args.warmup, args.iters, || {
+            m.refinement_step(&x, &w, &y1)?;
+            Ok(())
+        })?;
+        report("refinement from a refined image", b, t);
+        let t = time_it(&device, args.warmup, args.iters, || {
+            m.generate(&x, args.steps)?;
+            Ok(())
+        })?;
+        report(&format!("generate (E + {} steps)", args.steps), b, t);
     }
     Ok(())
 }
