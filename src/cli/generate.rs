@@ -10,12 +10,17 @@ use sketch2medi::pipeline::{Sketch2MedI, default_weights_dir, load_sketch};
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// The sketch: PNG or JPEG, any size or colour mode (dark strokes on a light page, or the
-    /// reverse; see the crate docs for the conversion).
+    /// reverse; see the crate docs for the conversion). A folder: every PNG/JPEG in it, written
+    /// to the --out folder under the same file stems.
     #[arg(long)]
     sketch: PathBuf,
-    /// Output PNG (written atomically, with provenance text chunks).
+    /// Output PNG (written atomically, with provenance text chunks); a folder when --sketch is
+    /// a folder.
     #[arg(long)]
     out: PathBuf,
+    /// Sketches per batch in folder mode.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
     /// Weights folder (default: $SKETCH2MEDI_WEIGHTS, else weights/sketch2medi_phantom64).
     #[arg(long)]
     weights: Option<PathBuf>,
@@ -44,6 +49,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         model = model.with_steps(t);
     }
     let load_s = t0.elapsed().as_secs_f64();
+    if args.sketch.is_dir() {
+        return generate_folder(&model, &args);
+    }
     let sketch = load_sketch(&args.sketch)?;
     let t1 = Instant::now();
     let generation = model.generate(&sketch)?;
@@ -89,6 +97,75 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         gen_s,
         load_s,
         model.device()
+    );
+    Ok(())
+}
+
+/// Folder mode: every image of `--sketch` -> `--out/<stem>.png`, in batches, with a progress
+/// bar; unreadable files are reported and skipped (the count is printed).
+fn generate_folder(model: &Sketch2MedI, args: &GenerateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.sketch)
+        .with_context(|| format!("reading {}", args.sketch.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+        })
+        .collect();
+    files.sort();
+    anyhow::ensure!(
+        !files.is_empty(),
+        "{}: no PNG or JPEG sketches in the folder",
+        args.sketch.display()
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let bar = indicatif::ProgressBar::new(files.len() as u64);
+    let t = Instant::now();
+    let (mut skipped, mut warned) = (0usize, 0usize);
+    for chunk in files.chunks(args.batch) {
+        let mut sketches = Vec::with_capacity(chunk.len());
+        let mut names = Vec::with_capacity(chunk.len());
+        for f in chunk {
+            match load_sketch(f) {
+                Ok(s) => {
+                    sketches.push(s);
+                    names.push(f);
+                }
+                Err(e) => {
+                    bar.suspend(|| eprintln!("skipped: {e}"));
+                    skipped += 1;
+                }
+            }
+        }
+        if sketches.is_empty() {
+            bar.inc(chunk.len() as u64);
+            continue;
+        }
+        for (g, f) in model.generate_batch(&sketches)?.iter().zip(names) {
+            for w in &g.warnings {
+                bar.suspend(|| eprintln!("warning: {}: {w}", f.display()));
+                warned += 1;
+            }
+            let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let out = args.out.join(format!("{}.png", stem.unwrap_or_default()));
+            model.save_png(g, &out)?;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    println!(
+        "wrote {} images to {} in {:.1} s ({} refinement steps; {skipped} unreadable files skipped, {warned} warnings)",
+        files.len() - skipped,
+        args.out.display(),
+        t.elapsed().as_secs_f64(),
+        if model.has_refiner() {
+            model.steps()
+        } else {
+            0
+        },
     );
     Ok(())
 }
