@@ -4,7 +4,7 @@
 //! ```no_run
 //! use sketch2medi::{Sketch2MedI, load_sketch};
 //! let model = Sketch2MedI::load_default()?; // weights/sketch2medi_phantom64, on the CPU
-//! let sketch = load_sketch("examples/sketches/synthesized_0.png")?;
+//! let sketch = load_sketch("examples/sketches/freehand_careful.png")?;
 //! let out = model.generate(&sketch)?;
 //! model.save_png(&out, "throat.png")?; // with provenance text chunks
 //! # Ok::<(), sketch2medi::PipelineError>(())
