@@ -1,5 +1,6 @@
 //! StyleGAN2 CPU benchmarks: modulated conv (shared vs per-sample offsets), upfirdn2d,
-//! generator forward (phantom_64, paper_256), discriminator forward, one phantom_64 G step.
+//! generator forward (phantom_64, paper_256), discriminator forward, one phantom_64 G step,
+//! one full phantom_64 training step (G + D, lazy R1).
 //!
 //! `cargo bench -p stylegan2`; set `S2M_BENCH_FULL=1` to add paper_256 with batch 8 (slow).
 
@@ -124,11 +125,40 @@ fn bench_discriminator(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_training_step(c: &mut Criterion) {
+    // A full phantom_64 training step (D step, G step, EMA; lazy R1 every 16th step, so the
+    // mean over many iterations includes it as a real run does), batch 8, random images.
+    use stylegan2::train::{TensorDataset, TrainConfig, Trainer};
+    let mut g = c.benchmark_group("training");
+    g.sample_size(16).measurement_time(Duration::from_secs(30));
+    let cfg = StyleGan2Config::phantom_64();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = TensorDataset {
+        images: randn(&[32, 3, 64, 64], 8)
+            .clamp(-1f32, 1f32)
+            .expect("clamp"),
+    };
+    let tcfg = TrainConfig {
+        model: cfg,
+        batch: 8,
+        path_regularize: 0.0,
+        sample_every: 0,
+        checkpoint_every: 0,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::open(tcfg, dir.path(), &Device::Cpu).expect("trainer");
+    g.bench_function("phantom_64_b8_step", |bn| {
+        bn.iter(|| black_box(trainer.train_step(&data).expect("step")))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_modconv,
     bench_upfirdn,
     bench_generator,
-    bench_discriminator
+    bench_discriminator,
+    bench_training_step
 );
 criterion_main!(benches);
