@@ -29,9 +29,11 @@ fn bench_pipeline(c: &mut Criterion) {
             let w = m.encode(&x).unwrap();
             let y0 = m.synthesize(&w).unwrap();
             group.throughput(Throughput::Elements(b as u64));
-            group.bench_with_input(BenchmarkId::new(format!("{name}/encoder"), b), &b, |bch, _| {
-                bch.iter(|| m.encode(black_box(&x)).unwrap())
-            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("{name}/encoder"), b),
+                &b,
+                |bch, _| bch.iter(|| m.encode(black_box(&x)).unwrap()),
+            );
             group.bench_with_input(
                 BenchmarkId::new(format!("{name}/one_refinement"), b),
                 &b,
