@@ -23,7 +23,7 @@ pub use conv_layer::ConvLayer;
 pub use equal_conv::EqualConv2d;
 pub use equal_linear::EqualLinear;
 pub use fused_lrelu::FusedLeakyReLU;
-pub use modconv::ModulatedConv2d;
+pub use modconv::{ModulatedConv2d, per_sample_conv_im2col};
 pub use noise::NoiseInjection;
 pub use pixel_norm::PixelNorm;
 pub use res_block::ResBlock;
