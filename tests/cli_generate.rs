@@ -1,0 +1,138 @@
+//! The main job, `sketch2medi generate`, with the committed default pipeline
+//! (`weights/sketch2medi_phantom64`): a sketch file or a folder in, PNGs with provenance out;
+//! warnings and clear errors for bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sketch2medi"))
+        .args(args)
+        .env_remove("SKETCH2MEDI_WEIGHTS")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/sketches")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn generate_writes_image_strip_variations_and_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sub/throat.png");
+    let strip = dir.path().join("strip.png");
+    let o = run(&[
+        "generate",
+        "--sketch",
+        &example("freehand_careful.png"),
+        "--out",
+        out.to_str().unwrap(),
+        "--strip",
+        strip.to_str().unwrap(),
+        "--variations",
+        "2",
+        "--steps",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (64, 64));
+    let s = image::open(&strip).unwrap();
+    assert!(s.width() > 5 * 64, "sketch + E + 3 steps");
+    for i in 0..2 {
+        assert!(dir.path().join(format!("sub/throat_var{i}.png")).is_file());
+    }
+    let prov = sketch2medi::pipeline::read_provenance(&out)
+        .unwrap()
+        .expect("provenance");
+    assert_eq!(prov["synthetic"], true);
+    assert_eq!(prov["steps"], 3);
+    assert_eq!(prov["weights"]["generator"].as_str().unwrap().len(), 64);
+    // Deterministic: the same sketch gives the same image.
+    let out2 = dir.path().join("again.png");
+    let o = run(&[
+        "generate",
+        "--sketch",
+        &example("freehand_careful.png"),
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        image::open(&out2).unwrap().to_rgb8(),
+        img.to_rgb8(),
+        "same sketch, same image"
+    );
+}
+
+#[test]
+fn folder_mode_skips_bad_files_and_warns_on_blank_sketches() {
+    let dir = tempfile::tempdir().unwrap();
+    let sk = dir.path().join("sketches");
+    std::fs::create_dir_all(&sk).unwrap();
+    std::fs::copy(example("freehand_shaky.png"), sk.join("a.png")).unwrap();
+    image::GrayImage::from_pixel(100, 80, image::Luma([255]))
+        .save(sk.join("blank.png"))
+        .unwrap();
+    std::fs::write(sk.join("broken.png"), b"not an image").unwrap();
+    let out = dir.path().join("out");
+    let o = run(&[
+        "generate",
+        "--sketch",
+        sk.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("broken.png"), "{err}");
+    assert!(err.contains("blank.png") && err.contains("blank"), "{err}");
+    assert!(out.join("a.png").is_file() && out.join("blank.png").is_file());
+    assert!(!out.join("broken.png").exists());
+    assert!(text(&o.stdout).contains("1 unreadable files skipped"));
+}
+
+#[test]
+fn bad_inputs_fail_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("notes.png");
+    std::fs::write(&bad, b"plain text").unwrap();
+    let out = dir.path().join("x.png");
+    let o = run(&[
+        "generate",
+        "--sketch",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("notes.png"), "{}", text(&o.stderr));
+    let o = run(&[
+        "generate",
+        "--sketch",
+        &example("freehand_careful.png"),
+        "--out",
+        out.to_str().unwrap(),
+        "--weights",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("pipeline.json"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!out.exists());
+}
