@@ -66,6 +66,8 @@ fn generate_writes_image_strip_variations_and_provenance() {
         &example("freehand_careful.png"),
         "--out",
         out2.to_str().unwrap(),
+        "--steps",
+        "3",
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(
