@@ -4,7 +4,7 @@
 //! `sketch2medi bench pipeline --preset paper256`, too slow for criterion's sampling).
 //!
 //! `cargo bench --bench pipeline`; results go to docs/BENCHMARKS.md. Uses the binary's allocator
-//! setting (mimalloc, no purging) so that the numbers match `sketch2medi generate`.
+//! setting (mimalloc, pages purged after 10 s) so that the numbers match `sketch2medi generate`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sketch2medi::timing::{TimingModels, TimingPreset};
@@ -14,8 +14,8 @@ use std::hint::black_box;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench_pipeline(c: &mut Criterion) {
-    // mi_option_purge_delay = -1, as in src/main.rs.
-    unsafe { libmimalloc_sys::mi_option_set(15, -1) };
+    // mi_option_purge_delay = 10 s, as in src/main.rs.
+    unsafe { libmimalloc_sys::mi_option_set(15, 10_000) };
     let dev = candle_core::Device::Cpu;
     let mut group = c.benchmark_group("pipeline");
     group.sample_size(10);
