@@ -14,8 +14,7 @@ use std::hint::black_box;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench_pipeline(c: &mut Criterion) {
-    // mi_option_purge_delay = 10 s, as in src/main.rs.
-    unsafe { libmimalloc_sys::mi_option_set(15, 10_000) };
+    sketch2medi::allocator::configure_mimalloc();
     let dev = candle_core::Device::Cpu;
     let mut group = c.benchmark_group("pipeline");
     group.sample_size(10);

@@ -47,15 +47,7 @@ pub fn fetch_pipeline(repo_id: &str, subfolder: &str) -> Result<PathBuf> {
             .map_err(|e| hub_err(format!("downloading {path}: {e}")))
     };
     let manifest_path = get(MANIFEST)?;
-    let text = std::fs::read_to_string(&manifest_path).map_err(|e| PipelineError::File {
-        path: manifest_path.clone(),
-        message: e.to_string(),
-    })?;
-    let manifest: PipelineManifest =
-        serde_json::from_str(&text).map_err(|e| PipelineError::File {
-            path: manifest_path.clone(),
-            message: format!("bad pipeline manifest: {e}"),
-        })?;
+    let manifest = PipelineManifest::read(&manifest_path)?;
     get(&manifest.generator)?;
     let json = Path::new(&manifest.generator).with_extension("json");
     get(&json.to_string_lossy())?;

@@ -27,6 +27,7 @@ pub use s2m_core;
 pub use sketch_synth;
 pub use stylegan2;
 
+pub mod allocator;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod pipeline;

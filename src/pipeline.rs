@@ -26,12 +26,11 @@
 //! ink (no pixel darker than 200 of 255 after resizing) still produces an image, with a
 //! [`SketchWarning::Blank`] warning.
 
-use candle_core::{DType, Device, Tensor};
-use e4e_encoder::EncoderBundle;
-use hyperstyle_refiner::{HyperNetwork, Refinement, RefinerBundle};
+use candle_core::{Device, Tensor};
+use e4e_encoder::{Encoder, EncoderBundle, FrozenGenerator};
+use hyperstyle_refiner::{HyperNetwork, RefinerBundle};
 use image::{DynamicImage, GrayImage, Luma, RgbImage};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Component, Path, PathBuf};
 use stylegan2::{Generator, GeneratorInput, NoiseMode, WeightOffsets};
 
@@ -208,6 +207,9 @@ pub struct Generation {
     /// The sketch as the model saw it.
     pub sketch: GrayImage,
     pub warnings: Vec<SketchWarning>,
+    /// Σ Δ of this sample (`[1, out, in, k, k]` per refined slot; empty without a refiner),
+    /// so that [`Sketch2MedI::variations_of`] reuses the refined weights.
+    offsets: WeightOffsets,
 }
 
 impl Generation {
@@ -229,7 +231,7 @@ pub struct WeightHashes {
 
 /// The loaded pipeline. Inference only: weights are plain tensors, no autograd graph is built.
 pub struct Sketch2MedI {
-    generator: Generator,
+    generator: FrozenGenerator,
     encoder: EncoderBundle,
     refiner: Option<HyperNetwork>,
     steps: usize,
@@ -251,14 +253,6 @@ impl std::fmt::Debug for Sketch2MedI {
     }
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| PipelineError::File {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
-}
-
 /// Joins `rel` to `dir`, refusing absolute paths (a manifest must not point anywhere).
 fn resolve(dir: &Path, rel: &str) -> Result<PathBuf> {
     let p = Path::new(rel);
@@ -271,14 +265,23 @@ fn resolve(dir: &Path, rel: &str) -> Result<PathBuf> {
     Ok(dir.join(p))
 }
 
-fn require_file(dir: &Path, path: &Path, what: &str) -> Result<()> {
-    if path.is_file() {
-        Ok(())
-    } else {
-        Err(PipelineError::Weights {
-            dir: dir.to_path_buf(),
-            message: format!("{what} file {} is missing", path.display()),
-        })
+impl PipelineManifest {
+    /// Reads and checks a `pipeline.json`; errors name the file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let file_err = |message: String| PipelineError::File {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+        let manifest: Self = serde_json::from_str(&text)
+            .map_err(|e| file_err(format!("bad pipeline manifest: {e}")))?;
+        if manifest.format != FORMAT {
+            return Err(file_err(format!(
+                "format {:?}, expected {FORMAT:?}",
+                manifest.format
+            )));
+        }
+        Ok(manifest)
     }
 }
 
@@ -297,38 +300,21 @@ impl Sketch2MedI {
     /// Loads the pipeline in `dir` on `device`.
     pub fn load_on(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        let manifest_path = dir.join(MANIFEST);
         if !dir.is_dir() {
             return Err(PipelineError::Weights {
                 dir,
                 message: "not a folder".into(),
             });
         }
-        require_file(&dir, &manifest_path, "manifest")?;
-        let text = std::fs::read_to_string(&manifest_path).map_err(|e| PipelineError::File {
-            path: manifest_path.clone(),
-            message: e.to_string(),
-        })?;
-        let manifest: PipelineManifest =
-            serde_json::from_str(&text).map_err(|e| PipelineError::File {
-                path: manifest_path.clone(),
-                message: format!("bad pipeline manifest: {e}"),
-            })?;
-        if manifest.format != FORMAT {
-            return Err(PipelineError::File {
-                path: manifest_path,
-                message: format!("format {:?}, expected {FORMAT:?}", manifest.format),
-            });
-        }
+        let manifest = PipelineManifest::read(&dir.join(MANIFEST))?;
+        // Each loader names a missing or bad file; the generator file is read once for its
+        // weights and its sha256, and the bundles check the sha256 their JSON records.
         let g_path = resolve(&dir, &manifest.generator)?;
-        require_file(&dir, &g_path, "generator")?;
-        let generator = stylegan2::Checkpoint::open(&g_path)?.generator("", DType::F32, device)?;
+        let generator = FrozenGenerator::load(&g_path, device)?;
+        let g_hash = generator.sha256().to_string();
         let enc_dir = resolve(&dir, &manifest.encoder)?;
-        let enc_file = enc_dir.join(e4e_encoder::ENCODER_WEIGHTS);
-        require_file(&dir, &enc_file, "encoder")?;
         let encoder = EncoderBundle::load(&enc_dir, device)?;
-        let g_hash = sha256_file(&g_path)?;
-        let enc_hash = sha256_file(&enc_file)?;
+        let enc_file = enc_dir.join(e4e_encoder::ENCODER_WEIGHTS);
         // E and H only work with the generator they were trained with.
         let mismatch = |what: &str, file: &Path, trained: &str| PipelineError::Weights {
             dir: dir.clone(),
@@ -349,7 +335,6 @@ impl Sketch2MedI {
             Some(rel) => {
                 let ref_dir = resolve(&dir, rel)?;
                 let ref_file = ref_dir.join(hyperstyle_refiner::train::REFINER_WEIGHTS);
-                require_file(&dir, &ref_file, "refiner")?;
                 let bundle = RefinerBundle::load(&ref_dir, generator.config(), device)?;
                 if bundle.meta.generator.sha256 != g_hash {
                     return Err(mismatch(
@@ -358,18 +343,19 @@ impl Sketch2MedI {
                         &bundle.meta.generator.sha256,
                     ));
                 }
-                if bundle.meta.encoder.sha256 != enc_hash {
+                if bundle.meta.encoder.sha256 != encoder.meta.encoder_sha256 {
                     return Err(PipelineError::Weights {
                         dir: dir.clone(),
                         message: format!(
-                            "the refiner ({}) was trained with encoder sha256 {}, but {} has {enc_hash}",
+                            "the refiner ({}) was trained with encoder sha256 {}, but {} has {}",
                             ref_file.display(),
                             bundle.meta.encoder.sha256,
-                            enc_file.display()
+                            enc_file.display(),
+                            encoder.meta.encoder_sha256
                         ),
                     });
                 }
-                (Some(bundle.hypernet), Some(sha256_file(&ref_file)?))
+                (Some(bundle.hypernet), Some(bundle.meta.refiner_sha256))
             }
             None => (None, None),
         };
@@ -385,7 +371,7 @@ impl Sketch2MedI {
         }
         let hashes = WeightHashes {
             generator: g_hash,
-            encoder: enc_hash,
+            encoder: encoder.meta.encoder_sha256.clone(),
             refiner: refiner_hash,
         };
         Ok(Self {
@@ -449,7 +435,7 @@ impl Sketch2MedI {
     }
 
     pub fn generator(&self) -> &Generator {
-        &self.generator
+        self.generator.generator()
     }
 
     /// The prepared sketches as one `[B,1,size,size]` tensor in [-1, 1].
@@ -493,13 +479,12 @@ impl Sketch2MedI {
 
     /// E, then T refinements: the images ŷ_0..ŷ_T `[B,3,H,W]` and the accumulated offsets.
     fn run(&self, sketch: &Tensor, w: &Tensor) -> Result<(Vec<Tensor>, WeightOffsets)> {
-        let n_latent = self.generator.n_latent();
-        let w_plus = w.unsqueeze(1)?.repeat((1, n_latent, 1))?;
+        let w_plus = Encoder::to_w_plus(w, self.generator().n_latent())?;
         match &self.refiner {
             Some(h) if self.steps > 0 => {
                 let out = hyperstyle_refiner::refine(
                     h,
-                    &self.generator,
+                    self.generator(),
                     sketch,
                     &w_plus,
                     self.steps,
@@ -509,9 +494,9 @@ impl Sketch2MedI {
             }
             _ => {
                 let y = self
-                    .generator
+                    .generator()
                     .forward(&GeneratorInput::w_plus(w_plus).with_noise(NoiseMode::Const))?;
-                Ok((vec![y.image], Refinement::new().offsets()))
+                Ok((vec![y.image], WeightOffsets::new()))
             }
         }
     }
@@ -529,70 +514,80 @@ impl Sketch2MedI {
         let prepared = self.prepare_all(sketches)?;
         let x = self.sketch_tensor(&prepared)?;
         let w = self.embed_tensor(&x)?;
-        let (images, _) = self.run(&x, &w)?;
+        let (images, offsets) = self.run(&x, &w)?;
         let per_step = images
             .iter()
             .map(|t| s2m_core::imageio::tensor_to_rgb_batch(&t.clamp(-1f32, 1f32)?))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let ws = w.to_vec2::<f32>()?;
-        Ok(prepared
+        prepared
             .into_iter()
             .zip(ws)
             .enumerate()
             .map(|(i, (p, w))| {
                 let steps: Vec<RgbImage> = per_step.iter().map(|s| s[i].clone()).collect();
-                Generation {
+                let offsets = offsets
+                    .slots()
+                    .map(|(slot, d)| Ok((slot, d.narrow(0, i, 1)?)))
+                    .collect::<Result<WeightOffsets>>()?;
+                Ok(Generation {
                     image: steps.last().expect("at least ŷ_0").clone(),
                     w,
                     steps,
                     sketch: p.image,
                     warnings: p.warnings,
-                }
+                    offsets,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// First W+ index of the "fine" styles that [`Sketch2MedI::variations`] re-draws: the
     /// layers of the two highest resolutions (colour, texture, lighting).
     pub fn fine_layers_start(&self) -> usize {
-        self.generator.n_latent().saturating_sub(4)
+        self.generator().n_latent().saturating_sub(4)
     }
 
     /// `n` variations of one sketch: the refined generator with the sketch's w in the coarse
     /// and middle styles (shape) and w = mapping(z) of seeded random z in the fine styles
     /// (appearance), z from `s2m_core::rng::derive_seed(seed, 0, i)`.
     pub fn variations(&self, sketch: &DynamicImage, n: usize, seed: u64) -> Result<Vec<RgbImage>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        self.variations_of(&self.generate(sketch)?, n, seed)
+    }
+
+    /// [`Sketch2MedI::variations`] of a sketch already generated: reuses its w and refined
+    /// weights instead of running E and H again.
+    pub fn variations_of(
+        &self,
+        generation: &Generation,
+        n: usize,
+        seed: u64,
+    ) -> Result<Vec<RgbImage>> {
         use s2m_core::rng::{derive_seed, randn_vec, rng_from_seed};
         if n == 0 {
             return Ok(Vec::new());
         }
-        let p = self.prepare_all(std::slice::from_ref(sketch))?;
-        let x = self.sketch_tensor(&p)?;
-        let w = self.embed_tensor(&x)?;
-        let (_, offsets) = self.run(&x, &w)?;
         let s = self.generator.config().style_dim;
-        let n_latent = self.generator.n_latent();
+        let n_latent = self.generator().n_latent();
+        let w = Tensor::from_slice(&generation.w, (1, s), &self.device)?;
         let z: Vec<f32> = (0..n)
             .flat_map(|i| randn_vec(&mut rng_from_seed(derive_seed(seed, 0, i as u64)), s))
             .collect();
         let z = Tensor::from_vec(z, (n, s), &self.device)?;
-        let w_rand = self.generator.mapping(&z)?;
+        let w_rand = self.generator().mapping(&z)?;
         let k = self.fine_layers_start();
         let coarse = w.unsqueeze(1)?.repeat((n, k, 1))?;
         let fine = w_rand.unsqueeze(1)?.repeat((1, n_latent - k, 1))?;
         let w_plus = Tensor::cat(&[coarse, fine], 1)?;
-        // The offsets were computed for batch 1; repeat them for n images.
-        let mut batched = WeightOffsets::new();
-        for (slot, d) in offsets.slots() {
-            let mut dims = vec![n];
-            dims.extend(std::iter::repeat_n(1, d.rank() - 1));
-            batched.insert(slot, d.repeat(dims.as_slice())?);
-        }
+        // The sample's offsets have batch 1; the modulated convs broadcast them over the n.
         let mut input = GeneratorInput::w_plus(w_plus).with_noise(NoiseMode::Const);
-        if !batched.is_empty() {
-            input = input.with_offsets(&batched);
+        if !generation.offsets.is_empty() {
+            input = input.with_offsets(&generation.offsets);
         }
-        let y = self.generator.forward(&input)?;
+        let y = self.generator().forward(&input)?;
         Ok(s2m_core::imageio::tensor_to_rgb_batch(
             &y.image.clamp(-1f32, 1f32)?,
         )?)

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use e4e_encoder::testing::{tiny_encoder_config, tiny_generator_config, tiny_generator_tensors};
 use e4e_encoder::{EncoderTrainConfig, EncoderTrainer, FrozenGenerator};
-use hyperstyle_refiner::{
-    HyperConfig, LayersToTune, RefinerTrainConfig, RefinerTrainer, SharedLayers,
-};
+use hyperstyle_refiner::{HyperConfig, RefinerTrainConfig, RefinerTrainer};
 use image::{DynamicImage, GrayImage, Luma, LumaA, Rgb, RgbImage};
 use losses::SimilarityLoss;
 use sketch2medi::Sketch2MedI;
@@ -44,18 +42,7 @@ fn tiny_pipeline(dir: &Path, with_refiner: bool) -> PathBuf {
     enc.export(&model.join("encoder")).unwrap();
     if with_refiner {
         let h_cfg = RefinerTrainConfig {
-            hyper: HyperConfig {
-                in_channels: 4,
-                input_size: 32,
-                widths: [8, 8, 16, 16],
-                refine_inner: 8,
-                refine_out: 16,
-                hyper_inner: 8,
-                hyper_code: 16,
-                layers_to_tune: LayersToTune::AllConvs,
-                shared: SharedLayers::SameShapeAsConv1,
-                ..HyperConfig::narrow_cpu()
-            },
+            hyper: HyperConfig::tiny_test(),
             batch: 2,
             ..RefinerTrainConfig::default()
         };

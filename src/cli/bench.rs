@@ -175,12 +175,6 @@ fn pipeline_bench(args: PipelineBenchArgs) -> anyhow::Result<()> {
             Ok(())
         })?;
         report("one refinement (H + G)", b, t);
-        let y1 = m.refinement_step(&x, &w, &y0)?;
-        let t = time_it(&device, args.warmup, args.iters, || {
-            m.refinement_step(&x, &w, &y1)?;
-            Ok(())
-        })?;
-        report("refinement from a refined image", b, t);
         let t = time_it(&device, args.warmup, args.iters, || {
             m.generate(&x, args.steps)?;
             Ok(())

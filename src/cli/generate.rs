@@ -76,7 +76,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "image".into());
         let prov = model.provenance(&generation, Some(args.seed));
         for (i, img) in model
-            .variations(&sketch, args.variations, args.seed)?
+            .variations_of(&generation, args.variations, args.seed)?
             .iter()
             .enumerate()
         {

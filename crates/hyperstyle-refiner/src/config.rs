@@ -83,6 +83,20 @@ impl HyperConfig {
         }
     }
 
+    /// Test-sized preset for a 32 px generator (e.g. `e4e_encoder::testing::tiny_generator_config`):
+    /// ResNet-18 body with widths 8/8/16/16, blocks 8/16 wide, code 16. Far too small for use.
+    pub fn tiny_test() -> Self {
+        Self {
+            input_size: 32,
+            widths: [8, 8, 16, 16],
+            refine_inner: 8,
+            refine_out: 16,
+            hyper_inner: 8,
+            hyper_code: 16,
+            ..Self::narrow_cpu()
+        }
+    }
+
     /// Spatial size of the body's last map.
     pub fn feature_size(&self) -> usize {
         self.input_size / 16

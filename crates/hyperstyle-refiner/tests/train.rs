@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use backbones::ResNetDepth;
 use candle_core::Device;
 use e4e_encoder::testing::{
     max_abs_diff, reachable_pairs, tiny_encoder_config, tiny_generator, tiny_generator_config,
@@ -12,8 +11,7 @@ use e4e_encoder::testing::{
 use e4e_encoder::{EncoderTrainConfig, EncoderTrainer, PairDataset, TensorPairs};
 use hyperstyle_refiner::train::{RefinerStepStats, run_training};
 use hyperstyle_refiner::{
-    HyperConfig, HyperNetwork, LayersToTune, RefinerBundle, RefinerError, RefinerTrainConfig,
-    RefinerTrainer, SharedLayers,
+    HyperConfig, HyperNetwork, RefinerBundle, RefinerError, RefinerTrainConfig, RefinerTrainer,
 };
 use losses::SimilarityLoss;
 
@@ -21,24 +19,9 @@ fn loss() -> SimilarityLoss {
     SimilarityLoss::cpu_default(&losses::weights::shipped_weights_dir()).unwrap()
 }
 
-fn tiny_hyper() -> HyperConfig {
-    HyperConfig {
-        in_channels: 4,
-        input_size: 32,
-        depth: ResNetDepth::R18,
-        widths: [8, 8, 16, 16],
-        refine_inner: 8,
-        refine_out: 16,
-        hyper_inner: 8,
-        hyper_code: 16,
-        layers_to_tune: LayersToTune::AllConvs,
-        shared: SharedLayers::SameShapeAsConv1,
-    }
-}
-
 fn config() -> RefinerTrainConfig {
     RefinerTrainConfig {
-        hyper: tiny_hyper(),
+        hyper: HyperConfig::tiny_test(),
         batch: 2,
         lr: 1e-3,
         seed: 3,
@@ -235,7 +218,7 @@ fn no_gradient_reaches_the_generator_or_the_encoder() {
         );
     }
     // E's weights are plain tensors loaded from the export: none is a Var.
-    let n_params = HyperNetwork::parameter_shapes(&tiny_hyper(), &cfg)
+    let n_params = HyperNetwork::parameter_shapes(&HyperConfig::tiny_test(), &cfg)
         .unwrap()
         .len();
     assert!(h.len() < n_params, "BatchNorm statistics are not trained");
