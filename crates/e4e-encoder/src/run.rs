@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use s2m_core::imageio::{image_grid, save_png, tensor_to_rgb_batch};
-use s2m_core::logcsv::{CsvLogger, read_csv_log};
-use s2m_core::plot::{Layout, PlotOptions, plot_curves};
+use s2m_core::logcsv::CsvLogger;
+use s2m_core::plot::plot_training_log;
 use s2m_core::rng::{derive_seed, seeded_permutation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -385,23 +385,12 @@ pub fn open_log(out: &Path, columns: &[&str], step: u64) -> TrainResult<CsvLogge
 
 /// Redraws `out/loss.png` from `out/log.csv` (one panel per column with finite values).
 pub fn write_loss_plot(out: &Path, title: &str, columns: &[&str]) -> TrainResult<()> {
-    let log = read_csv_log(out.join("log.csv"))?;
-    let series: Vec<(&str, Vec<(f64, f64)>)> = columns
-        .iter()
-        .filter_map(|c| log.series(c).map(|s| (*c, s)))
-        .filter(|(_, s)| s.iter().any(|(_, v)| v.is_finite()))
-        .collect();
-    if series.is_empty() {
-        return Ok(());
-    }
-    let refs: Vec<(&str, &[(f64, f64)])> = series.iter().map(|(n, s)| (*n, s.as_slice())).collect();
-    let opts = PlotOptions {
-        layout: Layout::Panels,
-        ema: Some(0.9),
-        ..PlotOptions::default()
-    };
-    plot_curves(out.join("loss.png"), title, &refs, &opts)?;
-    Ok(())
+    Ok(plot_training_log(
+        out.join("log.csv"),
+        out.join("loss.png"),
+        title,
+        columns,
+    )?)
 }
 
 /// `Err(Diverged)` for a non-finite value.

@@ -349,6 +349,33 @@ pub fn plot_curves(
     crate::imageio::save_png(path, &img)
 }
 
+/// The training runs' loss figure: redraws `png` from the CSV log at `log_csv`, one panel
+/// (EMA 0.9 over the raw values) per column of `columns` that has a finite value; writes
+/// nothing when none has.
+pub fn plot_training_log(
+    log_csv: impl AsRef<Path>,
+    png: impl AsRef<Path>,
+    title: &str,
+    columns: &[&str],
+) -> Result<()> {
+    let log = crate::logcsv::read_csv_log(log_csv)?;
+    let series: Vec<(&str, Vec<(f64, f64)>)> = columns
+        .iter()
+        .filter_map(|c| log.series(c).map(|s| (*c, s)))
+        .filter(|(_, s)| s.iter().any(|(_, v)| v.is_finite()))
+        .collect();
+    if series.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<(&str, &[(f64, f64)])> = series.iter().map(|(n, s)| (*n, s.as_slice())).collect();
+    let opts = PlotOptions {
+        layout: Layout::Panels,
+        ema: Some(0.9),
+        ..PlotOptions::default()
+    };
+    plot_curves(png, title, &refs, &opts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

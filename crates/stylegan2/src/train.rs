@@ -22,9 +22,9 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::Rng as _;
 use s2m_core::checkpoint::{Checkpoint, CheckpointMeta, RngState, latest_checkpoint};
 use s2m_core::imageio::{image_grid, tensor_to_rgb_batch};
-use s2m_core::logcsv::{CsvLogger, read_csv_log};
+use s2m_core::logcsv::CsvLogger;
 use s2m_core::optim::{Adam, AdamConfig, varmap_named_vars};
-use s2m_core::plot::{Layout, PlotOptions, plot_curves};
+use s2m_core::plot::plot_training_log;
 use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed, seeded_permutation};
 use serde::{Deserialize, Serialize};
 
@@ -611,30 +611,12 @@ impl Trainer {
 
     /// Redraws `<out>/loss.png` from `<out>/log.csv`.
     pub fn write_loss_plot(&self) -> Result<()> {
-        let log = read_csv_log(self.out.join("log.csv"))?;
-        let cols = ["d_loss", "g_loss", "r1", "path", "real_score", "fake_score"];
-        let series: Vec<(&str, Vec<(f64, f64)>)> = cols
-            .iter()
-            .filter_map(|c| log.series(c).map(|s| (*c, s)))
-            .filter(|(_, s)| s.iter().any(|(_, v)| v.is_finite()))
-            .collect();
-        if series.is_empty() {
-            return Ok(());
-        }
-        let refs: Vec<(&str, &[(f64, f64)])> =
-            series.iter().map(|(n, s)| (*n, s.as_slice())).collect();
-        let opts = PlotOptions {
-            layout: Layout::Panels,
-            ema: Some(0.9),
-            ..PlotOptions::default()
-        };
-        plot_curves(
+        Ok(plot_training_log(
+            self.out.join("log.csv"),
             self.out.join("loss.png"),
             "StyleGAN2 training",
-            &refs,
-            &opts,
-        )?;
-        Ok(())
+            &["d_loss", "g_loss", "r1", "path", "real_score", "fake_score"],
+        )?)
     }
 
     /// Trains until `until_step`, with checkpoints, samples and loss curves on schedule, and a

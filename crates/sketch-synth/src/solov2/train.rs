@@ -33,9 +33,9 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use s2m_core::checkpoint::{Checkpoint, CheckpointMeta, RngState, latest_checkpoint};
-use s2m_core::logcsv::{CsvLogger, read_csv_log};
+use s2m_core::logcsv::CsvLogger;
 use s2m_core::optim::{Adam, AdamConfig, varmap_named_vars};
-use s2m_core::plot::{Layout, PlotOptions, plot_curves};
+use s2m_core::plot::plot_training_log;
 use s2m_core::rng::{Rng, derive_seed, rng_from_seed, seeded_permutation};
 use serde::{Deserialize, Serialize};
 
@@ -539,24 +539,12 @@ impl Trainer {
 
     /// Redraws `<out>/loss.png` from `<out>/log.csv` (loss, its parts and the lr).
     pub fn write_loss_plot(&self) -> Result<()> {
-        let log = read_csv_log(self.out.join("log.csv"))?;
-        let series: Vec<(&str, Vec<(f64, f64)>)> = ["loss", "cls", "mask", "lr"]
-            .iter()
-            .filter_map(|c| log.series(c).map(|s| (*c, s)))
-            .filter(|(_, s)| s.iter().any(|(_, v)| v.is_finite()))
-            .collect();
-        if series.is_empty() {
-            return Ok(());
-        }
-        let refs: Vec<(&str, &[(f64, f64)])> =
-            series.iter().map(|(n, s)| (*n, s.as_slice())).collect();
-        let opts = PlotOptions {
-            layout: Layout::Panels,
-            ema: Some(0.9),
-            ..PlotOptions::default()
-        };
-        plot_curves(self.out.join("loss.png"), "SOLOv2 training", &refs, &opts)?;
-        Ok(())
+        Ok(plot_training_log(
+            self.out.join("log.csv"),
+            self.out.join("loss.png"),
+            "SOLOv2 training",
+            &["loss", "cls", "mask", "lr"],
+        )?)
     }
 
     /// Trains until `until_step` or until another step would exceed `budget` (wall clock from
