@@ -105,21 +105,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 /// bar; unreadable files are reported and skipped (the count is printed).
 fn generate_folder(model: &Sketch2MedI, args: &GenerateArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.sketch)
-        .with_context(|| format!("reading {}", args.sketch.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-        })
-        .collect();
-    files.sort();
-    anyhow::ensure!(
-        !files.is_empty(),
-        "{}: no PNG or JPEG sketches in the folder",
-        args.sketch.display()
-    );
+    // The PNG/JPEG files of the folder, sorted; an error when there is none.
+    let files = metrics::features::list_images(&args.sketch)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let bar = indicatif::ProgressBar::new(files.len() as u64);
