@@ -70,6 +70,12 @@ pub struct CommonTrainArgs {
     /// Folder with the loss networks' weights (default: the repository's weights/).
     #[arg(long)]
     pub loss_weights: Option<PathBuf>,
+    /// Training sketches from this folder (`<id>.png` per training image), as the paper does
+    /// with the sketches that S drew (`sketch2medi solov2 sketches --split train --out DIR`);
+    /// default: the dataset's ground-truth-contour sketches. The sample strips keep the
+    /// dataset's validation sketches.
+    #[arg(long)]
+    pub sketches: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -129,8 +135,14 @@ impl PairDataset for LoaderPairs {
     }
 }
 
-/// The pairs of `split` of the phantom folder `data`, resized to `size` px.
-pub fn phantom_pairs(data: &Path, split: Split, size: u32) -> anyhow::Result<LoaderPairs> {
+/// The pairs of `split` of the phantom folder `data`, resized to `size` px; the sketches from
+/// `sketches` (`<id>.png`) when given, else the dataset's own.
+pub fn phantom_pairs(
+    data: &Path,
+    split: Split,
+    size: u32,
+    sketches: Option<&Path>,
+) -> anyhow::Result<LoaderPairs> {
     let layout = Layout::new(data);
     anyhow::ensure!(
         layout.manifest().is_file(),
@@ -138,8 +150,11 @@ pub fn phantom_pairs(data: &Path, split: Split, size: u32) -> anyhow::Result<Loa
         data.display(),
         layout.manifest().display()
     );
-    let source = DatasetSource::phantom(data, split)
+    let mut source = DatasetSource::phantom(data, split)
         .with_context(|| format!("reading split {} of {}", split.name(), data.display()))?;
+    if let Some(dir) = sketches {
+        source = source.with_sketches_from(dir);
+    }
     let manifest = source
         .manifest()
         .cloned()
@@ -164,16 +179,43 @@ pub fn phantom_pairs(data: &Path, split: Split, size: u32) -> anyhow::Result<Loa
         manifest.scale,
         manifest.generator_version
     );
-    let sketch_source = format!(
-        "synthesized from the ground-truth mask contours (sketch_synth, stroke width {} px at \
-         {} px); the SOLOv2 sketch synthesizer S was not used (not trained yet)",
-        manifest.sketch_stroke_width, manifest.size
-    );
+    let sketch_source = match sketches {
+        Some(dir) => sketch_folder_source(dir),
+        None => format!(
+            "synthesized from the ground-truth mask contours (sketch_synth, stroke width {} px at \
+             {} px); the SOLOv2 sketch synthesizer S was not used",
+            manifest.sketch_stroke_width, manifest.size
+        ),
+    };
     Ok(LoaderPairs {
         loader,
         description,
         sketch_source,
     })
+}
+
+/// Describes a `--sketches` folder from the `report.json` that `solov2 sketches` leaves in it.
+fn sketch_folder_source(dir: &Path) -> String {
+    let report = std::fs::read(dir.join("report.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<crate::cli::solov2::SketchReport>(&b).ok());
+    match report {
+        Some(r) => format!(
+            "drawn by the SOLOv2 sketch synthesizer S ({}, contours of instances with score >= \
+             {}) for split {} of {}: {} sketches in {}, {} empty",
+            r.weights,
+            r.threshold,
+            r.split,
+            r.data,
+            r.images,
+            dir.display(),
+            r.empty
+        ),
+        None => format!(
+            "read from {} (no report.json of `solov2 sketches` there: origin not recorded)",
+            dir.display()
+        ),
+    }
 }
 
 /// Training pairs, validation pairs (seg_val, else None), the generator and L_sim.
@@ -188,8 +230,8 @@ pub fn load_inputs(args: &CommonTrainArgs, device: &Device) -> anyhow::Result<In
     let generator = FrozenGenerator::load(&args.generator, device)
         .with_context(|| format!("loading the generator {}", args.generator.display()))?;
     let size = generator.config().size;
-    let train = phantom_pairs(&args.data, Split::Train, size)?;
-    let val = phantom_pairs(&args.data, Split::SegVal, size)
+    let train = phantom_pairs(&args.data, Split::Train, size, args.sketches.as_deref())?;
+    let val = phantom_pairs(&args.data, Split::SegVal, size, None)
         .ok()
         .filter(|p| !p.is_empty());
     let dir = args

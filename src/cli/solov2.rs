@@ -296,18 +296,18 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `report.json` of a sketch run.
-#[derive(Debug, serde::Serialize)]
-struct SketchReport {
-    data: String,
-    split: String,
-    weights: String,
-    threshold: f32,
-    images: usize,
-    empty: usize,
-    empty_ids: Vec<String>,
-    seconds: f64,
-    ms_per_image: f64,
+/// `report.json` of a sketch run (also read by `encoder train --sketches`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct SketchReport {
+    pub data: String,
+    pub split: String,
+    pub weights: String,
+    pub threshold: f32,
+    pub images: usize,
+    pub empty: usize,
+    pub empty_ids: Vec<String>,
+    pub seconds: f64,
+    pub ms_per_image: f64,
 }
 
 fn sketches(a: SketchesArgs) -> anyhow::Result<()> {

@@ -137,6 +137,19 @@ impl DatasetSource {
         })
     }
 
+    /// The same items with their sketches taken from `dir/<id>.png` instead (for example the
+    /// sketches that the SOLOv2 synthesizer S drew with `sketch2medi solov2 sketches`). Missing
+    /// files are reported by [`Loader::new`] like any other missing sketch.
+    pub fn with_sketches_from(mut self, dir: impl AsRef<Path>) -> Self {
+        let dir = dir.as_ref();
+        for item in &mut self.items {
+            item.sketch = Some(dir.join(format!("{}.png", item.id)));
+        }
+        self.has_sketches = true;
+        self.name = format!("{} (sketches from {})", self.name, dir.display());
+        self
+    }
+
     /// The `*.png`, `*.jpg` and `*.jpeg` files of `images_dir` (sorted by file name; hidden
     /// files skipped), each with the file of the same stem in `masks_dir` and `sketches_dir` when
     /// those are given. A missing mask or sketch is an error naming the image and the expected
@@ -777,6 +790,41 @@ mod tests {
         assert_eq!(m.dtype(), DType::U8);
         let m = m.get(1).unwrap().to_vec2::<u8>().unwrap();
         assert_eq!((m[7][3], m[7][4]), (TONSIL_1, 0));
+    }
+
+    #[test]
+    fn sketches_from_another_folder_replace_the_datasets_and_missing_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write_phantom(dir.path(), 3);
+        let other = dir.path().join("s_sketches");
+        std::fs::create_dir_all(&other).unwrap();
+        // The other folder's sketches have their stroke in column 9 instead of 5.
+        let stroke9 = GrayImage::from_fn(S, S, |x, _| Luma([if x == 9 { 0 } else { 255 }]));
+        for id in ["000000", "000001"] {
+            save_png(other.join(format!("{id}.png")), &stroke9).unwrap();
+        }
+        let cfg = LoaderConfig {
+            load_sketches: true,
+            ..config(2)
+        };
+        let source = DatasetSource::phantom(dir.path(), Split::Train)
+            .unwrap()
+            .with_sketches_from(&other);
+        assert!(source.name().contains("s_sketches"));
+        let err = Loader::new(source.clone(), cfg.clone(), &Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains("000002.png"), "{err}");
+
+        save_png(other.join("000002.png"), &stroke9).unwrap();
+        let loader = Loader::new(source, cfg, &Device::Cpu).unwrap();
+        let b = loader.batch(&[0, 2]).unwrap();
+        let sk = b.sketches.unwrap();
+        for i in 0..2 {
+            let s = sk.get(i).unwrap().get(0).unwrap().to_vec2::<f32>().unwrap();
+            assert_eq!((s[3][5], s[3][9]), (1.0, -1.0));
+        }
+        // The images are still the dataset's.
+        let v = b.images.get(1).unwrap().to_vec3::<f32>().unwrap();
+        assert_eq!(v[0][0][0], unit(2));
     }
 
     #[test]
