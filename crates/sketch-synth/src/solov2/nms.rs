@@ -10,9 +10,12 @@
 //!    min_i (1 - D_ij) / (1 - comp_i) (linear);
 //! 5. score_j *= decay_j; keep scores >= `filter_thr` (when > 0); sort again; keep `max_num`.
 //!
-//! The arithmetic follows torch's f32 order (same formula, same operation order). NaN from
-//! the degenerate linear case 0/0 (three identical masks) propagates through the minimum as in
-//! `torch.min`, so such a mask is dropped by any positive `filter_thr`.
+//! The arithmetic follows torch's f32 order (same formula, same operation order). NaN
+//! propagates as in torch: through the minimum and the compensation maximum, and through the
+//! label indicator (IoU x 0), so the 0/0 IoU of two empty masks, even of different labels,
+//! turns every decayed score into NaN and a positive `filter_thr` then drops all masks
+//! (checked against mmdet 3.3.0, `tests/solov2_mmdet.rs`); the linear 0/0 of three identical
+//! masks likewise. NaN sorts as the largest score (`torch.sort`).
 //! NOTE: ties in the score sort keep the input order (stable sort); `torch.sort` does not
 //! promise any order for ties.
 
@@ -58,8 +61,18 @@ pub struct NmsOutput {
     pub keep: Vec<usize>,
 }
 
+/// Descending sort; NaN counts as larger than any number (as in `torch.sort`), whatever its
+/// sign bit.
 fn sort_desc(idx: &mut [usize], score: impl Fn(usize) -> f32) {
-    idx.sort_by(|&a, &b| score(b).total_cmp(&score(a)));
+    let key = |i: usize| {
+        let s = score(i);
+        (s.is_nan(), if s.is_nan() { 0.0 } else { s })
+    };
+    idx.sort_by(|&a, &b| {
+        let (na, sa) = key(a);
+        let (nb, sb) = key(b);
+        nb.cmp(&na).then(sb.total_cmp(&sa))
+    });
 }
 
 /// Minimum that propagates NaN like `torch.min`.
@@ -68,6 +81,15 @@ fn min_nan(a: f32, b: f32) -> f32 {
         f32::NAN
     } else {
         a.min(b)
+    }
+}
+
+/// Maximum that propagates NaN like `torch.max`.
+fn max_nan(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.max(b)
     }
 }
 
@@ -126,18 +148,18 @@ pub fn matrix_nms(
         None => m.sum(1)?.to_vec1()?,
     };
     let lab: Vec<usize> = order.iter().map(|&i| labels[i]).collect();
-    // D (decay IoU): strict upper triangle, same label only.
+    // D (decay IoU): strict upper triangle times the same-label indicator. As in mmdet, the
+    // IoU is multiplied by 0 for other labels, so the 0/0 of two empty masks stays NaN.
     let mut dmat = vec![vec![0f32; n]; n];
     for i in 0..n {
         for j in (i + 1)..n {
-            if lab[i] == lab[j] {
-                dmat[i][j] = inter[i][j] / (area[i] + area[j] - inter[i][j]);
-            }
+            let same = if lab[i] == lab[j] { 1.0 } else { 0.0 };
+            dmat[i][j] = inter[i][j] / (area[i] + area[j] - inter[i][j]) * same;
         }
     }
-    // comp_i = max over k of D_ki (column max).
+    // comp_i = max over k of D_ki (column max; NaN propagates as in `torch.max`).
     let comp: Vec<f32> = (0..n)
-        .map(|i| (0..n).map(|k| dmat[k][i]).fold(f32::NEG_INFINITY, f32::max))
+        .map(|i| (0..n).map(|k| dmat[k][i]).fold(f32::NEG_INFINITY, max_nan))
         .collect();
     let mut new_scores = Vec::with_capacity(n);
     for j in 0..n {
