@@ -16,7 +16,7 @@
 //! backward (candle's own has none for kernel != stride).
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BackboneError, Result, check_nchw};
@@ -133,12 +133,38 @@ fn conv(
     padding: usize,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding,
+    Ok(Conv2d {
+        weight: vb.get_with_hints(
+            (cout, cin, k, k),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?,
         stride,
-        ..Default::default()
-    };
-    Ok(candle_nn::conv2d_no_bias(cin, cout, k, cfg, vb)?)
+        padding,
+    })
+}
+
+/// A bias-free square convolution with torchvision's parameter name (`<name>.weight`,
+/// `[out, in, k, k]`), computed by [`s2m_core::conv::conv2d`]: on the CPU its f32 forward is the
+/// block im2col + GEMM kernel and its input gradient a GEMM convolution (candle's op elsewhere).
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    /// The weight `[out, in, k, k]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        s2m_core::conv::conv2d(x, &self.weight, self.padding, self.stride)
+    }
 }
 
 /// `downsample = Sequential(conv1x1(stride), BatchNorm2d)` when the shape changes.

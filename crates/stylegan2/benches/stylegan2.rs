@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{Criterion, criterion_group, criterion_main};
 use s2m_core::rng::{randn_vec, rng_from_seed};
-use stylegan2::init::{init_discriminator, init_generator};
+use stylegan2::init::{init_discriminator, init_generator, init_generator_frozen};
 use stylegan2::layers::ModulatedConv2d;
 use stylegan2::ops::{kernel_tensor, separable_taps, upfirdn2d, upfirdn2d_separable};
 use stylegan2::{GeneratorInput, NoiseMode, StyleGan2Config};
@@ -85,8 +85,9 @@ fn bench_generator(c: &mut Criterion) {
         cases.push(("paper_256", StyleGan2Config::paper_256(), 8));
     }
     for (name, cfg, b) in cases {
-        let (gen_, _vm) =
-            init_generator(&cfg, &mut rng_from_seed(0), DType::F32, &Device::Cpu).expect("init");
+        // Inference: plain tensors as a loaded checkpoint (the CPU inference kernels apply).
+        let gen_ = init_generator_frozen(&cfg, &mut rng_from_seed(0), DType::F32, &Device::Cpu)
+            .expect("init");
         let z = randn(&[b, cfg.style_dim], 5);
         let input = GeneratorInput::z(vec![z]).with_noise(NoiseMode::Random { seed: 1 });
         g.bench_function(format!("{name}_b{b}_forward"), |bn| {

@@ -2,7 +2,7 @@
 //! forward_timing -- [paper_256|phantom_64] [batch] [repeats]`.
 use candle_core::{DType, Device, Tensor};
 use s2m_core::rng::{randn_vec, rng_from_seed};
-use stylegan2::init::init_generator;
+use stylegan2::init::init_generator_frozen;
 use stylegan2::{GeneratorInput, NoiseMode, StyleGan2Config};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,7 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1);
     let repeats: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let mut rng = rng_from_seed(0);
-    let (g, _vars) = init_generator(&cfg, &mut rng, DType::F32, &Device::Cpu)?;
+    let g = init_generator_frozen(&cfg, &mut rng, DType::F32, &Device::Cpu)?;
     let z = Tensor::from_vec(
         randn_vec(&mut rng, batch * cfg.style_dim),
         (batch, cfg.style_dim),

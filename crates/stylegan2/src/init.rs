@@ -60,6 +60,37 @@ pub fn init_generator(
     Ok((g, varmap))
 }
 
+/// The same generator as [`init_generator`] (same `rng` draws) with plain, untracked tensors,
+/// as a loaded checkpoint has: for inference and timing (it takes the CPU inference kernels of
+/// [`crate::fast`]).
+pub fn init_generator_frozen(
+    cfg: &StyleGan2Config,
+    rng: &mut Rng,
+    dtype: DType,
+    dev: &Device,
+) -> Result<Generator> {
+    let keys = generator_keys(cfg)?;
+    let map = init_tensors(&keys, &cfg.blur_kernel, rng, dtype, dev)?;
+    let (varmap, noises) = split_params(&keys, map)?;
+    let params: HashMap<String, Tensor> = varmap_tensors(&varmap);
+    Generator::new_with_noise_buffers(cfg, VarBuilder::from_tensors(params, dtype, dev), noises)
+}
+
+/// The detached tensors of a `VarMap` by name.
+fn varmap_tensors(varmap: &VarMap) -> HashMap<String, Tensor> {
+    match varmap.data().lock() {
+        Ok(data) => data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect(),
+        Err(poisoned) => poisoned
+            .into_inner()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect(),
+    }
+}
+
 /// A fresh discriminator whose parameters are `Var`s of the returned `VarMap`.
 pub fn init_discriminator(
     cfg: &StyleGan2Config,

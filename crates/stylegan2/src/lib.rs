@@ -16,6 +16,7 @@
 pub mod config;
 pub mod discriminator;
 pub mod error;
+pub mod fast;
 pub mod generator;
 pub mod init;
 pub mod layers;

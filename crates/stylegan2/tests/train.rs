@@ -150,7 +150,17 @@ fn train_writes_outputs_and_exports_a_loadable_generator() {
         .unwrap()
         .to_vec1()
         .unwrap();
-    assert_eq!(img, ema_image(&t));
+    // The loaded copy holds plain tensors, so it takes the CPU inference kernels
+    // (stylegan2::fast), which sum in another order than the trainer's tracked EMA model:
+    // equal within f32 rounding.
+    let ema = ema_image(&t);
+    assert_eq!(img.len(), ema.len());
+    let worst = img
+        .iter()
+        .zip(&ema)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-5, "exported vs EMA image: max abs diff {worst}");
 }
 
 #[test]

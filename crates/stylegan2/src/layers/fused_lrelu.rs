@@ -20,6 +20,11 @@ impl FusedLeakyReLU {
         })
     }
 
+    /// The bias `[C]`.
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
     /// `x` `[B, C, ...]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         fused_leaky_relu(x, Some(&self.bias))

@@ -114,6 +114,9 @@ impl ModulatedConv2d {
             Some(delta) => self.forward_per_sample(x, &s, delta)?,
         };
         match &self.blur {
+            Some((k, pads)) if crate::fast::applies(&[&out]) => {
+                crate::fast::fir_blur(&out, k, *pads)
+            }
             Some((k, pads)) => upfirdn2d_separable(&out, k, 1, 1, *pads),
             None => Ok(out),
         }
@@ -121,11 +124,17 @@ impl ModulatedConv2d {
 
     /// Conv (or stride-2 transposed conv) of one tensor with one `[out,in,k,k]` weight.
     fn conv(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        if self.blur.is_some() && crate::fast::applies(&[x, w]) {
+            // Inference on the CPU: one GEMM + col2im instead of candle's direct loop.
+            return crate::fast::conv_transpose_gemm(x, &w.contiguous()?);
+        }
         if self.blur.is_some() {
             // PyTorch/candle transposed-conv layout is [in, out, k, k]; no flip (rosinality
             // transposes the same weight view).
             let wt = w.transpose(0, 1)?.contiguous()?;
             Ok(x.conv_transpose2d(&wt, 0, 0, 2, 1)?)
+        } else if crate::fast::applies(&[x, w]) {
+            crate::fast::conv2d_same(x, w)
         } else {
             Ok(x.conv2d(&w.contiguous()?, self.kernel / 2, 1, 1, 1)?)
         }
@@ -135,6 +144,20 @@ impl ModulatedConv2d {
         let (b, in_ch, _, _) = x.dims4()?;
         // [1,out,in,k,k] -> [out,in,k,k], scaled.
         let w = (self.weight.squeeze(0)? * self.scale)?;
+        if b == 1 {
+            // One sample: modulate and demodulate the weight itself (out·in·k·k values) instead
+            // of the input and output activations.
+            let w = w.broadcast_mul(&s.reshape((1, in_ch, 1, 1))?)?;
+            let w = if self.demodulate {
+                let d = (w.sqr()?.sum_keepdim((1, 2, 3))? + DEMOD_EPS)?
+                    .sqrt()?
+                    .recip()?;
+                w.broadcast_mul(&d)?
+            } else {
+                w
+            };
+            return self.conv(x, &w);
+        }
         // Modulate the input channels: s [B,in] -> [B,in,1,1].
         let xs = x.broadcast_mul(&s.reshape((b, in_ch, 1, 1))?)?;
         let out = self.conv(&xs, &w)?;
@@ -178,7 +201,7 @@ impl ModulatedConv2d {
         } else {
             w
         };
-        if self.blur.is_none() {
+        if self.blur.is_none() && !crate::fast::applies(&[x, &w]) {
             let (_, _, h, wd) = x.dims4()?;
             if b * in_ch * k * k * h * wd <= BATCHED_IM2COL_MAX_ELEMS {
                 return per_sample_conv_im2col(x, &w, k);

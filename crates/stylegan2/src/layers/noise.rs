@@ -19,6 +19,11 @@ impl NoiseInjection {
         })
     }
 
+    /// The scalar weight `[1]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
     /// Adds `weight · noise`; `None` adds nothing (noise disabled).
     pub fn forward(&self, image: &Tensor, noise: Option<&Tensor>) -> Result<Tensor> {
         let Some(noise) = noise else {

@@ -54,6 +54,13 @@ impl StyledConv {
         offset: Option<&Tensor>,
     ) -> Result<Tensor> {
         let out = self.conv.forward(x, style, offset)?;
+        let (nw, bias) = (self.noise.weight(), self.activate.bias());
+        if crate::fast::applies(&[&out, nw, bias])
+            && noise.is_none_or(|n| crate::fast::applies(&[n]))
+        {
+            // Inference on the CPU: noise, bias, leaky ReLU and gain in one pass.
+            return crate::fast::noise_bias_lrelu(&out, noise.map(|n| (n, nw)), bias);
+        }
         let out = self.noise.forward(&out, noise)?;
         self.activate.forward(&out)
     }
