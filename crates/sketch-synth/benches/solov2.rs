@@ -2,7 +2,8 @@
 //! masks at the image size) at the preset's resolution for batch 1 and 8, and one training
 //! step (augmentation, targets, forward, loss, backward, AdamW) at batch 8.
 //!
-//! `cargo bench -p sketch-synth --bench solov2` (phantom_r18, 128 px, seeded weights).
+//! `cargo bench -p sketch-synth --bench solov2` (phantom_r18 at 256 px input, the shipped S's
+//! configuration, seeded weights; `S2M_SOLOV2_BENCH_SIZE=128` for the 128 px input).
 //! Seeded (untrained) weights put many cells above the score threshold, so `predict` here is
 //! an upper bound of a trained model's (see docs/SOLOV2.md for trained-weight timings).
 
@@ -15,12 +16,16 @@ use sketch_synth::solov2::{
 
 fn bench(c: &mut Criterion) {
     let dev = Device::Cpu;
-    let cfg = SoloV2Config::phantom_r18();
+    let size: usize = std::env::var("S2M_SOLOV2_BENCH_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let cfg = SoloV2Config::phantom_r18().with_input_size(size);
     let size = cfg.input_size as u32;
     let (model, _vars) =
         s2m_core::init::seeded_var_map(0, DType::F32, &dev, |vb| SoloV2::new(cfg.clone(), vb))
             .expect("model");
-    let mut g = c.benchmark_group("solov2_phantom_r18_128");
+    let mut g = c.benchmark_group(format!("solov2_phantom_r18_{size}"));
     g.sample_size(10);
     for batch in [1usize, 8] {
         let images: Vec<RgbImage> = (0..batch)
@@ -40,6 +45,7 @@ fn bench(c: &mut Criterion) {
         samples: (0..8).map(|i| toy_sample(size, i % 4)).collect(),
     };
     let tc = TrainConfig {
+        model: cfg.clone(),
         checkpoint_every: 0,
         log_every: 0,
         plot_every: 0,
