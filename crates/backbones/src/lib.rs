@@ -17,6 +17,7 @@
 
 pub mod alexnet;
 pub mod error;
+pub mod fast;
 pub mod features;
 pub mod inception;
 pub mod irse;

@@ -76,6 +76,10 @@ impl BatchNorm2d {
             / (self.running_var.as_tensor().to_dtype(dt)? + self.eps)?.sqrt()?)?;
         let shift =
             (self.bias.to_dtype(dt)? - (self.running_mean.as_tensor().to_dtype(dt)? * &scale)?)?;
+        if crate::fast::applies(&[x, &self.weight, &self.bias]) {
+            // Inference on the CPU: one pass (the running statistics are buffers).
+            return Ok(crate::fast::scale_shift(x, &scale, &shift)?);
+        }
         Ok(x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
             .broadcast_add(&shift.reshape((1, c, 1, 1))?)?)
     }

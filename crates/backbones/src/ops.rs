@@ -190,6 +190,10 @@ fn resize_axis(x: &Tensor, dim: usize, out: usize) -> Result<Tensor> {
         return Ok(x.clone());
     }
     let (i0, i1, lam) = bilinear_taps(inp, out);
+    if crate::fast::applies(&[x]) {
+        // Inference on the CPU: the same interpolation in one pass.
+        return Ok(crate::fast::lerp_axis(x, dim, i0, i1, lam)?);
+    }
     let dev = x.device();
     let a = x.index_select(&Tensor::new(i0, dev)?, dim)?;
     let b = x.index_select(&Tensor::new(i1, dev)?, dim)?;

@@ -153,9 +153,12 @@ fn run_exports_and_the_bundle_loads() {
     .unwrap();
     let want = t.refine_images(&sketch).unwrap();
     assert_eq!(out.images.len(), 4);
+    // The loaded bundle holds plain tensors and takes the CPU inference kernels (one-pass
+    // BatchNorm and resize, block-GEMM convolutions), which round differently from the trainer's
+    // tracked ops: equal within f32 rounding (images in [-1, 1]).
     for (a, b) in out.images.iter().zip(&want) {
         let d = max_abs_diff(a, b).unwrap();
-        assert_eq!(d, 0.0);
+        assert!(d < 1e-4, "bundle vs trainer refinement: {d}");
     }
 
     // Another generator config is refused; missing files are named.
