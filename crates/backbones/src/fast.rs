@@ -10,22 +10,8 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
-/// Whether the kernels apply: every tensor f32, on the CPU, with no gradient tracked.
-pub fn applies(tensors: &[&Tensor]) -> bool {
-    tensors
-        .iter()
-        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op())
-}
-
-fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("{op}: f32 input expected")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{op}: contiguous input expected"),
-    }
-}
+use s2m_core::conv::contiguous_f32 as f32_data;
+pub use s2m_core::conv::cpu_f32_untracked as applies;
 
 /// Linear interpolation along `dim` of a contiguous tensor: output index `j` is
 /// `x[i0[j]] + lam[j]·(x[i1[j]] − x[i0[j]])`.
@@ -141,21 +127,11 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
     use s2m_core::rng::{randn_vec, rng_from_seed};
+    use s2m_core::testing::max_abs_diff;
 
     fn randn(shape: &[usize], seed: u64) -> Tensor {
         let n = shape.iter().product();
         Tensor::from_vec(randn_vec(&mut rng_from_seed(seed), n), shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        assert_eq!(a.dims(), b.dims());
-        let d = (a - b).unwrap().abs().unwrap();
-        d.flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     #[test]

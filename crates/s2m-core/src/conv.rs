@@ -41,6 +41,29 @@ pub fn conv2d(
     x.apply_op2(w, FastConv2d { padding, stride })
 }
 
+/// Whether CPU inference kernels (custom ops without a backward) may stand in for a chain of
+/// differentiable ops: every tensor f32, on the CPU, with no gradient tracked.
+pub fn cpu_f32_untracked(tensors: &[&Tensor]) -> bool {
+    tensors
+        .iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op())
+}
+
+/// The contiguous f32 data of a custom op's CPU input (an error naming `op` otherwise).
+pub fn contiguous_f32<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{op}: f32 input expected")
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("{op}: contiguous input expected"),
+    }
+}
+
 /// [`conv2d`] without autograd (inference): the fast CPU forward, candle's op elsewhere.
 pub fn conv2d_inference(
     x: &Tensor,

@@ -35,6 +35,16 @@ pub fn torch_keys(meta: &HashMap<String, String>, name: &str) -> Vec<(String, Ve
     v
 }
 
+/// `max |a - b|` (f32 tensors of equal shape).
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shape");
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("f32 tensors of equal shape")
+}
+
 /// `max |a - b| / max |b|` (f32 tensors of equal shape).
 pub fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape");

@@ -14,29 +14,14 @@
 //!
 //! Training keeps the differentiable candle paths (these ops have no backward).
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::{Result, StyleGan2Error};
 use crate::ops::{LRELU_GAIN, LRELU_SLOPE};
 
-/// Whether the inference kernels apply: every tensor f32, on the CPU, with no gradient tracked.
-pub fn applies(tensors: &[&Tensor]) -> bool {
-    tensors
-        .iter()
-        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op())
-}
-
-/// The contiguous f32 data of a custom op's input.
-fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("{op}: f32 input expected")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{op}: contiguous input expected"),
-    }
-}
+use s2m_core::conv::contiguous_f32 as f32_data;
+pub use s2m_core::conv::cpu_f32_untracked as applies;
 
 /// Stride-1 convolution with zero padding `k / 2` (odd `k`), as `x.conv2d(w, k / 2, 1, 1, 1)`:
 /// `x` `[B, in, H, W]`, `w` `[out, in, k, k]` -> `[B, out, H, W]`, with the block im2col + GEMM
@@ -101,7 +86,14 @@ impl CustomOp1 for Col2Im {
 /// what `x.conv_transpose2d(w.transpose(0, 1), 0, 0, 2, 1)` computes): `[B, out, 2H+k−2, 2W+k−2]`.
 pub fn conv_transpose_gemm(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (b, in_ch, h, wd) = x.dims4()?;
-    let (out, _, k, _) = w.dims4()?;
+    let (out, w_in, k, k2) = w.dims4()?;
+    if w_in != in_ch || k != k2 || h == 0 || wd == 0 {
+        return Err(StyleGan2Error::Shape {
+            what: "transposed-conv weight".into(),
+            expected: format!("[out, {in_ch}, k, k] for a non-empty input"),
+            got: w.dims().to_vec(),
+        });
+    }
     // [out, in, k, k] -> [out, k, k, in] -> [out·k·k, in]
     let wm = w.permute((0, 2, 3, 1))?.reshape((out * k * k, in_ch))?;
     let cols = wm.broadcast_matmul(&x.reshape((b, in_ch, h * wd))?)?;
@@ -188,7 +180,6 @@ impl CustomOp1 for SepFir {
 /// [`crate::ops::upfirdn2d_separable`] with up = down = 1: `x` `[N, C, H, W]` padded by `pad`
 /// on both axes and filtered with `taps` (true convolution) along both.
 pub fn fir_blur(x: &Tensor, taps: &[f64], pad: (i64, i64)) -> Result<Tensor> {
-    x.dims4()?;
     if taps.is_empty() {
         return Err(StyleGan2Error::Input("FIR: empty kernel".into()));
     }
@@ -288,24 +279,13 @@ pub fn noise_bias_lrelu(
 mod tests {
     use super::*;
     use crate::ops::{fused_leaky_relu, separable_taps, upfirdn2d_separable};
-    use candle_core::Device;
+    use candle_core::{DType, Device};
     use s2m_core::rng::{randn_vec, rng_from_seed};
+    use s2m_core::testing::max_abs_diff;
 
     fn randn(shape: &[usize], seed: u64) -> Tensor {
         let n = shape.iter().product();
         Tensor::from_vec(randn_vec(&mut rng_from_seed(seed), n), shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        assert_eq!(a.dims(), b.dims());
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     #[test]
@@ -344,6 +324,7 @@ mod tests {
                 )
                 .unwrap();
             let fast = conv_transpose_gemm(&x, &wt).unwrap();
+            assert!(conv_transpose_gemm(&x, &randn(&[o, i + 1, k, k], 3)).is_err());
             // f32, sums of <= 5·9 products of N(0,1) values: 1e-5 absolute.
             assert!(max_abs_diff(&fast, &reference) < 1e-5);
         }

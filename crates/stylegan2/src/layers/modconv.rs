@@ -4,7 +4,9 @@
 //! Parameters: `weight` `[1,out,in,k,k]` ~ N(0,1), `modulation` = EqualLinear(S, in,
 //! bias_init=1); buffer `blur.kernel` (upsampling layers only, recomputed from the config).
 //!
-//! Two exact formulations:
+//! Two exact formulations (plus, at batch 1, the shared one with modulation and demodulation
+//! applied to the weight instead of the activations; and the CPU inference kernels of
+//! [`crate::fast`] when no gradient is tracked):
 //! - **shared weights** (no offsets): the "non-fused" form of StyleGAN2-ADA. Scale the input
 //!   channels by the style, convolve with the shared `scale·W`, multiply the output channels by
 //!   the demodulation `rsqrt(s² @ Σ_k(scale·W)²ᵀ + 1e-8)`. No grouped conv, one big conv for the
