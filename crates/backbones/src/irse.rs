@@ -15,13 +15,14 @@
 //! `stage4`. BN eps is PyTorch's default 1e-5.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, PReLU, VarBuilder};
+use candle_nn::{PReLU, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BackboneError, Result, check_nchw};
 use crate::features::FeatureMaps;
 use crate::norm::{BN_EPS, BatchNorm2d};
 use crate::ops;
+use crate::resnet::Conv2d;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IrSeConfig {
@@ -46,13 +47,10 @@ impl IrSeConfig {
     }
 }
 
+/// A bias-free convolution with padding `k / 2` (the ResNet [`Conv2d`]: block-GEMM forward and
+/// GEMM input gradient on the CPU through `s2m_core::conv`).
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding: k / 2,
-        stride,
-        ..Default::default()
-    };
-    Ok(candle_nn::conv2d_no_bias(cin, cout, k, cfg, vb)?)
+    crate::resnet::conv(cin, cout, k, stride, k / 2, vb)
 }
 
 /// e4e `SEModule(channels, reduction)`: x * sigmoid(fc2(relu(fc1(avgpool(x))))).

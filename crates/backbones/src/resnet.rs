@@ -125,7 +125,9 @@ impl ResNetConfig {
     }
 }
 
-fn conv(
+/// A bias-free `k x k` [`Conv2d`] with the given stride and padding, initialised like
+/// `candle_nn::conv2d_no_bias` when `vb` creates it.
+pub(crate) fn conv(
     cin: usize,
     cout: usize,
     k: usize,
