@@ -125,14 +125,9 @@ pub fn scale_shift(x: &Tensor, scale: &Tensor, shift: &Tensor) -> candle_core::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
-    use s2m_core::rng::{randn_vec, rng_from_seed};
+    use candle_core::Var;
     use s2m_core::testing::max_abs_diff;
-
-    fn randn(shape: &[usize], seed: u64) -> Tensor {
-        let n = shape.iter().product();
-        Tensor::from_vec(randn_vec(&mut rng_from_seed(seed), n), shape, &Device::Cpu).unwrap()
-    }
+    use s2m_core::testing::randn;
 
     #[test]
     fn bilinear_resize_kernel_matches_the_differentiable_path() {

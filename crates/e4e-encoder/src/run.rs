@@ -421,13 +421,7 @@ pub fn trainable_vars(varmap: &VarMap) -> Vec<(String, Var)> {
         .collect()
 }
 
-/// All tensors of a `VarMap` by name (detached copies of the current values).
-pub fn varmap_tensors(varmap: &VarMap) -> HashMap<String, Tensor> {
-    s2m_core::optim::varmap_named_vars(varmap)
-        .into_iter()
-        .map(|(n, v)| (n, v.as_detached_tensor()))
-        .collect()
-}
+pub use s2m_core::optim::varmap_tensors;
 
 /// A sample strip: one row per sample, one column per tensor of `columns` (each `[B, C, h, w]`
 /// with C = 1 or 3, values in [-1, 1]; resized bilinearly to the first column's size).

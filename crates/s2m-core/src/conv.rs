@@ -15,8 +15,8 @@
 //!   equivalent dilated convolution multiplies 4x as many (mostly zero) values and measured
 //!   3-6x slower. The stride-2 input gradient of [`conv2d`] likewise stays candle's.
 //!
-//! The forward of [`conv2d`] on the CPU in f32 (and [`conv2d_inference`], the same forward
-//! without autograd) is [`conv2d_f32`]: im2col of a few output rows at a time (row copies for
+//! The forward of [`conv2d`] on the CPU in f32 (with or without gradient tracking) is
+//! [`conv2d_f32`]: im2col of a few output rows at a time (row copies for
 //! stride 1; a block of a few MB stays in the caches) and the `gemm` crate writing straight into
 //! the output. candle's own CPU conv builds its patches element by element and was 2-3x slower
 //! on the generator's 256 px layers.
@@ -62,19 +62,6 @@ pub fn contiguous_f32<'a>(
         Some((a, b)) => Ok(&v[a..b]),
         None => candle_core::bail!("{op}: contiguous input expected"),
     }
-}
-
-/// [`conv2d`] without autograd (inference): the fast CPU forward, candle's op elsewhere.
-pub fn conv2d_inference(
-    x: &Tensor,
-    w: &Tensor,
-    padding: usize,
-    stride: usize,
-) -> candle_core::Result<Tensor> {
-    if !x.device().is_cpu() {
-        return x.conv2d(w, padding, stride, 1, 1);
-    }
-    x.apply_op2_no_bwd(w, &FastConv2d { padding, stride })
 }
 
 /// Largest im2col block (elements) of [`conv2d_f32`]: 4 MiB of f32, so that a block and the
@@ -501,11 +488,16 @@ mod tests {
             (3, 3, 8, 11, 10, 7, 3, 2),
             (2, 2, 2, 4, 3, 3, 2, 1),
             (2, 128, 16, 70, 90, 3, 1, 1),
+            // The generator's "same" convolutions (padding k / 2).
+            (1, 5, 7, 6, 4, 3, 1, 1),
+            (3, 4, 2, 9, 7, 3, 1, 1),
+            (2, 3, 3, 4, 3, 1, 0, 1),
+            (1, 2, 2, 3, 2, 5, 2, 1),
         ] {
             let x = randn(6, &[b, ci, h, w], DType::F32);
             let wt = randn(7, &[co, ci, k, k], DType::F32);
             let plain = x.conv2d(&wt, pad, stride, 1, 1).unwrap();
-            let fast = conv2d_inference(&x, &wt, pad, stride).unwrap();
+            let fast = conv2d(&x, &wt, pad, stride).unwrap();
             assert_eq!(plain.dims(), fast.dims());
             // f32 sums of up to 1,152 products of N(0, 1) values in another order.
             let e = max_abs(&plain, &fast);
@@ -515,7 +507,7 @@ mod tests {
         let x = randn(8, &[1, 3, 9, 6], DType::F32).transpose(2, 3).unwrap();
         let wt = randn(9, &[2, 3, 3, 3], DType::F32);
         let plain = x.contiguous().unwrap().conv2d(&wt, 1, 1, 1, 1).unwrap();
-        assert!(max_abs(&plain, &conv2d_inference(&x, &wt, 1, 1).unwrap()) < 1e-5);
+        assert!(max_abs(&plain, &conv2d(&x, &wt, 1, 1).unwrap()) < 1e-5);
         // Through the autograd op: the f32 forward and the unchanged backward.
         let xv = Var::from_tensor(&randn(10, &[2, 3, 6, 6], DType::F32)).unwrap();
         let wv = Var::from_tensor(&randn(11, &[4, 3, 3, 3], DType::F32)).unwrap();
@@ -537,7 +529,7 @@ mod tests {
             assert!(max_abs(gp.get(v).unwrap(), gf.get(v).unwrap()) < 1e-3);
         }
         // A kernel larger than the padded input is an error, not a panic.
-        assert!(conv2d_inference(&randn(12, &[1, 1, 2, 2], DType::F32), &wt, 0, 1).is_err());
+        assert!(conv2d(&randn(12, &[1, 1, 2, 2], DType::F32), &wt, 0, 1).is_err());
     }
 
     #[test]

@@ -161,6 +161,14 @@ pub fn varmap_named_vars(varmap: &candle_nn::VarMap) -> Vec<(String, Var)> {
     vars
 }
 
+/// All tensors of a `VarMap` by name (detached copies of the current values).
+pub fn varmap_tensors(varmap: &candle_nn::VarMap) -> std::collections::HashMap<String, Tensor> {
+    varmap_named_vars(varmap)
+        .into_iter()
+        .map(|(n, v)| (n, v.as_detached_tensor()))
+        .collect()
+}
+
 impl Adam {
     /// An optimiser over `named_vars` (names must be unique and non-empty; vars must be
     /// floating point). Moments start at zero, the step counter at 0.

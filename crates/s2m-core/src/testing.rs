@@ -35,6 +35,17 @@ pub fn torch_keys(meta: &HashMap<String, String>, name: &str) -> Vec<(String, Ve
     v
 }
 
+/// A CPU f32 tensor of `shape` with N(0, 1) values from the seeded stream `seed`.
+pub fn randn(shape: &[usize], seed: u64) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::from_vec(
+        crate::rng::randn_vec(&mut crate::rng::rng_from_seed(seed), n),
+        shape,
+        &Device::Cpu,
+    )
+    .expect("shape matches the data")
+}
+
 /// `max |a - b|` (f32 tensors of equal shape).
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape");

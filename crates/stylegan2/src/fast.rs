@@ -3,8 +3,6 @@
 //! replaces a chain of candle ops that are slow on the CPU and computes the same function (up to
 //! float summation order; tested against the candle chain):
 //!
-//! - [`conv2d_same`]: the stride-1 "same" convolutions with [`s2m_core::conv`]'s block
-//!   im2col + GEMM kernel (candle's tiled conv builds its patches element by element).
 //! - [`conv_transpose_gemm`]: the stride-2 transposed convolution of the up-sampling convs as one
 //!   GEMM (`[out·k·k, in] @ [in, H·W]`) plus a col2im scatter; candle's CPU transposed conv is a
 //!   direct loop (about 2.5x slower at 256 px).
@@ -22,15 +20,6 @@ use crate::ops::{LRELU_GAIN, LRELU_SLOPE};
 
 use s2m_core::conv::contiguous_f32 as f32_data;
 pub use s2m_core::conv::cpu_f32_untracked as applies;
-
-/// Stride-1 convolution with zero padding `k / 2` (odd `k`), as `x.conv2d(w, k / 2, 1, 1, 1)`:
-/// `x` `[B, in, H, W]`, `w` `[out, in, k, k]` -> `[B, out, H, W]`, with the block im2col + GEMM
-/// kernel of [`s2m_core::conv::conv2d_inference`].
-pub fn conv2d_same(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    x.dims4()?;
-    let (_, _, k, _) = w.dims4()?;
-    Ok(s2m_core::conv::conv2d_inference(x, w, k / 2, 1)?)
-}
 
 /// col2im of a stride-`stride` transposed convolution without padding: `cols`
 /// `[B, out·k·k, H·W]` -> `[B, out, (H−1)·stride + k, (W−1)·stride + k]`, where
@@ -280,34 +269,8 @@ mod tests {
     use super::*;
     use crate::ops::{fused_leaky_relu, separable_taps, upfirdn2d_separable};
     use candle_core::{DType, Device};
-    use s2m_core::rng::{randn_vec, rng_from_seed};
     use s2m_core::testing::max_abs_diff;
-
-    fn randn(shape: &[usize], seed: u64) -> Tensor {
-        let n = shape.iter().product();
-        Tensor::from_vec(randn_vec(&mut rng_from_seed(seed), n), shape, &Device::Cpu).unwrap()
-    }
-
-    #[test]
-    fn conv2d_same_matches_candle() {
-        // k = 1, 3 and 5, batch > 1 and odd sizes.
-        for (b, i, o, h, w, k) in [
-            (1, 5, 7, 6, 4, 3),
-            (3, 4, 2, 9, 7, 3),
-            (2, 3, 3, 4, 3, 1),
-            (1, 2, 2, 3, 2, 5),
-        ] {
-            let x = randn(&[b, i, h, w], 9);
-            let wt = randn(&[o, i, k, k], 10);
-            let reference = x.conv2d(&wt, k / 2, 1, 1, 1).unwrap();
-            let fast = conv2d_same(&x, &wt).unwrap();
-            assert!(
-                max_abs_diff(&fast, &reference) < 1e-5,
-                "{:?}",
-                (b, i, o, h, w, k)
-            );
-        }
-    }
+    use s2m_core::testing::randn;
 
     #[test]
     fn conv_transpose_gemm_matches_candle() {

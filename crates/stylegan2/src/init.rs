@@ -72,23 +72,11 @@ pub fn init_generator_frozen(
     let keys = generator_keys(cfg)?;
     let map = init_tensors(&keys, &cfg.blur_kernel, rng, dtype, dev)?;
     let (varmap, noises) = split_params(&keys, map)?;
-    let params: HashMap<String, Tensor> = varmap_tensors(&varmap);
-    Generator::new_with_noise_buffers(cfg, VarBuilder::from_tensors(params, dtype, dev), noises)
-}
-
-/// The detached tensors of a `VarMap` by name.
-fn varmap_tensors(varmap: &VarMap) -> HashMap<String, Tensor> {
-    match varmap.data().lock() {
-        Ok(data) => data
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-            .collect(),
-        Err(poisoned) => poisoned
-            .into_inner()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-            .collect(),
-    }
+    Generator::new_with_noise_buffers(
+        cfg,
+        VarBuilder::from_tensors(s2m_core::optim::varmap_tensors(&varmap), dtype, dev),
+        noises,
+    )
 }
 
 /// A fresh discriminator whose parameters are `Var`s of the returned `VarMap`.

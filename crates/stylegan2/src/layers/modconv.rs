@@ -136,7 +136,8 @@ impl ModulatedConv2d {
             let wt = w.transpose(0, 1)?.contiguous()?;
             Ok(x.conv_transpose2d(&wt, 0, 0, 2, 1)?)
         } else if crate::fast::applies(&[x, w]) {
-            crate::fast::conv2d_same(x, w)
+            // Inference on the CPU: the block im2col + GEMM convolution.
+            Ok(s2m_core::conv::conv2d(x, w, self.kernel / 2, 1)?)
         } else {
             Ok(x.conv2d(&w.contiguous()?, self.kernel / 2, 1, 1, 1)?)
         }
@@ -253,13 +254,8 @@ pub fn per_sample_conv_im2col(x: &Tensor, w: &Tensor, k: usize) -> Result<Tensor
 #[cfg(test)]
 mod tests {
     use super::per_sample_conv_im2col;
-    use candle_core::{Device, Tensor, Var};
-    use s2m_core::rng::{randn_vec, rng_from_seed};
-
-    fn randn(shape: &[usize], seed: u64) -> Tensor {
-        let n = shape.iter().product();
-        Tensor::from_vec(randn_vec(&mut rng_from_seed(seed), n), shape, &Device::Cpu).unwrap()
-    }
+    use candle_core::{Tensor, Var};
+    use s2m_core::testing::randn;
 
     fn loop_conv(x: &Tensor, w: &Tensor, k: usize) -> Tensor {
         let outs: Vec<Tensor> = (0..x.dim(0).unwrap())
