@@ -35,6 +35,14 @@ pub struct RefinerTrainArgs {
     /// Refinement iterations T per sample (each with its loss).
     #[arg(long, default_value_t = hyperstyle_refiner::DEFAULT_STEPS)]
     iterations: usize,
+    /// Weight of the sketch-weighted MSE (the squared error on the pixels the sketch draws,
+    /// dilated by one pixel) added to L_sim at every iteration. 0 = the paper's loss.
+    #[arg(long, default_value_t = 0.0)]
+    sketch_l2: f64,
+    /// Fine-tune: initialise H from this refiner export folder (same preset and generator)
+    /// when the run starts fresh; a checkpoint in --out takes precedence. Adam starts anew.
+    #[arg(long)]
+    init: Option<PathBuf>,
 }
 
 pub fn run(cmd: RefinerCommand) -> anyhow::Result<()> {
@@ -64,6 +72,8 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
         l2_lambda: c.l2,
         lpips_lambda: c.lpips,
         moco_lambda: c.moco,
+        sketch_l2_lambda: args.sketch_l2,
+        init_from: args.init.clone(),
         seed: c.seed,
         sample_every: c.sample_every,
         checkpoint_every: c.checkpoint_every,
@@ -82,13 +92,23 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
     if let Some(val) = &inputs.val {
         trainer.set_validation(val)?;
     }
+    if let (Some(init), 0) = (trainer.init(), trainer.step()) {
+        eprintln!(
+            "initialised H from {} (sha256 {}, {} steps)",
+            init.dir, init.sha256, init.steps
+        );
+    }
     let start = trainer.step();
     let bar = progress_bar(c.steps, start);
     let reason = run_training(&mut trainer, &inputs.train, c.steps, budget, |s| {
         bar.set_position(s.step);
         let steps: Vec<String> = s.sim_t.iter().map(|v| format!("{v:.3}")).collect();
+        let sketch_l2 = s
+            .sketch_l2_last
+            .map(|v| format!(" sketch-MSE {v:.3}"))
+            .unwrap_or_default();
         bar.set_message(format!(
-            "sum {:.3} E {:.3} t=1..{} {} {:.2}s/step",
+            "sum {:.3} E {:.3} t=1..{} {}{sketch_l2} {:.2}s/step",
             s.total,
             s.sim_e,
             s.sim_t.len(),

@@ -26,4 +26,7 @@ pub use config::{BlockKind, HyperConfig, LayersToTune, OutputSlot, SharedLayers,
 pub use error::{RefinerError, Result};
 pub use hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
 pub use refinement::{DEFAULT_STEPS, RefineOutput, Refinement, refine};
-pub use train::{RefinerBundle, RefinerMeta, RefinerTrainConfig, RefinerTrainer};
+pub use train::{
+    InitRef, RefinerBundle, RefinerMeta, RefinerTrainConfig, RefinerTrainer, sketch_stroke_mask,
+    sketch_weighted_mse,
+};

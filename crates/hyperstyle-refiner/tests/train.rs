@@ -270,3 +270,165 @@ fn mismatched_inputs_are_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn sketch_weighted_mse_matches_an_explicit_computation() {
+    use candle_core::Tensor;
+    use hyperstyle_refiner::{sketch_stroke_mask, sketch_weighted_mse};
+    let dev = Device::Cpu;
+    // A 1 x 1 x 5 x 5 sketch (white = 1) with one ink pixel at (2, 1).
+    let mut page = vec![1f32; 25];
+    page[2 * 5 + 1] = -1.0;
+    let sketch = Tensor::from_vec(page, (1, 1, 5, 5), &dev).unwrap();
+    let mask = sketch_stroke_mask(&sketch, 5).unwrap();
+    let m: Vec<f32> = mask.flatten_all().unwrap().to_vec1().unwrap();
+    for y in 0..5 {
+        for x in 0..5usize {
+            let want = if (1..=3).contains(&y) && x <= 2 {
+                1.0
+            } else {
+                0.0
+            };
+            assert_eq!(m[y * 5 + x], want, "mask at ({y}, {x})");
+        }
+    }
+    // Upsampled to a 10 x 10 image: nearest neighbour.
+    assert_eq!(
+        sketch_stroke_mask(&sketch, 10).unwrap().dims(),
+        &[1, 1, 10, 10]
+    );
+
+    let image = s2m_core::testing::randn(&[1, 3, 5, 5], 1);
+    let target = s2m_core::testing::randn(&[1, 3, 5, 5], 2);
+    let got: f32 = sketch_weighted_mse(&image, &target, &mask)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    let a: Vec<f32> = image.flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = target.flatten_all().unwrap().to_vec1().unwrap();
+    let (mut num, mut den) = (0f64, 0f64);
+    for c in 0..3 {
+        for p in 0..25 {
+            let d = (a[c * 25 + p] - b[c * 25 + p]) as f64;
+            num += m[p] as f64 * d * d;
+            den += m[p] as f64;
+        }
+    }
+    assert!(
+        ((got as f64) - num / den).abs() < 1e-5 * (num / den),
+        "{got} vs {}",
+        num / den
+    );
+    // A blank sketch weighs nothing (no NaN).
+    let blank = Tensor::ones((1, 1, 5, 5), candle_core::DType::F32, &dev).unwrap();
+    let zero_mask = sketch_stroke_mask(&blank, 5).unwrap();
+    let v: f32 = sketch_weighted_mse(&image, &target, &zero_mask)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert_eq!(v, 0.0);
+}
+
+#[test]
+fn sketch_weighted_term_trains_and_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = encoder_export(dir.path(), 1);
+    let data = data(2);
+    let cfg = RefinerTrainConfig {
+        sketch_l2_lambda: 2.0,
+        ..config()
+    };
+    let mut t = open(cfg, &enc, &dir.path().join("run"));
+    let stats: Vec<_> = (0..10).map(|_| t.train_step(&data).unwrap()).collect();
+    let v: Vec<f64> = stats.iter().map(|s| s.sketch_l2_last.unwrap()).collect();
+    assert!(v.iter().all(|x| x.is_finite()), "{v:?}");
+    let first = v[..3].iter().sum::<f64>();
+    let last = v[7..].iter().sum::<f64>();
+    assert!(last < first, "sketch-weighted MSE {first} -> {last}");
+    let log = std::fs::read_to_string(dir.path().join("run/log.csv")).unwrap();
+    assert!(
+        log.lines().next().unwrap().contains("sketch_l2_last"),
+        "{log}"
+    );
+    let meta = t.export(&dir.path().join("run/export")).unwrap();
+    assert_eq!(meta.sketch_l2, 2.0);
+}
+
+#[test]
+fn init_from_an_export_copies_its_weights_and_survives_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = encoder_export(dir.path(), 1);
+    let data = data(2);
+    let mut t = open(config(), &enc, &dir.path().join("base"));
+    t.train_step(&data).unwrap();
+    let export = dir.path().join("base/export");
+    let meta = t.export(&export).unwrap();
+
+    // A fresh run with another seed, initialised from the export: the same H.
+    let cfg = RefinerTrainConfig {
+        seed: 99,
+        init_from: Some(export.clone()),
+        ..config()
+    };
+    let mut ft = open(cfg.clone(), &enc, &dir.path().join("ft"));
+    assert_eq!(ft.step(), 0);
+    let init = ft.init().unwrap().clone();
+    assert_eq!(
+        (init.sha256.as_str(), init.steps),
+        (meta.refiner_sha256.as_str(), 1)
+    );
+    let sketch = data.sketches.clone();
+    let (a, b) = (
+        t.refine_images(&sketch).unwrap(),
+        ft.refine_images(&sketch).unwrap(),
+    );
+    assert_eq!(max_abs_diff(&a[3], &b[3]).unwrap(), 0.0);
+    // Without init_from, seed 99 gives another H.
+    let other = open(
+        RefinerTrainConfig {
+            seed: 99,
+            ..config()
+        },
+        &enc,
+        &dir.path().join("fresh"),
+    );
+    assert!(max_abs_diff(&a[3], &other.refine_images(&sketch).unwrap()[3]).unwrap() > 0.0);
+
+    // The warm start is recorded in checkpoints and exports, across a resume.
+    ft.train_step(&data).unwrap();
+    ft.save_checkpoint().unwrap();
+    drop(ft);
+    let resumed = open(
+        RefinerTrainConfig {
+            init_from: None,
+            ..cfg
+        },
+        &enc,
+        &dir.path().join("ft"),
+    );
+    assert_eq!(resumed.step(), 1);
+    let m = resumed.export(&dir.path().join("ft/export")).unwrap();
+    assert_eq!(m.init, Some(init));
+
+    // Another H config is refused, naming the file.
+    let bad = RefinerTrainConfig {
+        init_from: Some(export),
+        hyper: HyperConfig {
+            refine_inner: HyperConfig::tiny_test().refine_inner + 1,
+            ..HyperConfig::tiny_test()
+        },
+        ..config()
+    };
+    let e = RefinerTrainer::open(
+        bad,
+        tiny_generator(1).unwrap(),
+        &enc,
+        loss(),
+        dir.path().join("bad"),
+        &Device::Cpu,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("refiner.json") && e.contains("init_from"), "{e}");
+}
