@@ -15,6 +15,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench_pipeline(c: &mut Criterion) {
     sketch2medi::allocator::configure_mimalloc();
+    // SAFETY: before criterion or candle start any thread.
+    unsafe { sketch2medi::threads::configure_cpu_threads() };
     let dev = candle_core::Device::Cpu;
     let mut group = c.benchmark_group("pipeline");
     group.sample_size(10);

@@ -32,6 +32,7 @@ pub mod allocator;
 pub mod hub;
 pub mod pipeline;
 pub mod segmenter;
+pub mod threads;
 pub mod timing;
 
 pub use pipeline::{

@@ -1,7 +1,12 @@
-//! Models with placeholder (zero) weights for timing the pipeline's stages at a given
+//! Models with seeded random weights for timing the pipeline's stages at a given
 //! configuration, without weight files: the `bench pipeline` command and the criterion bench
-//! `benches/pipeline.rs`. Speed does not depend on the weights' values; the outputs do, so these
-//! models are for timing only.
+//! `benches/pipeline.rs`. The outputs mean nothing, so these models are for timing only.
+//!
+//! The weights are drawn (each model's own initialisation, from the workspace's seeded RNG)
+//! and then held as plain tensors, as loaded weights are. Zero weights would time the same
+//! arithmetic but not the same memory: a zero-filled allocation maps the kernel's shared zero
+//! page until written, so large weight matrices (H's 313 M parameters at 256 px) would neither
+//! count in the resident size nor stream from memory.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -10,6 +15,21 @@ use hyperstyle_refiner::{HyperConfig, HyperNetwork, Refinement};
 use stylegan2::{Generator, GeneratorInput, NoiseMode, StyleGan2Config};
 
 use crate::pipeline::Result;
+
+const TIMING_SEED: u64 = 0x7133;
+
+/// Builds a model with seeded random weights (its own initialisation hints), then rebuilds it
+/// on plain copies of them (no `Var`s: the inference paths of loaded weights).
+fn plain<M, E>(
+    seed: u64,
+    device: &Device,
+    build: impl Fn(VarBuilder) -> std::result::Result<M, E>,
+) -> std::result::Result<M, E> {
+    let (_, vars) = s2m_core::init::seeded_var_map(seed, DType::F32, device, &build)?;
+    let tensors = s2m_core::optim::varmap_tensors(&vars);
+    drop(vars);
+    build(VarBuilder::from_tensors(tensors, DType::F32, device))
+}
 
 /// A pipeline configuration to time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +53,8 @@ impl std::str::FromStr for TimingPreset {
     }
 }
 
-/// E, G and H of a [`TimingPreset`] with zero weights (plain tensors: no autograd graph).
+/// E, G and H of a [`TimingPreset`] with seeded random weights (plain tensors: no autograd
+/// graph).
 pub struct TimingModels {
     pub encoder: Encoder,
     pub generator: Generator,
@@ -56,10 +77,15 @@ impl TimingModels {
                 (g, e, HyperConfig::hyperstyle())
             }
         };
-        let vb = || VarBuilder::zeros(DType::F32, device);
-        let generator = Generator::new(&g_cfg, vb())?;
-        let encoder = Encoder::new(e_cfg, vb())?;
-        let hypernet = HyperNetwork::new(h_cfg, &g_cfg, vb())?;
+        let mut rng = s2m_core::rng::rng_from_seed(TIMING_SEED);
+        let generator =
+            stylegan2::init::init_generator_frozen(&g_cfg, &mut rng, DType::F32, device)?;
+        let encoder = plain(TIMING_SEED + 1, device, |vb| {
+            Encoder::new(e_cfg.clone(), vb)
+        })?;
+        let hypernet = plain(TIMING_SEED + 2, device, |vb| {
+            HyperNetwork::new(h_cfg.clone(), &g_cfg, vb)
+        })?;
         Ok(Self {
             encoder,
             generator,
