@@ -2,8 +2,11 @@
 //!
 //! A hub repo holds the same layout as a local weights folder: `pipeline.json` at some
 //! subfolder and the files it names, at paths relative to it (`..` may step up within the repo).
-//! Files are downloaded into (or found in) the standard hub cache (`$HF_HOME`), whose snapshot
-//! folder mirrors the repo, so the downloaded `pipeline.json` loads like a local folder.
+//! Files are downloaded into (or found in) the standard hub cache (`$HF_HOME/hub`, default
+//! `~/.cache/huggingface/hub`), whose snapshot folder mirrors the repo, so the downloaded
+//! `pipeline.json` loads like a local folder. Files already in the cache are used without any
+//! network access (so a cache copied from another machine works offline); `HF_ENDPOINT`
+//! selects another hub server.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -39,7 +42,10 @@ pub fn fetch_pipeline(repo_id: &str, subfolder: &str) -> Result<PathBuf> {
         repo: repo_id.to_string(),
         message,
     };
-    let api = hf_hub::api::sync::Api::new().map_err(|e| hub_err(e.to_string()))?;
+    // `ApiBuilder::from_env` honours HF_HOME and HF_ENDPOINT (`Api::new` ignores both).
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .build()
+        .map_err(|e| hub_err(e.to_string()))?;
     let repo = api.model(repo_id.to_string());
     let get = |rel: &str| -> Result<PathBuf> {
         let path = repo_path(subfolder, rel).map_err(hub_err)?;
