@@ -1,4 +1,4 @@
-//! Sketch2MedI stages (placeholder weights, `sketch2medi::timing`): E forward, one refinement
+//! Sketch2MedI stages (seeded random weights, `sketch2medi::timing`): E forward, one refinement
 //! step (H + G with offsets), and the full generate (E + ŷ_0 + 3 refinements), at the shipped
 //! 64 px configuration (batch 1 and 8) and the paper's 256 px one (batch 1; batch 8 with
 //! `sketch2medi bench pipeline --preset paper256`, too slow for criterion's sampling).

@@ -16,7 +16,7 @@ pub enum BenchCommand {
     /// StyleGAN2 generator forward, discriminator forward and one training step (random
     /// weights; timings do not depend on the values).
     Stylegan2(Stylegan2BenchArgs),
-    /// The Sketch2MedI stages with placeholder weights: E forward, one refinement step
+    /// The Sketch2MedI stages with seeded random weights (timing only): E forward, one refinement step
     /// (H + G with offsets), and the whole generate (E + ŷ_0 + T refinements).
     Pipeline(PipelineBenchArgs),
 }

@@ -151,8 +151,9 @@ pub fn sketch_stroke_mask(sketch: &Tensor, size: usize) -> Result<Tensor> {
 /// Sketch-weighted MSE: Σ m ⊙ (ŷ − y)² / (C · Σ m), the squared error on the pixels the
 /// sketch draws (`mask` from [`sketch_stroke_mask`], broadcast over the C channels). 0 for a
 /// blank sketch. It weighs the drawn contours (small structures such as the uvula and the
-/// tonsils included) the way MSE over the whole image cannot: there, the colour of the large
-/// areas dominates.
+/// tonsils included), where MSE over the whole image is dominated by the colour of the large
+/// areas. Tried on the phantom (docs/ENCODER_REFINER.md, "Fine-tuning experiments"), it made H
+/// blur those structures more, not less: an MSE on uncertain edges rewards blur.
 pub fn sketch_weighted_mse(image: &Tensor, target: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let c = image.dim(1)? as f64;
     let sq = (image - target)?.sqr()?;
