@@ -85,7 +85,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "wrote {} ({} px, {} refinement steps{}) in {:.2} s (+{:.2} s loading, {:?})",
+        "wrote {} ({} px, T = {} refinement step(s){}) in {:.2} s (+{:.2} s loading, {:?})",
         args.out.display(),
         model.size(),
         generation.steps.len() - 1,
@@ -144,7 +144,7 @@ fn generate_folder(model: &Sketch2MedI, args: &GenerateArgs) -> anyhow::Result<(
     }
     bar.finish_and_clear();
     println!(
-        "wrote {} images to {} in {:.1} s ({} refinement steps; {skipped} unreadable files skipped, {warned} warnings)",
+        "wrote {} images to {} in {:.1} s (T = {} refinement step(s); {skipped} unreadable files skipped, {warned} warnings)",
         files.len() - skipped,
         args.out.display(),
         t.elapsed().as_secs_f64(),
