@@ -126,8 +126,7 @@ pub fn scale_shift(x: &Tensor, scale: &Tensor, shift: &Tensor) -> candle_core::R
 mod tests {
     use super::*;
     use candle_core::Var;
-    use s2m_core::testing::max_abs_diff;
-    use s2m_core::testing::randn;
+    use s2m_core::testing::{max_abs_diff, randn};
 
     #[test]
     fn bilinear_resize_kernel_matches_the_differentiable_path() {

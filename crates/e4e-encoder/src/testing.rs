@@ -91,9 +91,7 @@ pub fn reachable_pairs(
 }
 
 /// max |a - b| over all elements (shapes must match).
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> TrainResult<f32> {
-    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
-}
+pub use s2m_core::testing::max_abs_diff;
 
 /// The tiny generator (seed `seed`) built from `Var`s, as a trainable G would hold them, and
 /// those vars: [`FrozenGenerator`] must keep every gradient away from them.

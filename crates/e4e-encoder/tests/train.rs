@@ -130,7 +130,7 @@ fn run_exports_and_the_bundle_loads() {
     let sketch = data.sketches.clone();
     let w = bundle.embed(&sketch).unwrap();
     assert_eq!(w.dims(), &[2, 32]);
-    let diff = max_abs_diff(&w, &t.embed(&sketch).unwrap()).unwrap();
+    let diff = max_abs_diff(&w, &t.embed(&sketch).unwrap());
     assert_eq!(diff, 0.0);
 
     // A 3-channel or wrongly sized sketch is refused with the expected shape.

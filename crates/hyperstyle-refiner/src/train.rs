@@ -90,11 +90,18 @@ pub struct InitRef {
     pub steps: u64,
 }
 
+/// The metadata and the weights file of the refiner export `dir` (errors name the missing or
+/// bad file). The caller checks the metadata, then the file's sha256 ([`verify_sha256`]).
+fn read_export(dir: &Path) -> Result<(RefinerMeta, PathBuf)> {
+    let meta: RefinerMeta = read_bundle_json(dir, REFINER_JSON, "refiner", REFINER_FORMAT)?;
+    let weights = bundle_file(dir, REFINER_WEIGHTS, "refiner")?;
+    Ok((meta, weights))
+}
+
 /// Loads H's weights from the refiner export `dir` into `h_vars`: the folder must hold a
 /// refiner with the same `hyper` config, trained for the generator with sha256 `gen_sha`.
 fn load_init(dir: &Path, hyper: &HyperConfig, gen_sha: &str, h_vars: &VarMap) -> Result<InitRef> {
-    let meta: RefinerMeta = read_bundle_json(dir, REFINER_JSON, "refiner", REFINER_FORMAT)?;
-    let weights = bundle_file(dir, REFINER_WEIGHTS, "refiner")?;
+    let (meta, weights) = read_export(dir)?;
     let bad = |message: String| TrainError::Bundle {
         path: dir.join(REFINER_JSON),
         message,
@@ -120,13 +127,8 @@ fn load_init(dir: &Path, hyper: &HyperConfig, gen_sha: &str, h_vars: &VarMap) ->
             path: weights.clone(),
             message: format!("unreadable safetensors: {e}"),
         })?;
-    let mut ck = Checkpoint::new(s2m_core::checkpoint::CheckpointMeta::new(0, 0));
-    ck.add_tensors("h", tensors.iter().map(|(k, t)| (k.as_str(), t)))?;
-    ck.restore_varmap("h", h_vars)
-        .map_err(|e| TrainError::Bundle {
-            path: weights.clone(),
-            message: format!("init_from: {e}"),
-        })?;
+    s2m_core::optim::load_varmap(&tensors, h_vars, "init_from refiner", "")
+        .map_err(|e| e.in_file(&weights))?;
     Ok(InitRef {
         dir: dir.display().to_string(),
         sha256: meta.refiner_sha256,
@@ -755,8 +757,7 @@ impl RefinerBundle {
     /// Loads an export folder for a generator with config `gen_cfg` (which must be the one H
     /// was trained for). Errors name the missing or bad file.
     pub fn load(dir: &Path, gen_cfg: &StyleGan2Config, device: &Device) -> Result<Self> {
-        let meta: RefinerMeta = read_bundle_json(dir, REFINER_JSON, "refiner", REFINER_FORMAT)?;
-        let weights = bundle_file(dir, REFINER_WEIGHTS, "refiner")?;
+        let (meta, weights) = read_export(dir)?;
         if &meta.generator.config != gen_cfg {
             return Err(TrainError::Bundle {
                 path: dir.join(REFINER_JSON),

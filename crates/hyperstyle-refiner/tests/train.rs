@@ -53,7 +53,11 @@ fn encoder_export(dir: &Path, g_seed: u64) -> PathBuf {
     export
 }
 
-fn open(cfg: RefinerTrainConfig, encoder: &Path, out: &Path) -> RefinerTrainer {
+fn try_open(
+    cfg: RefinerTrainConfig,
+    encoder: &Path,
+    out: &Path,
+) -> hyperstyle_refiner::Result<RefinerTrainer> {
     RefinerTrainer::open(
         cfg,
         tiny_generator(1).unwrap(),
@@ -62,7 +66,18 @@ fn open(cfg: RefinerTrainConfig, encoder: &Path, out: &Path) -> RefinerTrainer {
         out,
         &Device::Cpu,
     )
-    .unwrap()
+}
+
+fn open(cfg: RefinerTrainConfig, encoder: &Path, out: &Path) -> RefinerTrainer {
+    try_open(cfg, encoder, out).unwrap()
+}
+
+/// The error of opening a run that must be refused.
+fn open_err(cfg: RefinerTrainConfig, encoder: &Path, out: &Path) -> String {
+    match try_open(cfg, encoder, out) {
+        Ok(_) => panic!("opening {} must fail", out.display()),
+        Err(e) => e.to_string(),
+    }
 }
 
 fn data(n: usize) -> TensorPairs {
@@ -157,7 +172,7 @@ fn run_exports_and_the_bundle_loads() {
     // BatchNorm and resize, block-GEMM convolutions), which round differently from the trainer's
     // tracked ops: equal within f32 rounding (images in [-1, 1]).
     for (a, b) in out.images.iter().zip(&want) {
-        let d = max_abs_diff(a, b).unwrap();
+        let d = max_abs_diff(a, b);
         assert!(d < 1e-4, "bundle vs trainer refinement: {d}");
     }
 
@@ -232,29 +247,15 @@ fn mismatched_inputs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     // An encoder trained with another generator.
     let enc_other = encoder_export(&dir.path().join("other"), 2);
-    let err = RefinerTrainer::open(
-        config(),
-        tiny_generator(1).unwrap(),
-        &enc_other,
-        loss(),
-        dir.path().join("r1"),
-        &Device::Cpu,
-    )
-    .err()
-    .unwrap();
-    assert!(err.to_string().contains("generator sha256"), "{err}");
+    let err = open_err(config(), &enc_other, &dir.path().join("r1"));
+    assert!(err.contains("generator sha256"), "{err}");
     // A missing encoder bundle is named.
-    let err = RefinerTrainer::open(
+    let err = open_err(
         config(),
-        tiny_generator(1).unwrap(),
         &dir.path().join("no_encoder"),
-        loss(),
-        dir.path().join("r2"),
-        &Device::Cpu,
-    )
-    .err()
-    .unwrap();
-    assert!(err.to_string().contains("no_encoder"), "{err}");
+        &dir.path().join("r2"),
+    );
+    assert!(err.contains("no_encoder"), "{err}");
     // Sketches with 3 channels.
     let enc = encoder_export(dir.path(), 1);
     let mut t = open(config(), &enc, &dir.path().join("r3"));
@@ -382,7 +383,7 @@ fn init_from_an_export_copies_its_weights_and_survives_resume() {
         t.refine_images(&sketch).unwrap(),
         ft.refine_images(&sketch).unwrap(),
     );
-    assert_eq!(max_abs_diff(&a[3], &b[3]).unwrap(), 0.0);
+    assert_eq!(max_abs_diff(&a[3], &b[3]), 0.0);
     // Without init_from, seed 99 gives another H.
     let other = open(
         RefinerTrainConfig {
@@ -392,7 +393,7 @@ fn init_from_an_export_copies_its_weights_and_survives_resume() {
         &enc,
         &dir.path().join("fresh"),
     );
-    assert!(max_abs_diff(&a[3], &other.refine_images(&sketch).unwrap()[3]).unwrap() > 0.0);
+    assert!(max_abs_diff(&a[3], &other.refine_images(&sketch).unwrap()[3]) > 0.0);
 
     // The warm start is recorded in checkpoints and exports, across a resume.
     ft.train_step(&data).unwrap();
@@ -412,23 +413,40 @@ fn init_from_an_export_copies_its_weights_and_survives_resume() {
 
     // Another H config is refused, naming the file.
     let bad = RefinerTrainConfig {
-        init_from: Some(export),
+        init_from: Some(export.clone()),
         hyper: HyperConfig {
             refine_inner: HyperConfig::tiny_test().refine_inner + 1,
             ..HyperConfig::tiny_test()
         },
         ..config()
     };
-    let e = RefinerTrainer::open(
-        bad,
-        tiny_generator(1).unwrap(),
-        &enc,
-        loss(),
-        dir.path().join("bad"),
-        &Device::Cpu,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let e = open_err(bad, &enc, &dir.path().join("bad"));
     assert!(e.contains("refiner.json") && e.contains("init_from"), "{e}");
+
+    // A weights file without one of H's tensors (metadata and sha256 consistent) is refused,
+    // naming the key and the file.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    let mut tensors =
+        candle_core::safetensors::load(export.join("refiner.safetensors"), &Device::Cpu).unwrap();
+    let mut keys: Vec<String> = tensors.keys().cloned().collect();
+    keys.sort();
+    let dropped = keys[0].clone();
+    tensors.remove(&dropped);
+    let weights = broken.join("refiner.safetensors");
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(export.join("refiner.json")).unwrap())
+            .unwrap();
+    json["refiner_sha256"] = e4e_encoder::run::sha256_file(&weights).unwrap().into();
+    std::fs::write(broken.join("refiner.json"), json.to_string()).unwrap();
+    let cfg = RefinerTrainConfig {
+        init_from: Some(broken),
+        ..config()
+    };
+    let e = open_err(cfg, &enc, &dir.path().join("broken_run"));
+    assert!(
+        e.contains(&dropped) && e.contains("refiner.safetensors"),
+        "{e}"
+    );
 }

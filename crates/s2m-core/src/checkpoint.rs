@@ -248,40 +248,8 @@ impl Checkpoint {
     /// other key; errors name the key and the file. Nothing is changed unless all validate.
     pub fn restore_varmap(&self, group: &str, varmap: &candle_nn::VarMap) -> Result<()> {
         let stored = self.group(group)?;
-        let vars = crate::optim::varmap_named_vars(varmap);
-        let mut names: Vec<&String> = stored.keys().collect();
-        names.sort();
-        for name in names {
-            if !vars.iter().any(|(n, _)| n == name) {
-                return Err(self.ctx(CoreError::UnexpectedKey {
-                    what: self.what(),
-                    key: format!("{group}.{name}"),
-                    hint: format!("the `{group}` model has no var `{name}`"),
-                }));
-            }
-        }
-        let mut values = Vec::with_capacity(vars.len());
-        for (name, var) in &vars {
-            let key = format!("{group}.{name}");
-            let t = stored.get(name).ok_or_else(|| {
-                self.ctx(CoreError::MissingKey {
-                    what: self.what(),
-                    key: key.clone(),
-                })
-            })?;
-            if t.dims() != var.dims() {
-                return Err(self.ctx(CoreError::Shape {
-                    what: format!("checkpoint key `{key}`"),
-                    expected: format!("{:?} (the var's shape)", var.dims()),
-                    got: format!("{:?}", t.dims()),
-                }));
-            }
-            values.push(t.to_dtype(var.dtype())?.to_device(var.device())?);
-        }
-        for ((_, var), value) in vars.iter().zip(values) {
-            var.set(&value)?;
-        }
-        Ok(())
+        crate::optim::load_varmap(&stored, varmap, &self.what(), &format!("{group}."))
+            .map_err(|e| self.ctx(e))
     }
 
     /// Restores an optimiser's state from `group` (see [`Adam::load_state`]); errors name the

@@ -169,6 +169,53 @@ pub fn varmap_tensors(varmap: &candle_nn::VarMap) -> std::collections::HashMap<S
         .collect()
 }
 
+/// The inverse of [`varmap_tensors`]: copies `tensors` (keyed by var name) into the vars of
+/// `varmap`, converting dtype and device to each var's. Every var must be present with its
+/// shape, and `tensors` must hold no other name; errors call the source `what` and name the key
+/// as `<key_prefix><name>`. Nothing is changed unless all validate.
+pub fn load_varmap(
+    tensors: &HashMap<String, Tensor>,
+    varmap: &candle_nn::VarMap,
+    what: &str,
+    key_prefix: &str,
+) -> Result<()> {
+    let vars = varmap_named_vars(varmap);
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        if !vars.iter().any(|(n, _)| n == name) {
+            return Err(CoreError::UnexpectedKey {
+                what: what.to_string(),
+                key: format!("{key_prefix}{name}"),
+                hint: match key_prefix.strip_suffix('.') {
+                    Some(group) => format!("the `{group}` model has no var `{name}`"),
+                    None => format!("the model has no var `{name}`"),
+                },
+            });
+        }
+    }
+    let mut values = Vec::with_capacity(vars.len());
+    for (name, var) in &vars {
+        let key = format!("{key_prefix}{name}");
+        let t = tensors.get(name).ok_or_else(|| CoreError::MissingKey {
+            what: what.to_string(),
+            key: key.clone(),
+        })?;
+        if t.dims() != var.dims() {
+            return Err(CoreError::Shape {
+                what: format!("{what} key `{key}`"),
+                expected: format!("{:?} (the var's shape)", var.dims()),
+                got: format!("{:?}", t.dims()),
+            });
+        }
+        values.push(t.to_dtype(var.dtype())?.to_device(var.device())?);
+    }
+    for ((_, var), value) in vars.iter().zip(values) {
+        var.set(&value)?;
+    }
+    Ok(())
+}
+
 impl Adam {
     /// An optimiser over `named_vars` (names must be unique and non-empty; vars must be
     /// floating point). Moments start at zero, the step counter at 0.

@@ -269,8 +269,7 @@ mod tests {
     use super::*;
     use crate::ops::{fused_leaky_relu, separable_taps, upfirdn2d_separable};
     use candle_core::{DType, Device};
-    use s2m_core::testing::max_abs_diff;
-    use s2m_core::testing::randn;
+    use s2m_core::testing::{max_abs_diff, randn};
 
     #[test]
     fn conv_transpose_gemm_matches_candle() {
