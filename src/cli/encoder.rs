@@ -125,6 +125,7 @@ impl PairDataset for LoaderPairs {
         Ok(Pairs {
             images: batch.images.to_device(device)?,
             sketches: sketches.to_device(device)?,
+            masks: batch.masks.map(|m| m.to_device(device)).transpose()?,
         })
     }
     fn description(&self) -> String {
@@ -136,12 +137,14 @@ impl PairDataset for LoaderPairs {
 }
 
 /// The pairs of `split` of the phantom folder `data`, resized to `size` px; the sketches from
-/// `sketches` (`<id>.png`) when given, else the dataset's own.
+/// `sketches` (`<id>.png`) when given, else the dataset's own; with the label maps when
+/// `masks`.
 pub fn phantom_pairs(
     data: &Path,
     split: Split,
     size: u32,
     sketches: Option<&Path>,
+    masks: bool,
 ) -> anyhow::Result<LoaderPairs> {
     let layout = Layout::new(data);
     anyhow::ensure!(
@@ -163,6 +166,7 @@ pub fn phantom_pairs(
         source,
         LoaderConfig {
             load_sketches: true,
+            load_masks: masks,
             resize_to: Some(size),
             ..LoaderConfig::default()
         },
@@ -226,12 +230,19 @@ pub struct Inputs {
     pub loss: SimilarityLoss,
 }
 
-pub fn load_inputs(args: &CommonTrainArgs, device: &Device) -> anyhow::Result<Inputs> {
+/// The inputs of a training command; `masks`: load the training images' label maps too.
+pub fn load_inputs(args: &CommonTrainArgs, masks: bool, device: &Device) -> anyhow::Result<Inputs> {
     let generator = FrozenGenerator::load(&args.generator, device)
         .with_context(|| format!("loading the generator {}", args.generator.display()))?;
     let size = generator.config().size;
-    let train = phantom_pairs(&args.data, Split::Train, size, args.sketches.as_deref())?;
-    let val = phantom_pairs(&args.data, Split::SegVal, size, None)
+    let train = phantom_pairs(
+        &args.data,
+        Split::Train,
+        size,
+        args.sketches.as_deref(),
+        masks,
+    )?;
+    let val = phantom_pairs(&args.data, Split::SegVal, size, None, false)
         .ok()
         .filter(|p| !p.is_empty());
     let dir = args
@@ -316,7 +327,7 @@ pub fn preset_or_json<T: serde::de::DeserializeOwned>(
 fn train(args: EncoderTrainArgs) -> anyhow::Result<()> {
     let device = crate::cli::device()?;
     let budget = budget(args.common.max_minutes)?;
-    let inputs = load_inputs(&args.common, &device)?;
+    let inputs = load_inputs(&args.common, false, &device)?;
     let gen_cfg = inputs.generator.config().clone();
     let presets: [Preset<EncoderConfig>; 4] = [
         ("narrow_cpu", EncoderConfig::narrow_cpu),

@@ -39,6 +39,20 @@ pub struct RefinerTrainArgs {
     /// dilated by one pixel) added to L_sim at every iteration. 0 = the paper's loss.
     #[arg(long, default_value_t = 0.0)]
     sketch_l2: f64,
+    /// Weight of the region loss added at every iteration: for each structure of the target's
+    /// label map (the phantom's masks/), the squared error of the mean colour over that
+    /// region, so that structures do not fade into their surroundings. 0 = the paper's loss.
+    #[arg(long, default_value_t = 0.0)]
+    region: f64,
+    /// Weight of a realism term added at every iteration: the non-saturating GAN loss of the
+    /// generator's discriminator (frozen, from --discriminator). 0 = the paper's loss.
+    #[arg(long, default_value_t = 0.0)]
+    adv: f64,
+    /// The discriminator for --adv: a `sketch2medi stylegan2 train` checkpoint (its `d.*`
+    /// tensors, e.g. weights/stylegan2_phantom64/resume/ckpt-000005175.safetensors) or a
+    /// safetensors file of the discriminator alone.
+    #[arg(long)]
+    discriminator: Option<PathBuf>,
     /// Fine-tune: initialise H from this refiner export folder (same preset and generator)
     /// when the run starts fresh; a checkpoint in --out takes precedence. Adam starts anew.
     #[arg(long)]
@@ -54,7 +68,7 @@ pub fn run(cmd: RefinerCommand) -> anyhow::Result<()> {
 fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
     let device = crate::cli::device()?;
     let budget = budget(args.common.max_minutes)?;
-    let inputs = load_inputs(&args.common, &device)?;
+    let inputs = load_inputs(&args.common, args.region > 0.0, &device)?;
     let size = inputs.generator.config().size as usize;
     let c = &args.common;
     let presets: [Preset<HyperConfig>; 2] = [
@@ -73,6 +87,9 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
         lpips_lambda: c.lpips,
         moco_lambda: c.moco,
         sketch_l2_lambda: args.sketch_l2,
+        adv_lambda: args.adv,
+        region_lambda: args.region,
+        discriminator: args.discriminator.clone(),
         init_from: args.init.clone(),
         seed: c.seed,
         sample_every: c.sample_every,
@@ -107,8 +124,16 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
             .sketch_l2_last
             .map(|v| format!(" sketch-MSE {v:.3}"))
             .unwrap_or_default();
+        let adv = s
+            .adv_last
+            .map(|v| format!(" adv {v:.3}"))
+            .unwrap_or_default();
+        let region = s
+            .region_last
+            .map(|v| format!(" region {v:.4}"))
+            .unwrap_or_default();
         bar.set_message(format!(
-            "sum {:.3} E {:.3} t=1..{} {}{sketch_l2} {:.2}s/step",
+            "sum {:.3} E {:.3} t=1..{} {}{sketch_l2}{adv}{region} {:.2}s/step",
             s.total,
             s.sim_e,
             s.sim_t.len(),

@@ -85,6 +85,10 @@ pub struct Pairs {
     /// Sketches `[B, 1, n, n]` in [-1, 1] (dark strokes near -1 on white near 1; n = the
     /// encoder's / hypernetwork's input size).
     pub sketches: Tensor,
+    /// Label maps `[B, H, W]` `u8` of the targets (`class_id * 16 + instance`, 0 =
+    /// background; the phantom's masks), when the dataset provides them and they were asked
+    /// for (the refiner's region loss).
+    pub masks: Option<Tensor>,
 }
 
 /// (image, sketch) pairs for training E and H.
@@ -115,6 +119,8 @@ pub struct TensorPairs {
     pub images: Tensor,
     /// `[N, 1, n, n]`.
     pub sketches: Tensor,
+    /// `[N, H, W]` `u8` label maps, if any (see [`Pairs::masks`]).
+    pub masks: Option<Tensor>,
     pub description: String,
 }
 
@@ -131,6 +137,7 @@ impl PairDataset for TensorPairs {
         Ok(Pairs {
             images: pick(&self.images)?,
             sketches: pick(&self.sketches)?,
+            masks: self.masks.as_ref().map(pick).transpose()?,
         })
     }
     fn description(&self) -> String {
@@ -152,6 +159,15 @@ pub fn check_pairs(pairs: &Pairs, image_size: usize, sketch_size: usize) -> Trai
             "sketches have shape {s:?}, the networks need [B, 1, {sketch_size}, {sketch_size}] \
              (one grey channel)"
         )));
+    }
+    if let Some(m) = &pairs.masks {
+        let m = m.dims();
+        if m.len() != 3 || m[0] != i[0] || m[1] != image_size || m[2] != image_size {
+            return Err(TrainError::Data(format!(
+                "masks have shape {m:?}, the images need [{}, {image_size}, {image_size}]",
+                i[0]
+            )));
+        }
     }
     if i[0] != s[0] || i[0] == 0 {
         return Err(TrainError::Data(format!(

@@ -86,6 +86,7 @@ pub fn reachable_pairs(
     Ok(TensorPairs {
         images,
         sketches,
+        masks: None,
         description: format!("{n} generated test pairs (seed {seed})"),
     })
 }

@@ -712,7 +712,8 @@ pub struct LossInfo {
     pub moco: f64,
     /// False when the MoCo-v2 weights were not available (the term was left out).
     pub moco_active: bool,
-    /// lambda_adv (phase 1; 0 in phase 2).
+    /// lambda_adv: phase 1, the latent discriminator's; phase 2, the weight of the frozen
+    /// image discriminator's realism term (0 = the paper's loss).
     pub adv: f64,
     pub notes: Vec<String>,
 }

@@ -27,6 +27,6 @@ pub use error::{RefinerError, Result};
 pub use hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
 pub use refinement::{DEFAULT_STEPS, RefineOutput, Refinement, refine};
 pub use train::{
-    InitRef, RefinerBundle, RefinerMeta, RefinerTrainConfig, RefinerTrainer, sketch_stroke_mask,
-    sketch_weighted_mse,
+    DiscriminatorRef, InitRef, RefinerBundle, RefinerMeta, RefinerTrainConfig, RefinerTrainer,
+    load_discriminator, realism_loss, region_colour_loss, sketch_stroke_mask, sketch_weighted_mse,
 };

@@ -10,7 +10,8 @@
 //!     Δ_t  = H([ŷ_{t-1}.detach(), x])     (BatchNorm in train mode)
 //!     S_t  = S_{t-1}.detach() + Δ_t
 //!     ŷ_t  = G(w; θ ⊙ (1 + S_t))
-//!     L_t  = L_sim(ŷ_t, y),  backward(L_t)   (gradients accumulate over t)
+//!     L_t  = L_sim(ŷ_t, y) [+ λ_adv · softplus(-D(ŷ_t))],  backward(L_t)
+//!                                         (gradients accumulate over t)
 //! one Adam step on H's parameters
 //! ```
 //!
@@ -19,6 +20,11 @@
 //! back-propagated; the gradients of the T losses are summed (computed one iteration at a time,
 //! so only one iteration's graph is alive) and H takes one optimiser step. L_sim = 1.0 · MSE +
 //! 0.8 · perceptual (+ 0.5 · MoCo when its weights exist); HyperStyle's non-face defaults.
+//!
+//! Optional, off by default (NOTE: not in HyperStyle or the paper): a sketch-weighted MSE
+//! (`sketch_l2_lambda`), a region loss on the targets' label maps (`region_lambda`,
+//! [`region_colour_loss`]) and a realism term (`adv_lambda`), the non-saturating GAN loss of the
+//! generator's own discriminator D, frozen ([`load_discriminator`]).
 //!
 //! NOTE (deviations from HyperStyle): Adam(lr 1e-4, betas 0.9/0.999) instead of Ranger(1e-4);
 //! H's input is `[ŷ, sketch]` (4 channels) instead of `[x, ŷ]` (6); sketches in [-1, 1].
@@ -60,7 +66,7 @@ use s2m_core::logcsv::CsvLogger;
 use s2m_core::optim::{Adam, AdamConfig};
 use s2m_core::rng::derive_seed;
 use serde::{Deserialize, Serialize};
-use stylegan2::StyleGan2Config;
+use stylegan2::{Discriminator, StyleGan2Config};
 
 use crate::config::HyperConfig;
 use crate::hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
@@ -76,6 +82,8 @@ pub const REFINER_WEIGHTS: &str = "refiner.safetensors";
 pub const REFINER_JSON: &str = "refiner.json";
 
 const INIT_STREAM: u64 = 0x4E7;
+/// The minibatch-stddev group of rosinality's discriminator.
+const DISCRIMINATOR_GROUP: usize = 4;
 /// Checkpoint `extra` key of the warm start ([`InitRef`]).
 const INIT_KEY: &str = "init_from";
 
@@ -136,6 +144,66 @@ fn load_init(dir: &Path, hyper: &HyperConfig, gen_sha: &str, h_vars: &VarMap) ->
     })
 }
 
+/// A frozen StyleGAN2 discriminator used as a realism prior (`RefinerTrainConfig::adv_lambda`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiscriminatorRef {
+    /// The file given (a `sketch2medi stylegan2 train` checkpoint, or a file of the
+    /// discriminator's tensors alone).
+    pub file: String,
+    /// sha256 of that file.
+    pub sha256: String,
+}
+
+/// Loads the discriminator of the generator config `gen_cfg` from `path`: a StyleGAN2
+/// training checkpoint (its `d.*` tensors) or a safetensors file of the discriminator's
+/// tensors under rosinality's names. Its weights are plain tensors (never trained here).
+/// Errors name the file and, for a missing or mis-shaped tensor, the key.
+pub fn load_discriminator(
+    path: &Path,
+    gen_cfg: &StyleGan2Config,
+    device: &Device,
+) -> Result<(Discriminator, DiscriminatorRef)> {
+    let bad = |message: String| TrainError::Bundle {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(bad("the discriminator file does not exist".into()).into());
+    }
+    let sha256 = sha256_file(path)?;
+    let tensors = candle_core::safetensors::load(path, device)
+        .map_err(|e| bad(format!("unreadable safetensors: {e}")))?;
+    let prefix = if tensors.keys().any(|k| k.starts_with("d.")) {
+        "d."
+    } else {
+        ""
+    };
+    let tensors: HashMap<String, Tensor> = tensors
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v)))
+        .collect();
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device);
+    let d = Discriminator::new(gen_cfg, vb).map_err(|e| {
+        bad(format!(
+            "not a discriminator for generator config {gen_cfg:?}: {e}"
+        ))
+    })?;
+    Ok((
+        d,
+        DiscriminatorRef {
+            file: path.display().to_string(),
+            sha256,
+        },
+    ))
+}
+
+/// The non-saturating GAN loss `mean softplus(-D(image))` of a frozen discriminator: low when
+/// `D` finds the images real. Its gradient reaches `image` only.
+pub fn realism_loss(d: &Discriminator, image: &Tensor) -> Result<Tensor> {
+    let logits = d.forward(image)?;
+    Ok(s2m_core::gan::g_nonsaturating_loss(&logits)?)
+}
+
 /// Where the sketch has ink, dilated by one pixel (3 x 3 maximum) and resized (nearest) to
 /// `size`: `[B, 1, size, size]` in [0, 1] from sketches `[B, 1, n, n]` in [-1, 1] (ink -1).
 pub fn sketch_stroke_mask(sketch: &Tensor, size: usize) -> Result<Tensor> {
@@ -164,6 +232,54 @@ pub fn sketch_weighted_mse(image: &Tensor, target: &Tensor, mask: &Tensor) -> Re
     Ok(num.div(&den)?)
 }
 
+/// The region loss: for every structure (class) `c` of each target's label map, the squared
+/// distance between the mean colours of `image` and `target` over the region of class `c`
+/// (`label / 16 == c`, background excluded), averaged over the colour channels and over the
+/// (sample, class) pairs present. `image`, `target` `[B, 3, H, W]`, `labels` `[B, H, W]` u8
+/// (`class_id * 16 + instance`). Insensitive to blurred edges or detail inside a region, it
+/// grows when a structure fades into its surroundings. Zero when no structure is labelled.
+pub fn region_colour_loss(image: &Tensor, target: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let (b, _, h, w) = image.dims4()?;
+    if labels.dims() != [b, h, w] {
+        return Err(TrainError::Data(format!(
+            "label maps have shape {:?}, the images need [{b}, {h}, {w}]",
+            labels.dims()
+        ))
+        .into());
+    }
+    let classes = (labels.to_dtype(DType::F32)? / 16.0)?.floor()?;
+    let present: Vec<f32> = {
+        let mut v = classes.flatten_all()?.to_vec1::<f32>()?;
+        v.sort_by(f32::total_cmp);
+        v.dedup();
+        v.into_iter().filter(|&c| c > 0.0).collect()
+    };
+    let diff = (image - target)?;
+    let mut total = Tensor::zeros((), DType::F32, image.device())?;
+    let mut count = 0f64;
+    for c in present {
+        // [B, 1, H, W] in {0, 1}
+        let m = classes.eq(c)?.to_dtype(DType::F32)?.unsqueeze(1)?;
+        let area = m.sum((1, 2, 3))?; // [B]
+        let here: Vec<f32> = area.to_vec1()?;
+        let n = here.iter().filter(|&&a| a > 0.0).count();
+        if n == 0 {
+            continue;
+        }
+        // Mean colour difference over the region: [B, 3]; 0 where the class is absent.
+        let mean = diff
+            .broadcast_mul(&m)?
+            .sum((2, 3))?
+            .broadcast_div(&area.clamp(1f32, f32::MAX)?.unsqueeze(1)?)?;
+        total = (total + (mean.sqr()?.sum_all()? / 3.0)?)?;
+        count += n as f64;
+    }
+    if count == 0.0 {
+        return Ok(total);
+    }
+    Ok((total / count)?)
+}
+
 /// Hyper-parameters of phase 2 (HyperStyle defaults unless noted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -183,6 +299,18 @@ pub struct RefinerTrainConfig {
     /// Weight of the sketch-weighted MSE (see [`sketch_weighted_mse`]); 0 (the default) is
     /// the paper's L_sim alone. NOTE (deviation when > 0): not in HyperStyle or the paper.
     pub sketch_l2_lambda: f64,
+    /// Weight of the realism term [`realism_loss`] of the frozen `discriminator` added at
+    /// every iteration; 0 (the default) is the paper's loss. NOTE (deviation when > 0): not
+    /// in HyperStyle or the paper; it counters H's drift towards blurred, average images at
+    /// t >= 2 (docs/ENCODER_REFINER.md).
+    pub adv_lambda: f64,
+    /// Weight of the region loss [`region_colour_loss`] added at every iteration (needs the
+    /// targets' label maps, [`Pairs::masks`]); 0 (the default) is the paper's loss. NOTE
+    /// (deviation when > 0): not in HyperStyle or the paper.
+    pub region_lambda: f64,
+    /// The discriminator trained with the generator (see [`load_discriminator`]); needed when
+    /// `adv_lambda` > 0.
+    pub discriminator: Option<PathBuf>,
     /// Warm start: an export folder of a refiner with the same `hyper` config and generator
     /// whose weights (and BatchNorm statistics) initialise H when the run starts fresh (a
     /// checkpoint in the run folder takes precedence). Adam starts from zero.
@@ -208,6 +336,9 @@ impl Default for RefinerTrainConfig {
             lpips_lambda: SimilarityLoss::DEFAULT_LPIPS,
             moco_lambda: SimilarityLoss::DEFAULT_MOCO,
             sketch_l2_lambda: 0.0,
+            adv_lambda: 0.0,
+            region_lambda: 0.0,
+            discriminator: None,
             init_from: None,
             seed: 0,
             sample_every: 500,
@@ -234,9 +365,28 @@ impl RefinerTrainConfig {
             ("lpips_lambda", self.lpips_lambda),
             ("moco_lambda", self.moco_lambda),
             ("sketch_l2_lambda", self.sketch_l2_lambda),
+            ("adv_lambda", self.adv_lambda),
+            ("region_lambda", self.region_lambda),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return bad(format!("{name} = {v} must be finite and >= 0"));
+            }
+        }
+        if self.adv_lambda > 0.0 {
+            if self.discriminator.is_none() {
+                return bad(format!(
+                    "adv_lambda = {} needs a discriminator file",
+                    self.adv_lambda
+                ));
+            }
+            // The discriminator's minibatch-stddev groups of min(batch, 4) must tile the batch.
+            let group = self.batch.min(DISCRIMINATOR_GROUP);
+            if !self.batch.is_multiple_of(group) {
+                return bad(format!(
+                    "batch {} with adv_lambda > 0: the discriminator needs a batch below {} or \
+                     a multiple of it",
+                    self.batch, DISCRIMINATOR_GROUP
+                ));
             }
         }
         Ok(())
@@ -254,6 +404,10 @@ pub struct IterationLosses {
     pub perceptual_last: f64,
     /// The sketch-weighted MSE of the last iteration (None when `sketch_l2_lambda` is 0).
     pub sketch_l2_last: Option<f64>,
+    /// The realism loss of the last iteration (None when `adv_lambda` is 0).
+    pub adv_last: Option<f64>,
+    /// The region loss of the last iteration (None when `region_lambda` is 0).
+    pub region_last: Option<f64>,
 }
 
 /// Losses of one step.
@@ -271,6 +425,10 @@ pub struct RefinerStepStats {
     pub perceptual_last: f64,
     /// The sketch-weighted MSE of the last iteration (None when not used).
     pub sketch_l2_last: Option<f64>,
+    /// The realism loss of the last iteration (None when not used).
+    pub adv_last: Option<f64>,
+    /// The region loss of the last iteration (None when not used).
+    pub region_last: Option<f64>,
     pub seconds: f64,
 }
 
@@ -295,14 +453,21 @@ pub struct RefinerTrainer {
     data_description: String,
     sketch_source: String,
     init: Option<InitRef>,
+    realism: Option<(Discriminator, DiscriminatorRef)>,
 }
 
-fn log_columns(iterations: usize, sketch_l2: bool) -> Vec<String> {
+fn log_columns(iterations: usize, sketch_l2: bool, adv: bool, region: bool) -> Vec<String> {
     let mut c = vec!["total".to_string(), "sim_e".to_string()];
     c.extend((1..=iterations).map(|t| format!("sim_t{t}")));
     c.extend(["l2_last", "perceptual_last"].map(String::from));
     if sketch_l2 {
         c.push("sketch_l2_last".into());
+    }
+    if adv {
+        c.push("adv_last".into());
+    }
+    if region {
+        c.push("region_last".into());
     }
     c.push("sec_per_step".into());
     c
@@ -402,7 +567,16 @@ impl RefinerTrainer {
         } else if let Some(dir) = &cfg.init_from {
             init = Some(load_init(dir, &cfg.hyper, generator.sha256(), &h_vars)?);
         }
-        let columns = log_columns(cfg.iterations, cfg.sketch_l2_lambda > 0.0);
+        let realism = match (&cfg.discriminator, cfg.adv_lambda > 0.0) {
+            (Some(path), true) => Some(load_discriminator(path, &gen_cfg, device)?),
+            _ => None,
+        };
+        let columns = log_columns(
+            cfg.iterations,
+            cfg.sketch_l2_lambda > 0.0,
+            realism.is_some(),
+            cfg.region_lambda > 0.0,
+        );
         let col_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
         let logger = open_log(&out, &col_refs, step)?;
         Ok(Self {
@@ -425,6 +599,7 @@ impl RefinerTrainer {
             data_description: String::new(),
             sketch_source: String::new(),
             init,
+            realism,
         })
     }
 
@@ -507,7 +682,16 @@ impl RefinerTrainer {
             l2_last: f64::NAN,
             perceptual_last: f64::NAN,
             sketch_l2_last: None,
+            adv_last: None,
+            region_last: None,
         };
+        if self.cfg.region_lambda > 0.0 && pairs.masks.is_none() {
+            return Err(TrainError::Data(
+                "region_lambda > 0 needs the targets' label maps (masks), and the data has none"
+                    .into(),
+            )
+            .into());
+        }
         let mut last = None;
         for t in 1..=self.cfg.iterations {
             // Free the previous iteration's graph before building this one.
@@ -522,14 +706,22 @@ impl RefinerTrainer {
             check_finite(self.step, &format!("L_sim at iteration {t}"), v, &self.out)?;
             (_, losses.l2_last, losses.perceptual_last, _) = terms.values()?;
             losses.sim_t.push(v);
-            let objective = match &stroke_mask {
-                Some(mask) => {
-                    let extra = sketch_weighted_mse(&image, &pairs.images, mask)?;
-                    losses.sketch_l2_last = Some(scalar(&extra)?);
-                    (&terms.total + (extra * self.cfg.sketch_l2_lambda)?)?
-                }
-                None => terms.total.clone(),
-            };
+            let mut objective = terms.total.clone();
+            if let Some(mask) = &stroke_mask {
+                let extra = sketch_weighted_mse(&image, &pairs.images, mask)?;
+                losses.sketch_l2_last = Some(scalar(&extra)?);
+                objective = (objective + (extra * self.cfg.sketch_l2_lambda)?)?;
+            }
+            if let (Some(labels), true) = (&pairs.masks, self.cfg.region_lambda > 0.0) {
+                let region = region_colour_loss(&image, &pairs.images, labels)?;
+                losses.region_last = Some(scalar(&region)?);
+                objective = (objective + (region * self.cfg.region_lambda)?)?;
+            }
+            if let Some((d, _)) = &self.realism {
+                let adv = realism_loss(d, &image)?;
+                losses.adv_last = Some(scalar(&adv)?);
+                objective = (objective + (adv * self.cfg.adv_lambda)?)?;
+            }
             let grads = objective.backward()?;
             for (name, var) in &params {
                 if let Some(g) = grads.get(var.as_tensor()) {
@@ -577,15 +769,17 @@ impl RefinerTrainer {
             l2_last: losses.l2_last,
             perceptual_last: losses.perceptual_last,
             sketch_l2_last: losses.sketch_l2_last,
+            adv_last: losses.adv_last,
+            region_last: losses.region_last,
             seconds: start.elapsed().as_secs_f64(),
         };
         if self.cfg.log_every > 0 && self.step.is_multiple_of(self.cfg.log_every) {
             let mut row = vec![stats.total, stats.sim_e];
             row.extend(&stats.sim_t);
             row.extend([stats.l2_last, stats.perceptual_last]);
-            if let Some(v) = stats.sketch_l2_last {
-                row.push(v);
-            }
+            row.extend(stats.sketch_l2_last);
+            row.extend(stats.adv_last);
+            row.extend(stats.region_last);
             row.push(stats.seconds);
             self.logger.log(self.step, &row)?;
         }
@@ -679,8 +873,10 @@ impl RefinerTrainer {
                 description: self.data_description.clone(),
                 sketch_source: self.sketch_source.clone(),
             },
-            losses: LossInfo::new(&self.loss, 0.0),
+            losses: LossInfo::new(&self.loss, self.cfg.adv_lambda),
             sketch_l2: self.cfg.sketch_l2_lambda,
+            discriminator: self.realism.as_ref().map(|(_, r)| r.clone()),
+            region: self.cfg.region_lambda,
             init: self.init.clone(),
             optimizer: format!(
                 "Adam(lr {}, betas 0.9/0.999), loss at each of T = {} iterations, one step per \
@@ -733,6 +929,13 @@ pub struct RefinerMeta {
     /// Weight of the sketch-weighted MSE added to L_sim in training (0: the paper's loss).
     #[serde(default)]
     pub sketch_l2: f64,
+    /// The frozen discriminator of the realism term (`losses.adv` is its weight; None: the
+    /// paper's loss).
+    #[serde(default)]
+    pub discriminator: Option<DiscriminatorRef>,
+    /// Weight of the region loss in training (0: the paper's loss).
+    #[serde(default)]
+    pub region: f64,
     /// The refiner the run was initialised from (a fine-tuning run); `steps` counts this
     /// run's steps only.
     #[serde(default)]
