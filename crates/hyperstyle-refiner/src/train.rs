@@ -171,17 +171,22 @@ pub fn load_discriminator(
         return Err(bad("the discriminator file does not exist".into()).into());
     }
     let sha256 = sha256_file(path)?;
-    let tensors = candle_core::safetensors::load(path, device)
+    // Read on the CPU: a training checkpoint also holds G and the optimisers' states, and only
+    // D's tensors go to `device`.
+    let tensors = candle_core::safetensors::load(path, &Device::Cpu)
         .map_err(|e| bad(format!("unreadable safetensors: {e}")))?;
     let prefix = if tensors.keys().any(|k| k.starts_with("d.")) {
         "d."
     } else {
         ""
     };
-    let tensors: HashMap<String, Tensor> = tensors
-        .into_iter()
-        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v)))
-        .collect();
+    let mut d_tensors = HashMap::new();
+    for (k, v) in tensors {
+        if let Some(name) = k.strip_prefix(prefix) {
+            d_tensors.insert(name.to_string(), v.to_device(device)?);
+        }
+    }
+    let tensors = d_tensors;
     let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device);
     let d = Discriminator::new(gen_cfg, vb).map_err(|e| {
         bad(format!(
