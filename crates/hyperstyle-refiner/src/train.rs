@@ -10,7 +10,7 @@
 //!     Δ_t  = H([ŷ_{t-1}.detach(), x])     (BatchNorm in train mode)
 //!     S_t  = S_{t-1}.detach() + Δ_t
 //!     ŷ_t  = G(w; θ ⊙ (1 + S_t))
-//!     L_t  = L_sim(ŷ_t, y) [+ λ_adv · softplus(-D(ŷ_t))],  backward(L_t)
+//!     L_t  = L_sim(ŷ_t, y) [+ optional terms],  backward(L_t)
 //!                                         (gradients accumulate over t)
 //! one Adam step on H's parameters
 //! ```
@@ -186,8 +186,7 @@ pub fn load_discriminator(
             d_tensors.insert(name.to_string(), v.to_device(device)?);
         }
     }
-    let tensors = d_tensors;
-    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device);
+    let vb = candle_nn::VarBuilder::from_tensors(d_tensors, DType::F32, device);
     let d = Discriminator::new(gen_cfg, vb).map_err(|e| {
         bad(format!(
             "not a discriminator for generator config {gen_cfg:?}: {e}"
