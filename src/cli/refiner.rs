@@ -120,20 +120,16 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
     let reason = run_training(&mut trainer, &inputs.train, c.steps, budget, |s| {
         bar.set_position(s.step);
         let steps: Vec<String> = s.sim_t.iter().map(|v| format!("{v:.3}")).collect();
-        let sketch_l2 = s
-            .sketch_l2_last
-            .map(|v| format!(" sketch-MSE {v:.3}"))
-            .unwrap_or_default();
-        let adv = s
-            .adv_last
-            .map(|v| format!(" adv {v:.3}"))
-            .unwrap_or_default();
-        let region = s
-            .region_last
-            .map(|v| format!(" region {v:.4}"))
-            .unwrap_or_default();
+        let extras: String = [
+            ("sketch-MSE", s.sketch_l2_last),
+            ("adv", s.adv_last),
+            ("region", s.region_last),
+        ]
+        .iter()
+        .filter_map(|(name, v)| v.map(|v| format!(" {name} {v:.4}")))
+        .collect();
         bar.set_message(format!(
-            "sum {:.3} E {:.3} t=1..{} {}{sketch_l2}{adv}{region} {:.2}s/step",
+            "sum {:.3} E {:.3} t=1..{} {}{extras} {:.2}s/step",
             s.total,
             s.sim_e,
             s.sim_t.len(),

@@ -28,5 +28,6 @@ pub use hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
 pub use refinement::{DEFAULT_STEPS, RefineOutput, Refinement, refine};
 pub use train::{
     DiscriminatorRef, InitRef, RefinerBundle, RefinerMeta, RefinerTrainConfig, RefinerTrainer,
-    load_discriminator, realism_loss, region_colour_loss, sketch_stroke_mask, sketch_weighted_mse,
+    RegionWeights, load_discriminator, realism_loss, region_colour_loss, sketch_stroke_mask,
+    sketch_weighted_mse,
 };

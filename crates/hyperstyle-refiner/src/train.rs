@@ -242,46 +242,77 @@ pub fn sketch_weighted_mse(image: &Tensor, target: &Tensor, mask: &Tensor) -> Re
 /// (sample, class) pairs present. `image`, `target` `[B, 3, H, W]`, `labels` `[B, H, W]` u8
 /// (`class_id * 16 + instance`). Insensitive to blurred edges or detail inside a region, it
 /// grows when a structure fades into its surroundings. Zero when no structure is labelled.
+/// (Training builds [`RegionWeights`] once per batch and calls [`RegionWeights::loss`] at every
+/// iteration.)
 pub fn region_colour_loss(image: &Tensor, target: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    let (b, _, h, w) = image.dims4()?;
-    if labels.dims() != [b, h, w] {
-        return Err(TrainError::Data(format!(
-            "label maps have shape {:?}, the images need [{b}, {h}, {w}]",
-            labels.dims()
-        ))
-        .into());
-    }
-    let classes = (labels.to_dtype(DType::F32)? / 16.0)?.floor()?;
-    let present: Vec<f32> = {
-        let mut v = classes.flatten_all()?.to_vec1::<f32>()?;
-        v.sort_by(f32::total_cmp);
-        v.dedup();
-        v.into_iter().filter(|&c| c > 0.0).collect()
-    };
-    let diff = (image - target)?;
-    let mut total = Tensor::zeros((), DType::F32, image.device())?;
-    let mut count = 0f64;
-    for c in present {
-        // [B, 1, H, W] in {0, 1}
-        let m = classes.eq(c)?.to_dtype(DType::F32)?.unsqueeze(1)?;
-        let area = m.sum((1, 2, 3))?; // [B]
-        let here: Vec<f32> = area.to_vec1()?;
-        let n = here.iter().filter(|&&a| a > 0.0).count();
-        if n == 0 {
-            continue;
+    RegionWeights::new(labels)?.loss(image, target)
+}
+
+/// The label maps of a batch turned into per-structure averaging weights, for
+/// [`region_colour_loss`]: `[B, K, H, W]` = (region of the k-th class present in the batch) /
+/// (its area), 0 where the sample lacks that class.
+#[derive(Debug, Clone)]
+pub struct RegionWeights {
+    weights: Tensor,
+    /// (sample, class) pairs present.
+    count: usize,
+}
+
+impl RegionWeights {
+    /// From label maps `[B, H, W]` u8 (`class_id * 16 + instance`, 0 = background).
+    pub fn new(labels: &Tensor) -> Result<Self> {
+        let (b, h, w) = labels.dims3().map_err(|_| {
+            TrainError::Data(format!(
+                "label maps have shape {:?}, expected [B, H, W]",
+                labels.dims()
+            ))
+        })?;
+        let classes = (labels.to_dtype(DType::F32)? / 16.0)?.floor()?;
+        let mut present = classes.flatten_all()?.to_vec1::<f32>()?;
+        present.sort_by(f32::total_cmp);
+        present.dedup();
+        let regions = present
+            .into_iter()
+            .filter(|&c| c > 0.0)
+            .map(|c| classes.eq(c)?.to_dtype(DType::F32))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        if regions.is_empty() {
+            let weights = Tensor::zeros((b, 0, h, w), DType::F32, labels.device())?;
+            return Ok(Self { weights, count: 0 });
         }
-        // Mean colour difference over the region: [B, 3]; 0 where the class is absent.
-        let mean = diff
-            .broadcast_mul(&m)?
-            .sum((2, 3))?
-            .broadcast_div(&area.clamp(1f32, f32::MAX)?.unsqueeze(1)?)?;
-        total = (total + (mean.sqr()?.sum_all()? / 3.0)?)?;
-        count += n as f64;
+        let regions = Tensor::stack(&regions, 1)?; // [B, K, H, W]
+        let area = regions.sum_keepdim((2, 3))?; // [B, K, 1, 1]
+        let count = area
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .filter(|&&a| a > 0.0)
+            .count();
+        let weights = regions.broadcast_div(&area.clamp(1f32, f32::MAX)?)?;
+        Ok(Self { weights, count })
     }
-    if count == 0.0 {
-        return Ok(total);
+
+    /// [`region_colour_loss`] of `image` against `target` (both `[B, 3, H, W]`).
+    pub fn loss(&self, image: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let (b, k, h, w) = self.weights.dims4()?;
+        let (ib, _, ih, iw) = image.dims4()?;
+        if (ib, ih, iw) != (b, h, w) {
+            return Err(TrainError::Data(format!(
+                "label maps have shape {:?}, the images need [{ib}, {ih}, {iw}]",
+                [b, h, w]
+            ))
+            .into());
+        }
+        if self.count == 0 || k == 0 {
+            return Ok(Tensor::zeros((), DType::F32, image.device())?);
+        }
+        // Mean colour difference per (sample, class, channel): [B, K, 3]; 0 where absent.
+        let mean = (image - target)?
+            .unsqueeze(1)?
+            .broadcast_mul(&self.weights.unsqueeze(2)?)?
+            .sum((3, 4))?;
+        Ok((mean.sqr()?.sum_all()? / (3 * self.count) as f64)?)
     }
-    Ok((total / count)?)
 }
 
 /// Hyper-parameters of phase 2 (HyperStyle defaults unless noted).
@@ -689,13 +720,18 @@ impl RefinerTrainer {
             adv_last: None,
             region_last: None,
         };
-        if self.cfg.region_lambda > 0.0 && pairs.masks.is_none() {
-            return Err(TrainError::Data(
-                "region_lambda > 0 needs the targets' label maps (masks), and the data has none"
-                    .into(),
-            )
-            .into());
-        }
+        let regions = match (self.cfg.region_lambda > 0.0, &pairs.masks) {
+            (false, _) => None,
+            (true, Some(labels)) => Some(RegionWeights::new(labels)?),
+            (true, None) => {
+                return Err(TrainError::Data(
+                    "region_lambda > 0 needs the targets' label maps (masks), and the data has \
+                     none"
+                        .into(),
+                )
+                .into());
+            }
+        };
         let mut last = None;
         for t in 1..=self.cfg.iterations {
             // Free the previous iteration's graph before building this one.
@@ -716,8 +752,8 @@ impl RefinerTrainer {
                 losses.sketch_l2_last = Some(scalar(&extra)?);
                 objective = (objective + (extra * self.cfg.sketch_l2_lambda)?)?;
             }
-            if let (Some(labels), true) = (&pairs.masks, self.cfg.region_lambda > 0.0) {
-                let region = region_colour_loss(&image, &pairs.images, labels)?;
+            if let Some(regions) = &regions {
+                let region = regions.loss(&image, &pairs.images)?;
                 losses.region_last = Some(scalar(&region)?);
                 objective = (objective + (region * self.cfg.region_lambda)?)?;
             }
