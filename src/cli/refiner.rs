@@ -6,18 +6,69 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use hyperstyle_refiner::train::run_training;
-use hyperstyle_refiner::{HyperConfig, RefinerTrainConfig, RefinerTrainer};
+use e4e_encoder::run::PairDataset;
+use hyperstyle_refiner::structure::HeldOutDice;
+use hyperstyle_refiner::train::{StopReason, run_training};
+use hyperstyle_refiner::{
+    HyperConfig, RefinerTrainConfig, RefinerTrainer, StructureNetConfig, StructureTrainConfig,
+    StructureTrainer,
+};
+use pharynx_phantom::layout::Split;
 
 use crate::cli::encoder::{
-    CommonTrainArgs, Preset, budget, load_inputs, preset_or_json, progress_bar, report,
+    CommonTrainArgs, Preset, budget, load_inputs, phantom_pairs, preset_or_json, progress_bar,
+    report,
 };
 
 #[derive(Debug, Subcommand)]
 pub enum RefinerCommand {
     /// Train the hypernetwork H with the encoder and the generator frozen; resumes from the
     /// latest checkpoint in --out and exports to <out>/export.
-    Train(RefinerTrainArgs),
+    Train(Box<RefinerTrainArgs>),
+    /// Train the structure net of the optional structure loss (`refiner train --structure`):
+    /// a small U-Net segmenting images into background + the four anatomical classes, on the
+    /// phantom's training images and label maps; resumes from the latest checkpoint in --out
+    /// and exports to <out>/export with its DICE on the seg_val split.
+    StructureNet(StructureNetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StructureNetArgs {
+    /// A phantom dataset folder (its train split, with masks/; seg_val for the held-out DICE).
+    #[arg(long)]
+    data: PathBuf,
+    /// Image side the net is trained at (the generator's size; a multiple of 8).
+    #[arg(long, default_value_t = 64)]
+    size: u32,
+    /// Run folder: checkpoints/, samples/, log.csv, loss.png, export/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Total steps (a resumed run continues up to this step).
+    #[arg(long, default_value_t = 3000)]
+    steps: u64,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Channels of the U-Net's first level.
+    #[arg(long, default_value_t = 16)]
+    width: usize,
+    /// Standard deviation of the Gaussian noise added to the training images ([-1, 1] units).
+    #[arg(long, default_value_t = 0.05)]
+    noise: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Sample strip and loss curves every N steps.
+    #[arg(long, default_value_t = 500)]
+    sample_every: u64,
+    /// Checkpoint every N steps.
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: u64,
+    /// Stop after this many minutes of wall-clock time (at a step boundary, with a checkpoint
+    /// and the export); re-running the command continues.
+    #[arg(long)]
+    max_minutes: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +95,14 @@ pub struct RefinerTrainArgs {
     /// region, so that structures do not fade into their surroundings. 0 = the paper's loss.
     #[arg(long, default_value_t = 0.0)]
     region: f64,
+    /// Weight of a structure loss added at every iteration: cross-entropy + soft Dice of the
+    /// frozen structure net (--structure-net) on the image against the target's label map, so
+    /// that every structure stays visible where the target has it. 0 = the paper's loss.
+    #[arg(long, default_value_t = 0.0)]
+    structure: f64,
+    /// The structure net for --structure: an export folder of `refiner structure-net`.
+    #[arg(long)]
+    structure_net: Option<PathBuf>,
     /// Weight of a realism term added at every iteration: the non-saturating GAN loss of the
     /// generator's discriminator (frozen, from --discriminator). 0 = the paper's loss.
     #[arg(long, default_value_t = 0.0)]
@@ -61,14 +120,16 @@ pub struct RefinerTrainArgs {
 
 pub fn run(cmd: RefinerCommand) -> anyhow::Result<()> {
     match cmd {
-        RefinerCommand::Train(args) => train(args),
+        RefinerCommand::Train(args) => train(*args),
+        RefinerCommand::StructureNet(args) => structure_net(args),
     }
 }
 
 fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
     let device = crate::cli::device()?;
     let budget = budget(args.common.max_minutes)?;
-    let inputs = load_inputs(&args.common, args.region > 0.0, &device)?;
+    let masks = args.region > 0.0 || args.structure > 0.0;
+    let inputs = load_inputs(&args.common, masks, &device)?;
     let size = inputs.generator.config().size as usize;
     let c = &args.common;
     let presets: [Preset<HyperConfig>; 2] = [
@@ -89,6 +150,8 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
         sketch_l2_lambda: args.sketch_l2,
         adv_lambda: args.adv,
         region_lambda: args.region,
+        structure_lambda: args.structure,
+        structure_net: args.structure_net.clone(),
         discriminator: args.discriminator.clone(),
         init_from: args.init.clone(),
         seed: c.seed,
@@ -124,6 +187,7 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
             ("sketch-MSE", s.sketch_l2_last),
             ("adv", s.adv_last),
             ("region", s.region_last),
+            ("structure", s.structure_last),
         ]
         .iter()
         .filter_map(|(name, v)| v.map(|v| format!(" {name} {v:.4}")))
@@ -148,5 +212,73 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
         &export,
         trainer.similarity().notes(),
     );
+    Ok(())
+}
+
+fn structure_net(args: StructureNetArgs) -> anyhow::Result<()> {
+    let device = crate::cli::device()?;
+    let budget = budget(args.max_minutes)?;
+    let train = phantom_pairs(&args.data, Split::Train, args.size, None, true)?;
+    let held_out = phantom_pairs(&args.data, Split::SegVal, args.size, None, true)
+        .ok()
+        .filter(|p| !p.is_empty());
+    let cfg = StructureTrainConfig {
+        net: StructureNetConfig {
+            width: args.width,
+            ..StructureNetConfig::default()
+        },
+        batch: args.batch,
+        lr: args.lr,
+        noise_std: args.noise,
+        seed: args.seed,
+        sample_every: args.sample_every,
+        checkpoint_every: args.checkpoint_every,
+        ..StructureTrainConfig::default()
+    };
+    let mut trainer = StructureTrainer::open(cfg, &args.out, &device)
+        .with_context(|| format!("opening the run in {}", args.out.display()))?;
+    if let Some(val) = &held_out {
+        trainer.set_validation(val)?;
+    }
+    let start = trainer.step();
+    let bar = progress_bar(args.steps, start);
+    let reason = run_training(&mut trainer, &train, args.steps, budget, |s| {
+        bar.set_position(s.step);
+        bar.set_message(format!(
+            "loss {:.4} (CE {:.4} Dice {:.4}) {:.2}s/step",
+            s.total, s.cross_entropy, s.dice, s.seconds
+        ));
+    })?;
+    bar.finish();
+    let dice = match &held_out {
+        Some(val) => {
+            let d = trainer.held_out_dice(val, 32)?;
+            Some(HeldOutDice {
+                data: val.description(),
+                per_class: d[..4].to_vec(),
+                mean: d[4],
+            })
+        }
+        None => None,
+    };
+    let export = args.out.join("export");
+    trainer.export(&export, dice.clone())?;
+    println!(
+        "structure net: {} after {} steps ({} this run); export in {}",
+        match reason {
+            StopReason::Finished => "finished",
+            StopReason::Budget => "stopped at the time budget",
+        },
+        trainer.step(),
+        trainer.step() - start,
+        export.display()
+    );
+    match dice {
+        Some(d) => println!(
+            "held-out DICE (uvula, wall, tonsil, tongue): {:.4} {:.4} {:.4} {:.4}, mean {:.4}",
+            d.per_class[0], d.per_class[1], d.per_class[2], d.per_class[3], d.mean
+        ),
+        None => println!("no seg_val split: no held-out DICE"),
+    }
     Ok(())
 }

@@ -638,6 +638,20 @@ pub fn write_bundle<M: Serialize>(
     Ok(meta)
 }
 
+/// [`write_bundle`] of a single weights file whose sha256 goes into the metadata:
+/// `meta(sha256 of weights_file)` is written as `json_file`.
+pub fn write_weights_bundle<M: Serialize>(
+    dir: &Path,
+    weights_file: &str,
+    tensors: &HashMap<String, Tensor>,
+    json_file: &str,
+    meta: impl FnOnce(String) -> M,
+) -> TrainResult<M> {
+    write_bundle(dir, &[(weights_file, tensors)], json_file, |stage| {
+        Ok(meta(sha256_file(&stage.join(weights_file))?))
+    })
+}
+
 /// A required file of a bundle folder; the error names it and the folder.
 pub fn bundle_file(dir: &Path, file: &str, what: &str) -> TrainResult<PathBuf> {
     if !dir.is_dir() {

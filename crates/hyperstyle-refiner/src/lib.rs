@@ -9,6 +9,8 @@
 //!   4-channel stem, `RefinementBlock`s, `HyperRefinementBlock`s + one
 //!   `SharedWeightsHypernet`); output a `stylegan2::WeightOffsets`.
 //! - [`Refinement`] (the running sum of Δ) and [`refine`] (the T-step loop).
+//! - [`structure`]: the structure network of the optional structure loss (a small U-Net
+//!   trained on the phantom's label maps; not in the paper).
 //! - [`train`]: phase 2 of the training (H with E and G frozen, the loss at every iteration),
 //!   its export format and [`RefinerBundle`].
 //!
@@ -19,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod hypernet;
 pub mod refinement;
+pub mod structure;
 pub mod train;
 
 pub use blocks::{HyperRefinementBlock, RefinementBlock, SharedWeightsHypernet};
@@ -26,6 +29,10 @@ pub use config::{BlockKind, HyperConfig, LayersToTune, OutputSlot, SharedLayers,
 pub use error::{RefinerError, Result};
 pub use hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
 pub use refinement::{DEFAULT_STEPS, RefineOutput, Refinement, refine};
+pub use structure::{
+    StructureBundle, StructureNet, StructureNetConfig, StructureTrainConfig, StructureTrainer,
+    structure_loss,
+};
 pub use train::{
     DiscriminatorRef, InitRef, RefinerBundle, RefinerMeta, RefinerTrainConfig, RefinerTrainer,
     RegionWeights, load_discriminator, realism_loss, region_colour_loss, sketch_stroke_mask,

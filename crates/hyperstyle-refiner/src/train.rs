@@ -23,8 +23,10 @@
 //!
 //! Optional, off by default (NOTE: not in HyperStyle or the paper): a sketch-weighted MSE
 //! (`sketch_l2_lambda`), a region loss on the targets' label maps (`region_lambda`,
-//! [`region_colour_loss`]) and a realism term (`adv_lambda`), the non-saturating GAN loss of the
-//! generator's own discriminator D, frozen ([`load_discriminator`]).
+//! [`region_colour_loss`]), a structure loss (`structure_lambda`: cross-entropy + soft Dice of
+//! a frozen [`crate::structure::StructureNet`] on ŷ_t against the target's label map) and a
+//! realism term (`adv_lambda`), the non-saturating GAN loss of the generator's own
+//! discriminator D, frozen ([`load_discriminator`]).
 //!
 //! NOTE (deviations from HyperStyle): Adam(lr 1e-4, betas 0.9/0.999) instead of Ranger(1e-4);
 //! H's input is `[ŷ, sketch]` (4 channels) instead of `[x, ŷ]` (6); sketches in [-1, 1].
@@ -55,8 +57,8 @@ use candle_nn::VarMap;
 use e4e_encoder::run::{
     EpochOrder, FrozenGenerator, PairDataset, Pairs, TrainError, bundle_file, check_finite,
     check_pairs, checkpoint_meta, create_run_folders, load_validation, open_log, read_bundle_json,
-    scalar, sha256_file, trainable_vars, unix_time, varmap_tensors, verify_sha256, write_bundle,
-    write_strip,
+    scalar, sha256_file, trainable_vars, unix_time, varmap_tensors, verify_sha256, write_strip,
+    write_weights_bundle,
 };
 use e4e_encoder::train::{DataInfo, GeneratorRef, LossInfo};
 use e4e_encoder::{Encoder, EncoderBundle};
@@ -71,6 +73,7 @@ use stylegan2::{Discriminator, StyleGan2Config};
 use crate::config::HyperConfig;
 use crate::hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
 use crate::refinement::{DEFAULT_STEPS, Refinement, refine};
+use crate::structure::{StructureBundle, StructureNet, label_classes, one_hot, structure_loss};
 
 pub use e4e_encoder::run::{StopReason, run_training};
 
@@ -343,6 +346,14 @@ pub struct RefinerTrainConfig {
     /// targets' label maps, [`Pairs::masks`]); 0 (the default) is the paper's loss. NOTE
     /// (deviation when > 0): not in HyperStyle or the paper.
     pub region_lambda: f64,
+    /// Weight of the structure loss [`crate::structure::structure_loss`] of the frozen
+    /// `structure_net` on ŷ_t against the target's label map, added at every iteration (needs
+    /// [`Pairs::masks`]); 0 (the default) is the paper's loss. NOTE (deviation when > 0): not
+    /// in HyperStyle or the paper.
+    pub structure_lambda: f64,
+    /// A structure-net export folder ([`crate::structure::StructureBundle`]); needed when
+    /// `structure_lambda` > 0.
+    pub structure_net: Option<PathBuf>,
     /// The discriminator trained with the generator (see [`load_discriminator`]); needed when
     /// `adv_lambda` > 0.
     pub discriminator: Option<PathBuf>,
@@ -373,6 +384,8 @@ impl Default for RefinerTrainConfig {
             sketch_l2_lambda: 0.0,
             adv_lambda: 0.0,
             region_lambda: 0.0,
+            structure_lambda: 0.0,
+            structure_net: None,
             discriminator: None,
             init_from: None,
             seed: 0,
@@ -402,10 +415,17 @@ impl RefinerTrainConfig {
             ("sketch_l2_lambda", self.sketch_l2_lambda),
             ("adv_lambda", self.adv_lambda),
             ("region_lambda", self.region_lambda),
+            ("structure_lambda", self.structure_lambda),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return bad(format!("{name} = {v} must be finite and >= 0"));
             }
+        }
+        if self.structure_lambda > 0.0 && self.structure_net.is_none() {
+            return bad(format!(
+                "structure_lambda = {} needs a structure-net export folder",
+                self.structure_lambda
+            ));
         }
         if self.adv_lambda > 0.0 {
             if self.discriminator.is_none() {
@@ -443,6 +463,8 @@ pub struct IterationLosses {
     pub adv_last: Option<f64>,
     /// The region loss of the last iteration (None when `region_lambda` is 0).
     pub region_last: Option<f64>,
+    /// The structure loss of the last iteration (None when `structure_lambda` is 0).
+    pub structure_last: Option<f64>,
 }
 
 /// Losses of one step.
@@ -464,6 +486,8 @@ pub struct RefinerStepStats {
     pub adv_last: Option<f64>,
     /// The region loss of the last iteration (None when not used).
     pub region_last: Option<f64>,
+    /// The structure loss of the last iteration (None when not used).
+    pub structure_last: Option<f64>,
     pub seconds: f64,
 }
 
@@ -489,9 +513,16 @@ pub struct RefinerTrainer {
     sketch_source: String,
     init: Option<InitRef>,
     realism: Option<(Discriminator, DiscriminatorRef)>,
+    structure: Option<(StructureNet, StructureRef)>,
 }
 
-fn log_columns(iterations: usize, sketch_l2: bool, adv: bool, region: bool) -> Vec<String> {
+fn log_columns(
+    iterations: usize,
+    sketch_l2: bool,
+    adv: bool,
+    region: bool,
+    structure: bool,
+) -> Vec<String> {
     let mut c = vec!["total".to_string(), "sim_e".to_string()];
     c.extend((1..=iterations).map(|t| format!("sim_t{t}")));
     c.extend(["l2_last", "perceptual_last"].map(String::from));
@@ -503,6 +534,9 @@ fn log_columns(iterations: usize, sketch_l2: bool, adv: bool, region: bool) -> V
     }
     if region {
         c.push("region_last".into());
+    }
+    if structure {
+        c.push("structure_last".into());
     }
     c.push("sec_per_step".into());
     c
@@ -606,11 +640,24 @@ impl RefinerTrainer {
             (Some(path), true) => Some(load_discriminator(path, &gen_cfg, device)?),
             _ => None,
         };
+        let structure = match (&cfg.structure_net, cfg.structure_lambda > 0.0) {
+            (Some(dir), true) => {
+                let bundle = StructureBundle::load(dir, device)?;
+                let r = StructureRef {
+                    dir: dir.display().to_string(),
+                    sha256: bundle.meta.weights_sha256.clone(),
+                    lambda: cfg.structure_lambda,
+                };
+                Some((bundle.net, r))
+            }
+            _ => None,
+        };
         let columns = log_columns(
             cfg.iterations,
             cfg.sketch_l2_lambda > 0.0,
             realism.is_some(),
             cfg.region_lambda > 0.0,
+            structure.is_some(),
         );
         let col_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
         let logger = open_log(&out, &col_refs, step)?;
@@ -635,6 +682,7 @@ impl RefinerTrainer {
             sketch_source: String::new(),
             init,
             realism,
+            structure,
         })
     }
 
@@ -719,18 +767,24 @@ impl RefinerTrainer {
             sketch_l2_last: None,
             adv_last: None,
             region_last: None,
+            structure_last: None,
         };
-        let regions = match (self.cfg.region_lambda > 0.0, &pairs.masks) {
-            (false, _) => None,
-            (true, Some(labels)) => Some(RegionWeights::new(labels)?),
-            (true, None) => {
-                return Err(TrainError::Data(
-                    "region_lambda > 0 needs the targets' label maps (masks), and the data has \
-                     none"
+        let labels = || {
+            pairs.masks.as_ref().ok_or_else(|| {
+                TrainError::Data(
+                    "the region and structure losses need the targets' label maps (masks), and \
+                     the data has none"
                         .into(),
                 )
-                .into());
-            }
+            })
+        };
+        let regions = match self.cfg.region_lambda > 0.0 {
+            true => Some(RegionWeights::new(labels()?)?),
+            false => None,
+        };
+        let structure_target = match &self.structure {
+            Some(_) => Some(one_hot(&label_classes(labels()?)?)?),
+            None => None,
         };
         let mut last = None;
         for t in 1..=self.cfg.iterations {
@@ -756,6 +810,11 @@ impl RefinerTrainer {
                 let region = regions.loss(&image, &pairs.images)?;
                 losses.region_last = Some(scalar(&region)?);
                 objective = (objective + (region * self.cfg.region_lambda)?)?;
+            }
+            if let (Some((net, r)), Some(target)) = (&self.structure, &structure_target) {
+                let terms = structure_loss(&net.forward(&image)?, target)?;
+                losses.structure_last = Some(scalar(&terms.total)?);
+                objective = (objective + (terms.total * r.lambda)?)?;
             }
             if let Some((d, _)) = &self.realism {
                 let adv = realism_loss(d, &image)?;
@@ -811,6 +870,7 @@ impl RefinerTrainer {
             sketch_l2_last: losses.sketch_l2_last,
             adv_last: losses.adv_last,
             region_last: losses.region_last,
+            structure_last: losses.structure_last,
             seconds: start.elapsed().as_secs_f64(),
         };
         if self.cfg.log_every > 0 && self.step.is_multiple_of(self.cfg.log_every) {
@@ -820,6 +880,7 @@ impl RefinerTrainer {
             row.extend(stats.sketch_l2_last);
             row.extend(stats.adv_last);
             row.extend(stats.region_last);
+            row.extend(stats.structure_last);
             row.push(stats.seconds);
             self.logger.log(self.step, &row)?;
         }
@@ -917,6 +978,7 @@ impl RefinerTrainer {
             sketch_l2: self.cfg.sketch_l2_lambda,
             discriminator: self.realism.as_ref().map(|(_, r)| r.clone()),
             region: self.cfg.region_lambda,
+            structure: self.structure.as_ref().map(|(_, r)| r.clone()),
             init: self.init.clone(),
             optimizer: format!(
                 "Adam(lr {}, betas 0.9/0.999), loss at each of T = {} iterations, one step per \
@@ -929,21 +991,31 @@ impl RefinerTrainer {
             created_unix_s: unix_time(),
             refiner_sha256: String::new(),
         };
-        Ok(write_bundle(
+        Ok(write_weights_bundle(
             dir,
-            &[(REFINER_WEIGHTS, &weights)],
+            REFINER_WEIGHTS,
+            &weights,
             REFINER_JSON,
-            |stage| {
-                Ok(RefinerMeta {
-                    refiner_sha256: sha256_file(&stage.join(REFINER_WEIGHTS))?,
-                    ..meta
-                })
+            |sha256| RefinerMeta {
+                refiner_sha256: sha256,
+                ..meta
             },
         )?)
     }
 }
 
 e4e_encoder::impl_train_loop!(RefinerTrainer, RefinerStepStats, RefinerError);
+
+/// The structure net of a run's structure loss (`RefinerTrainConfig::structure_lambda`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StructureRef {
+    /// Its export folder at training time.
+    pub dir: String,
+    /// sha256 of its `structure.safetensors`.
+    pub sha256: String,
+    /// The loss weight.
+    pub lambda: f64,
+}
 
 /// The encoder a refiner was trained with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -976,6 +1048,9 @@ pub struct RefinerMeta {
     /// Weight of the region loss in training (0: the paper's loss).
     #[serde(default)]
     pub region: f64,
+    /// The frozen structure net of the structure loss and its weight (None: not used).
+    #[serde(default)]
+    pub structure: Option<StructureRef>,
     /// The refiner the run was initialised from (a fine-tuning run); `steps` counts this
     /// run's steps only.
     #[serde(default)]

@@ -760,3 +760,70 @@ fn region_term_trains_is_logged_and_needs_label_maps() {
     let mut off = open(config(), &enc, &dir.path().join("off"));
     assert_eq!(off.train_step(&labelled).unwrap().region_last, None);
 }
+
+#[test]
+fn structure_term_trains_is_logged_recorded_and_needs_its_net() {
+    use hyperstyle_refiner::structure::{
+        StructureNetConfig, StructureTrainConfig, StructureTrainer,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let enc = encoder_export(dir.path(), 1);
+    let net_dir = dir.path().join("structure");
+    StructureTrainer::open(
+        StructureTrainConfig {
+            net: StructureNetConfig {
+                width: 4,
+                levels: 2,
+            },
+            seed: 5,
+            ..StructureTrainConfig::default()
+        },
+        dir.path().join("structure_run"),
+        &Device::Cpu,
+    )
+    .unwrap()
+    .export(&net_dir, None)
+    .unwrap();
+    let plain = data(2);
+    let labelled = TensorPairs {
+        masks: Some(label_maps(2)),
+        ..plain.clone()
+    };
+    let cfg = RefinerTrainConfig {
+        structure_lambda: 5.0,
+        structure_net: Some(net_dir.clone()),
+        ..config()
+    };
+    let run = dir.path().join("run");
+    let mut t = trains_with_term(cfg.clone(), &enc, &run, &labelled, "structure_last", |s| {
+        s.structure_last
+    });
+    let meta = t.export(&dir.path().join("run/export")).unwrap();
+    let r = meta.structure.unwrap();
+    assert_eq!((r.lambda, r.dir), (5.0, net_dir.display().to_string()));
+    assert_eq!(r.sha256.len(), 64);
+    let e = t.train_step(&plain).unwrap_err().to_string();
+    assert!(e.contains("label maps"), "{e}");
+
+    // Without a net, or with a folder that is not one: refused, naming what is missing.
+    let e = open_err(
+        RefinerTrainConfig {
+            structure_net: None,
+            ..cfg.clone()
+        },
+        &enc,
+        &dir.path().join("r1"),
+    );
+    assert!(e.contains("structure-net"), "{e}");
+    let e = open_err(
+        RefinerTrainConfig {
+            structure_net: Some(dir.path().join("nope")),
+            ..cfg
+        },
+        &enc,
+        &dir.path().join("r2"),
+    );
+    assert!(e.contains("nope"), "{e}");
+    let mut off = open(config(), &enc, &dir.path().join("off"));
+    assert_eq!(off.train_step(&labelled).unwrap().structure_last, None);
+}
