@@ -100,7 +100,14 @@ pub struct RefinerTrainArgs {
     /// that every structure stays visible where the target has it. 0 = the paper's loss.
     #[arg(long, default_value_t = 0.0)]
     structure: f64,
-    /// The structure net for --structure: an export folder of `refiner structure-net`.
+    /// Weight of a feature distance added at every iteration: LPIPS-style (unit-normalised
+    /// channels, squared difference) between the image and the target through the frozen
+    /// structure net's feature maps, a domain-trained stand-in for the unavailable MoCo trunk.
+    /// 0 = the paper's loss.
+    #[arg(long, default_value_t = 0.0)]
+    structure_features: f64,
+    /// The structure net for --structure / --structure-features: an export folder of
+    /// `refiner structure-net`.
     #[arg(long)]
     structure_net: Option<PathBuf>,
     /// Weight of a realism term added at every iteration: the non-saturating GAN loss of the
@@ -151,6 +158,7 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
         adv_lambda: args.adv,
         region_lambda: args.region,
         structure_lambda: args.structure,
+        structure_features_lambda: args.structure_features,
         structure_net: args.structure_net.clone(),
         discriminator: args.discriminator.clone(),
         init_from: args.init.clone(),
@@ -188,6 +196,7 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
             ("adv", s.adv_last),
             ("region", s.region_last),
             ("structure", s.structure_last),
+            ("structure-features", s.structure_features_last),
         ]
         .iter()
         .filter_map(|(name, v)| v.map(|v| format!(" {name} {v:.4}")))

@@ -197,6 +197,17 @@ impl StructureNet {
     /// Logits `[B, NUM_CLASSES, H, W]` of images `[B, 3, H, W]` in [-1, 1]; H and W must be
     /// multiples of 2^levels.
     pub fn forward(&self, image: &Tensor) -> Result<Tensor> {
+        Ok(self.run(image)?.0)
+    }
+
+    /// The feature maps of [`structure_feature_distance`]: every down level's output and the
+    /// middle block's (`levels + 1` taps, fine to coarse).
+    pub fn features(&self, image: &Tensor) -> Result<Vec<Tensor>> {
+        Ok(self.run(image)?.1)
+    }
+
+    /// (logits, taps).
+    fn run(&self, image: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
         let dims = image.dims();
         let m = 1usize << self.cfg.levels;
         let ok = matches!(dims, [_, 3, h, w] if h % m == 0 && w % m == 0 && *h > 0 && *w > 0);
@@ -217,10 +228,12 @@ impl StructureNet {
             skips.push(y);
         }
         x = self.mid.forward(&x)?;
+        let mut taps = skips.clone();
+        taps.push(x.clone());
         for (u, skip) in self.up.iter().zip(&skips).rev() {
             x = u.forward(&Tensor::cat(&[&upsample2(&x)?, skip], 1)?)?;
         }
-        Ok(self.head.forward(&x)?)
+        Ok((self.head.forward(&x)?, taps))
     }
 }
 
@@ -313,6 +326,47 @@ pub fn structure_loss(logits: &Tensor, target: &Tensor) -> Result<StructureTerms
         dice,
         total,
     })
+}
+
+/// A perceptual distance through the structure net's feature maps (LPIPS-style, without
+/// learned channel weights): at every tap of [`StructureNet::features`], the features of
+/// `image` and `target` are unit-normalised over channels (`f / (sqrt(|f|² + 1e-20) + 1e-10)`,
+/// finite gradient where all channels are 0), and the squared
+/// difference is summed over channels and averaged over positions; the taps are averaged.
+/// The target's features carry no gradient. 0 for identical images.
+pub fn structure_feature_distance(
+    net: &StructureNet,
+    image: &Tensor,
+    target: &Tensor,
+) -> Result<Tensor> {
+    if image.dims() != target.dims() {
+        return Err(RefinerError::Shape {
+            what: "structure feature distance target".into(),
+            expected: format!("the image's shape {:?}", image.dims()),
+            got: target.dims().to_vec(),
+        });
+    }
+    let unit = |f: &Tensor| -> Result<Tensor> {
+        // eps inside the root too: a position where every channel is 0 (ReLU) would otherwise
+        // get 0 * inf = NaN from sqrt's gradient.
+        let norm = ((f.sqr()?.sum_keepdim(1)? + 1e-20)?.sqrt()? + 1e-10)?;
+        Ok(f.broadcast_div(&norm)?)
+    };
+    let fx = net.features(image)?;
+    let fy = net.features(&target.detach())?;
+    let mut total: Option<Tensor> = None;
+    for (a, b) in fx.iter().zip(&fy) {
+        let d = (unit(a)? - unit(&b.detach())?)?
+            .sqr()?
+            .sum_keepdim(1)?
+            .mean_all()?;
+        total = Some(match total {
+            Some(t) => (t + d)?,
+            None => d,
+        });
+    }
+    let total = total.ok_or_else(|| RefinerError::Config("the net has no feature taps".into()))?;
+    Ok((total / fx.len() as f64)?)
 }
 
 /// Hard DICE per structure class (uvula, wall, tonsil, tongue) of `logits`' argmax against

@@ -73,7 +73,10 @@ use stylegan2::{Discriminator, StyleGan2Config};
 use crate::config::HyperConfig;
 use crate::hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
 use crate::refinement::{DEFAULT_STEPS, Refinement, refine};
-use crate::structure::{StructureBundle, StructureNet, label_classes, one_hot, structure_loss};
+use crate::structure::{
+    StructureBundle, StructureNet, label_classes, one_hot, structure_feature_distance,
+    structure_loss,
+};
 
 pub use e4e_encoder::run::{StopReason, run_training};
 
@@ -351,8 +354,13 @@ pub struct RefinerTrainConfig {
     /// [`Pairs::masks`]); 0 (the default) is the paper's loss. NOTE (deviation when > 0): not
     /// in HyperStyle or the paper.
     pub structure_lambda: f64,
+    /// Weight of the feature distance [`crate::structure::structure_feature_distance`]
+    /// between ŷ_t and y through the frozen `structure_net`'s feature maps, added at every
+    /// iteration (a domain-trained stand-in for the unavailable MoCo trunk); 0 (the default)
+    /// is the paper's loss. NOTE (deviation when > 0): not in HyperStyle or the paper.
+    pub structure_features_lambda: f64,
     /// A structure-net export folder ([`crate::structure::StructureBundle`]); needed when
-    /// `structure_lambda` > 0.
+    /// `structure_lambda` or `structure_features_lambda` > 0.
     pub structure_net: Option<PathBuf>,
     /// The discriminator trained with the generator (see [`load_discriminator`]); needed when
     /// `adv_lambda` > 0.
@@ -385,6 +393,7 @@ impl Default for RefinerTrainConfig {
             adv_lambda: 0.0,
             region_lambda: 0.0,
             structure_lambda: 0.0,
+            structure_features_lambda: 0.0,
             structure_net: None,
             discriminator: None,
             init_from: None,
@@ -399,6 +408,11 @@ impl Default for RefinerTrainConfig {
 }
 
 impl RefinerTrainConfig {
+    /// Whether a structure loss term is on (and the structure net is needed).
+    pub fn uses_structure_net(&self) -> bool {
+        self.structure_lambda > 0.0 || self.structure_features_lambda > 0.0
+    }
+
     pub fn validate(&self) -> Result<()> {
         self.hyper.validate()?;
         let bad = |m: String| Err(TrainError::Config(m).into());
@@ -416,15 +430,17 @@ impl RefinerTrainConfig {
             ("adv_lambda", self.adv_lambda),
             ("region_lambda", self.region_lambda),
             ("structure_lambda", self.structure_lambda),
+            ("structure_features_lambda", self.structure_features_lambda),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return bad(format!("{name} = {v} must be finite and >= 0"));
             }
         }
-        if self.structure_lambda > 0.0 && self.structure_net.is_none() {
+        if self.uses_structure_net() && self.structure_net.is_none() {
             return bad(format!(
-                "structure_lambda = {} needs a structure-net export folder",
-                self.structure_lambda
+                "structure_lambda = {} / structure_features_lambda = {} need a structure-net \
+                 export folder",
+                self.structure_lambda, self.structure_features_lambda
             ));
         }
         if self.adv_lambda > 0.0 {
@@ -465,6 +481,9 @@ pub struct IterationLosses {
     pub region_last: Option<f64>,
     /// The structure loss of the last iteration (None when `structure_lambda` is 0).
     pub structure_last: Option<f64>,
+    /// The structure feature distance of the last iteration (None when
+    /// `structure_features_lambda` is 0).
+    pub structure_features_last: Option<f64>,
 }
 
 /// Losses of one step.
@@ -488,6 +507,8 @@ pub struct RefinerStepStats {
     pub region_last: Option<f64>,
     /// The structure loss of the last iteration (None when not used).
     pub structure_last: Option<f64>,
+    /// The structure feature distance of the last iteration (None when not used).
+    pub structure_features_last: Option<f64>,
     pub seconds: f64,
 }
 
@@ -522,6 +543,7 @@ fn log_columns(
     adv: bool,
     region: bool,
     structure: bool,
+    structure_features: bool,
 ) -> Vec<String> {
     let mut c = vec!["total".to_string(), "sim_e".to_string()];
     c.extend((1..=iterations).map(|t| format!("sim_t{t}")));
@@ -537,6 +559,9 @@ fn log_columns(
     }
     if structure {
         c.push("structure_last".into());
+    }
+    if structure_features {
+        c.push("structure_features_last".into());
     }
     c.push("sec_per_step".into());
     c
@@ -640,13 +665,14 @@ impl RefinerTrainer {
             (Some(path), true) => Some(load_discriminator(path, &gen_cfg, device)?),
             _ => None,
         };
-        let structure = match (&cfg.structure_net, cfg.structure_lambda > 0.0) {
+        let structure = match (&cfg.structure_net, cfg.uses_structure_net()) {
             (Some(dir), true) => {
                 let bundle = StructureBundle::load(dir, device)?;
                 let r = StructureRef {
                     dir: dir.display().to_string(),
                     sha256: bundle.meta.weights_sha256.clone(),
                     lambda: cfg.structure_lambda,
+                    features_lambda: cfg.structure_features_lambda,
                 };
                 Some((bundle.net, r))
             }
@@ -657,7 +683,8 @@ impl RefinerTrainer {
             cfg.sketch_l2_lambda > 0.0,
             realism.is_some(),
             cfg.region_lambda > 0.0,
-            structure.is_some(),
+            cfg.structure_lambda > 0.0,
+            cfg.structure_features_lambda > 0.0,
         );
         let col_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
         let logger = open_log(&out, &col_refs, step)?;
@@ -768,6 +795,7 @@ impl RefinerTrainer {
             adv_last: None,
             region_last: None,
             structure_last: None,
+            structure_features_last: None,
         };
         let labels = || {
             pairs.masks.as_ref().ok_or_else(|| {
@@ -782,9 +810,9 @@ impl RefinerTrainer {
             true => Some(RegionWeights::new(labels()?)?),
             false => None,
         };
-        let structure_target = match &self.structure {
-            Some(_) => Some(one_hot(&label_classes(labels()?)?)?),
-            None => None,
+        let structure_target = match self.cfg.structure_lambda > 0.0 {
+            true => Some(one_hot(&label_classes(labels()?)?)?),
+            false => None,
         };
         let mut last = None;
         for t in 1..=self.cfg.iterations {
@@ -815,6 +843,15 @@ impl RefinerTrainer {
                 let terms = structure_loss(&net.forward(&image)?, target)?;
                 losses.structure_last = Some(scalar(&terms.total)?);
                 objective = (objective + (terms.total * r.lambda)?)?;
+            }
+            if let Some((net, r)) = self
+                .structure
+                .as_ref()
+                .filter(|(_, r)| r.features_lambda > 0.0)
+            {
+                let d = structure_feature_distance(net, &image, &pairs.images)?;
+                losses.structure_features_last = Some(scalar(&d)?);
+                objective = (objective + (d * r.features_lambda)?)?;
             }
             if let Some((d, _)) = &self.realism {
                 let adv = realism_loss(d, &image)?;
@@ -871,6 +908,7 @@ impl RefinerTrainer {
             adv_last: losses.adv_last,
             region_last: losses.region_last,
             structure_last: losses.structure_last,
+            structure_features_last: losses.structure_features_last,
             seconds: start.elapsed().as_secs_f64(),
         };
         if self.cfg.log_every > 0 && self.step.is_multiple_of(self.cfg.log_every) {
@@ -881,6 +919,7 @@ impl RefinerTrainer {
             row.extend(stats.adv_last);
             row.extend(stats.region_last);
             row.extend(stats.structure_last);
+            row.extend(stats.structure_features_last);
             row.push(stats.seconds);
             self.logger.log(self.step, &row)?;
         }
@@ -1013,8 +1052,11 @@ pub struct StructureRef {
     pub dir: String,
     /// sha256 of its `structure.safetensors`.
     pub sha256: String,
-    /// The loss weight.
+    /// The weight of the structure loss (0: not used).
     pub lambda: f64,
+    /// The weight of the structure feature distance (0: not used).
+    #[serde(default)]
+    pub features_lambda: f64,
 }
 
 /// The encoder a refiner was trained with.

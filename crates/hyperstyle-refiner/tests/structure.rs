@@ -10,7 +10,7 @@ use e4e_encoder::testing::max_abs_diff;
 use hyperstyle_refiner::structure::{
     NUM_CLASSES, STRUCTURE_JSON, STRUCTURE_WEIGHTS, StructureBundle, StructureNet,
     StructureNetConfig, StructureTrainConfig, StructureTrainer, label_classes, one_hot,
-    structure_loss,
+    structure_feature_distance, structure_loss,
 };
 use hyperstyle_refiner::train::run_training;
 use s2m_core::gradcheck::check_grad;
@@ -194,10 +194,8 @@ fn loss_matches_an_explicit_computation_and_finite_differences() {
     assert!(e.to_string().contains("structure logits"), "{e}");
 }
 
-#[test]
-fn the_net_is_differentiable_end_to_end() {
-    // Gradient of the loss with respect to the input image, through convs, max-pools and the
-    // hand-built nearest upsampling, against finite differences (f64 net).
+/// The tiny net with seed 3 in f64.
+fn f64_net() -> StructureNet {
     let cfg = tiny();
     let (_, vars) = StructureNet::seeded(cfg.clone(), 3, &Device::Cpu).unwrap();
     let tensors: HashMap<String, Tensor> = vars
@@ -207,11 +205,18 @@ fn the_net_is_differentiable_end_to_end() {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_tensor().to_dtype(DType::F64).unwrap()))
         .collect();
-    let net = StructureNet::new(
+    StructureNet::new(
         cfg,
         candle_nn::VarBuilder::from_tensors(tensors, DType::F64, &Device::Cpu),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn the_net_is_differentiable_end_to_end() {
+    // Gradient of the loss with respect to the input image, through convs, max-pools and the
+    // hand-built nearest upsampling, against finite differences (f64 net).
+    let net = f64_net();
     let pairs = toy(1, 4);
     let target = one_hot(&label_classes(pairs.masks.as_ref().unwrap()).unwrap()).unwrap();
     let image = pairs
@@ -234,6 +239,90 @@ fn the_net_is_differentiable_end_to_end() {
     )
     .unwrap();
     assert!(check.has_grad && check.max_rel_err < 1e-5, "{check:?}");
+}
+
+#[test]
+fn feature_distance_matches_an_explicit_computation_and_finite_differences() {
+    let net = f64_net();
+    let x = s2m_core::testing::randn(&[2, 3, 8, 8], 8)
+        .to_dtype(DType::F64)
+        .unwrap();
+    let y = s2m_core::testing::randn(&[2, 3, 8, 8], 9)
+        .to_dtype(DType::F64)
+        .unwrap();
+    let got = structure_feature_distance(&net, &x, &y)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    let (fx, fy) = (net.features(&x).unwrap(), net.features(&y).unwrap());
+    assert_eq!(fx.len(), 3); // 2 levels + the middle block
+    let mut want = 0.0;
+    for (a, b) in fx.iter().zip(&fy) {
+        let (bn, c, h, w) = a.dims4().unwrap();
+        let a: Vec<f64> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f64> = b.flatten_all().unwrap().to_vec1().unwrap();
+        let mut sum = 0.0;
+        for n in 0..bn {
+            for p in 0..h * w {
+                let at = |k: usize| n * c * h * w + k * h * w + p;
+                let norm = |v: &Vec<f64>| {
+                    ((0..c).map(|k| v[at(k)].powi(2)).sum::<f64>() + 1e-20).sqrt() + 1e-10
+                };
+                let (na, nb) = (norm(&a), norm(&b));
+                sum += (0..c)
+                    .map(|k| (a[at(k)] / na - b[at(k)] / nb).powi(2))
+                    .sum::<f64>();
+            }
+        }
+        want += sum / (bn * h * w) as f64;
+    }
+    want /= 3.0;
+    assert!(
+        (got - want).abs() < 1e-12 * want.max(1.0),
+        "{got} vs {want}"
+    );
+    assert!(want > 0.01);
+    let same = structure_feature_distance(&net, &y, &y)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    assert!(same.abs() < 1e-20, "{same}");
+    let y1 = y.narrow(0, 0, 1).unwrap();
+    let check = check_grad(
+        |x| Ok(structure_feature_distance(&net, x, &y1).unwrap()),
+        &x.narrow(0, 0, 1).unwrap(),
+        1e-6,
+    )
+    .unwrap();
+    assert!(check.has_grad && check.max_rel_err < 1e-5, "{check:?}");
+    // All-zero features (a net of zeros): a finite (zero) gradient, not 0 * inf = NaN.
+    let (_, vars) = StructureNet::seeded(tiny(), 3, &Device::Cpu).unwrap();
+    let zeros: HashMap<String, Tensor> = vars
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().zeros_like().unwrap()))
+        .collect();
+    let dead = StructureNet::from_tensors(tiny(), &zeros, "zeros", &Device::Cpu).unwrap();
+    let var =
+        candle_core::Var::from_tensor(&x.narrow(0, 0, 1).unwrap().to_dtype(DType::F32).unwrap())
+            .unwrap();
+    let y32 = y1.to_dtype(DType::F32).unwrap();
+    let d = structure_feature_distance(&dead, var.as_tensor(), &y32).unwrap();
+    let grads = d.backward().unwrap();
+    let g: f32 = grads
+        .get(var.as_tensor())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(g.is_finite(), "{g}");
+    let e = structure_feature_distance(&net, &x, &y1).unwrap_err();
+    assert!(e.to_string().contains("feature distance"), "{e}");
 }
 
 fn train_config() -> StructureTrainConfig {

@@ -827,3 +827,43 @@ fn structure_term_trains_is_logged_recorded_and_needs_its_net() {
     let mut off = open(config(), &enc, &dir.path().join("off"));
     assert_eq!(off.train_step(&labelled).unwrap().structure_last, None);
 }
+
+#[test]
+fn structure_feature_term_trains_and_is_recorded() {
+    use hyperstyle_refiner::structure::{
+        StructureNetConfig, StructureTrainConfig, StructureTrainer,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let enc = encoder_export(dir.path(), 1);
+    let net_dir = dir.path().join("structure");
+    StructureTrainer::open(
+        StructureTrainConfig {
+            net: StructureNetConfig {
+                width: 4,
+                levels: 2,
+            },
+            ..StructureTrainConfig::default()
+        },
+        dir.path().join("structure_run"),
+        &Device::Cpu,
+    )
+    .unwrap()
+    .export(&net_dir, None)
+    .unwrap();
+    // No label maps needed: the distance compares with the target image.
+    let cfg = RefinerTrainConfig {
+        structure_features_lambda: 5.0,
+        structure_net: Some(net_dir),
+        ..config()
+    };
+    let run = dir.path().join("run");
+    let t = trains_with_term(cfg, &enc, &run, &data(2), "structure_features_last", |s| {
+        s.structure_features_last
+    });
+    let r = t
+        .export(&dir.path().join("run/export"))
+        .unwrap()
+        .structure
+        .unwrap();
+    assert_eq!((r.lambda, r.features_lambda), (0.0, 5.0));
+}
