@@ -677,7 +677,11 @@ impl StructureTrainer {
             net: self.cfg.net.clone(),
             data: DataInfo {
                 description: self.data_description.clone(),
-                sketch_source: self.sketch_source.clone(),
+                sketch_source: format!(
+                    "not used: the structure net trains on images and label maps (the data's \
+                     sketches: {})",
+                    self.sketch_source
+                ),
             },
             training: self.cfg.clone(),
             steps: self.step,
