@@ -3,12 +3,15 @@
 //!
 //! [`StructureNet`] is a small U-Net that segments an image into background and the four
 //! anatomical classes (`s2m_core::anatomy::Class`), trained on the phantom's images and label
-//! maps ([`StructureTrainer`], `sketch2medi refiner structure-net`). Frozen, it gives phase 2 a
-//! loss that asks every structure of the target to be visible where the target has it
-//! ([`structure_loss`]: cross-entropy + soft Dice against the target's label map), which the
-//! paper's L_sim does not: MSE and the perceptual distance reward a blurred average when H
-//! cannot place an edge, and the faded tonsils and uvula are what S then misses
-//! (docs/ENCODER_REFINER.md).
+//! maps ([`StructureTrainer`], `sketch2medi refiner structure-net`). Frozen, it gives phase 2
+//! two optional terms that see the small structures, which the paper's L_sim (as available
+//! offline) does not: MSE and the perceptual distance reward a blurred average when H cannot
+//! place an edge, and the faded tonsils and uvula are what S then misses:
+//!
+//! - [`structure_feature_distance`]: an LPIPS-style distance between ŷ and y through the net's
+//!   feature maps, a domain-trained stand-in for the MoCo term (the shipped H uses it);
+//! - [`structure_loss`]: cross-entropy + soft Dice of the net's segmentation against the
+//!   target's label map (H learned to exploit it: docs/ENCODER_REFINER.md, "Structure terms").
 //!
 //! It is deliberately *not* the synthesizer S that DICE is measured with: a different
 //! architecture (U-Net, semantic classes) trained separately, so that training against it
