@@ -708,7 +708,8 @@ impl StructureTrainer {
 e4e_encoder::impl_train_loop!(StructureTrainer, StructureStepStats, RefinerError);
 
 /// Hard DICE of `net` per structure and their mean over `data` (see
-/// [`StructureTrainer::held_out_dice`]).
+/// [`StructureTrainer::held_out_dice`]); NaN for a class that neither the labels nor the
+/// predictions contain.
 pub fn dataset_dice(
     net: &StructureNet,
     data: &dyn PairDataset,
@@ -732,7 +733,9 @@ pub fn dataset_dice(
         .iter()
         .map(|(i, d)| if *d > 0.0 { 2.0 * i / d } else { f64::NAN })
         .collect();
-    let mean = dice.iter().sum::<f64>() / dice.len() as f64;
+    // Classes absent from both the data and the predictions (NaN) are left out of the mean.
+    let present: Vec<f64> = dice.iter().copied().filter(|d| d.is_finite()).collect();
+    let mean = present.iter().sum::<f64>() / present.len().max(1) as f64;
     dice.push(mean);
     Ok(dice)
 }
