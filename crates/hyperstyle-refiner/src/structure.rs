@@ -200,17 +200,21 @@ impl StructureNet {
     /// Logits `[B, NUM_CLASSES, H, W]` of images `[B, 3, H, W]` in [-1, 1]; H and W must be
     /// multiples of 2^levels.
     pub fn forward(&self, image: &Tensor) -> Result<Tensor> {
-        Ok(self.run(image)?.0)
+        let taps = self.features(image)?;
+        let (mid, skips) = taps
+            .split_last()
+            .ok_or_else(|| RefinerError::Config("the net has no feature taps".into()))?;
+        let mut x = mid.clone();
+        for (u, skip) in self.up.iter().zip(skips).rev() {
+            x = u.forward(&Tensor::cat(&[&upsample2(&x)?, skip], 1)?)?;
+        }
+        Ok(self.head.forward(&x)?)
     }
 
-    /// The feature maps of [`structure_feature_distance`]: every down level's output and the
-    /// middle block's (`levels + 1` taps, fine to coarse).
+    /// The encoder's feature maps, used by [`structure_feature_distance`]: every down level's
+    /// output and the middle block's (`levels + 1` taps, fine to coarse). Runs the encoder
+    /// only.
     pub fn features(&self, image: &Tensor) -> Result<Vec<Tensor>> {
-        Ok(self.run(image)?.1)
-    }
-
-    /// (logits, taps).
-    fn run(&self, image: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
         let dims = image.dims();
         let m = 1usize << self.cfg.levels;
         let ok = matches!(dims, [_, 3, h, w] if h % m == 0 && w % m == 0 && *h > 0 && *w > 0);
@@ -221,22 +225,17 @@ impl StructureNet {
                 got: dims.to_vec(),
             });
         }
-        let mut skips = Vec::with_capacity(self.cfg.levels);
+        let mut taps = Vec::with_capacity(self.cfg.levels + 1);
         let mut x = image.clone();
         for d in &self.down {
             let y = d.forward(&x)?;
             // backbones' pool: candle's max_pool2d backward is wrong even for kernel ==
             // stride (tests/structure.rs checks the net's gradient end to end).
             x = backbones::ops::max_pool2d(&y, 2, 2, 0)?;
-            skips.push(y);
+            taps.push(y);
         }
-        x = self.mid.forward(&x)?;
-        let mut taps = skips.clone();
-        taps.push(x.clone());
-        for (u, skip) in self.up.iter().zip(&skips).rev() {
-            x = u.forward(&Tensor::cat(&[&upsample2(&x)?, skip], 1)?)?;
-        }
-        Ok((self.head.forward(&x)?, taps))
+        taps.push(self.mid.forward(&x)?);
+        Ok(taps)
     }
 }
 
@@ -336,40 +335,69 @@ pub fn structure_loss(logits: &Tensor, target: &Tensor) -> Result<StructureTerms
 /// `image` and `target` are unit-normalised over channels (`f / (sqrt(|f|² + 1e-20) + 1e-10)`,
 /// finite gradient where all channels are 0), and the squared
 /// difference is summed over channels and averaged over positions; the taps are averaged.
-/// The target's features carry no gradient. 0 for identical images.
+/// The target's features carry no gradient. 0 for identical images. (Training builds
+/// [`FeatureTarget`] once per batch and calls [`FeatureTarget::distance`] at every iteration.)
 pub fn structure_feature_distance(
     net: &StructureNet,
     image: &Tensor,
     target: &Tensor,
 ) -> Result<Tensor> {
-    if image.dims() != target.dims() {
-        return Err(RefinerError::Shape {
-            what: "structure feature distance target".into(),
-            expected: format!("the image's shape {:?}", image.dims()),
-            got: target.dims().to_vec(),
-        });
+    FeatureTarget::new(net, target)?.distance(net, image)
+}
+
+/// Unit-normalises features over channels (see [`structure_feature_distance`]).
+fn unit_channels(f: &Tensor) -> Result<Tensor> {
+    // eps inside the root too: a position where every channel is 0 (ReLU) would otherwise get
+    // 0 * inf = NaN from sqrt's gradient.
+    let norm = ((f.sqr()?.sum_keepdim(1)? + 1e-20)?.sqrt()? + 1e-10)?;
+    Ok(f.broadcast_div(&norm)?)
+}
+
+/// The target side of [`structure_feature_distance`]: the target images' unit-normalised
+/// feature maps, computed once (no gradient).
+#[derive(Debug, Clone)]
+pub struct FeatureTarget {
+    dims: Vec<usize>,
+    taps: Vec<Tensor>,
+}
+
+impl FeatureTarget {
+    /// From target images `[B, 3, H, W]` through `net`.
+    pub fn new(net: &StructureNet, target: &Tensor) -> Result<Self> {
+        let taps = net
+            .features(&target.detach())?
+            .iter()
+            .map(|f| unit_channels(&f.detach()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            dims: target.dims().to_vec(),
+            taps,
+        })
     }
-    let unit = |f: &Tensor| -> Result<Tensor> {
-        // eps inside the root too: a position where every channel is 0 (ReLU) would otherwise
-        // get 0 * inf = NaN from sqrt's gradient.
-        let norm = ((f.sqr()?.sum_keepdim(1)? + 1e-20)?.sqrt()? + 1e-10)?;
-        Ok(f.broadcast_div(&norm)?)
-    };
-    let fx = net.features(image)?;
-    let fy = net.features(&target.detach())?;
-    let mut total: Option<Tensor> = None;
-    for (a, b) in fx.iter().zip(&fy) {
-        let d = (unit(a)? - unit(&b.detach())?)?
-            .sqr()?
-            .sum_keepdim(1)?
-            .mean_all()?;
-        total = Some(match total {
-            Some(t) => (t + d)?,
-            None => d,
-        });
+
+    /// [`structure_feature_distance`] of `image` (the shape of the target) through `net`
+    /// (the net the target went through).
+    pub fn distance(&self, net: &StructureNet, image: &Tensor) -> Result<Tensor> {
+        if image.dims() != self.dims.as_slice() {
+            return Err(RefinerError::Shape {
+                what: "structure feature distance target".into(),
+                expected: format!("the image's shape {:?}", image.dims()),
+                got: self.dims.clone(),
+            });
+        }
+        let fx = net.features(image)?;
+        let mut total: Option<Tensor> = None;
+        for (a, b) in fx.iter().zip(&self.taps) {
+            let d = (unit_channels(a)? - b)?.sqr()?.sum_keepdim(1)?.mean_all()?;
+            total = Some(match total {
+                Some(t) => (t + d)?,
+                None => d,
+            });
+        }
+        let total =
+            total.ok_or_else(|| RefinerError::Config("the net has no feature taps".into()))?;
+        Ok((total / fx.len() as f64)?)
     }
-    let total = total.ok_or_else(|| RefinerError::Config("the net has no feature taps".into()))?;
-    Ok((total / fx.len() as f64)?)
 }
 
 /// Hard DICE per structure class (uvula, wall, tonsil, tongue) of `logits`' argmax against

@@ -74,8 +74,7 @@ use crate::config::HyperConfig;
 use crate::hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
 use crate::refinement::{DEFAULT_STEPS, Refinement, refine};
 use crate::structure::{
-    StructureBundle, StructureNet, label_classes, one_hot, structure_feature_distance,
-    structure_loss,
+    FeatureTarget, StructureBundle, StructureNet, label_classes, one_hot, structure_loss,
 };
 
 pub use e4e_encoder::run::{StopReason, run_training};
@@ -810,9 +809,20 @@ impl RefinerTrainer {
             true => Some(RegionWeights::new(labels()?)?),
             false => None,
         };
-        let structure_target = match self.cfg.structure_lambda > 0.0 {
-            true => Some(one_hot(&label_classes(labels()?)?)?),
-            false => None,
+        // The structure terms' targets, once per batch: (net, one-hot labels, target features).
+        let structure = match &self.structure {
+            Some((net, _)) => Some((
+                net,
+                match self.cfg.structure_lambda > 0.0 {
+                    true => Some(one_hot(&label_classes(labels()?)?)?),
+                    false => None,
+                },
+                match self.cfg.structure_features_lambda > 0.0 {
+                    true => Some(FeatureTarget::new(net, &pairs.images)?),
+                    false => None,
+                },
+            )),
+            None => None,
         };
         let mut last = None;
         for t in 1..=self.cfg.iterations {
@@ -839,19 +849,17 @@ impl RefinerTrainer {
                 losses.region_last = Some(scalar(&region)?);
                 objective = (objective + (region * self.cfg.region_lambda)?)?;
             }
-            if let (Some((net, r)), Some(target)) = (&self.structure, &structure_target) {
-                let terms = structure_loss(&net.forward(&image)?, target)?;
-                losses.structure_last = Some(scalar(&terms.total)?);
-                objective = (objective + (terms.total * r.lambda)?)?;
-            }
-            if let Some((net, r)) = self
-                .structure
-                .as_ref()
-                .filter(|(_, r)| r.features_lambda > 0.0)
-            {
-                let d = structure_feature_distance(net, &image, &pairs.images)?;
-                losses.structure_features_last = Some(scalar(&d)?);
-                objective = (objective + (d * r.features_lambda)?)?;
+            if let Some((net, labels, features)) = &structure {
+                if let Some(target) = labels {
+                    let terms = structure_loss(&net.forward(&image)?, target)?;
+                    losses.structure_last = Some(scalar(&terms.total)?);
+                    objective = (objective + (terms.total * self.cfg.structure_lambda)?)?;
+                }
+                if let Some(target) = features {
+                    let d = target.distance(net, &image)?;
+                    losses.structure_features_last = Some(scalar(&d)?);
+                    objective = (objective + (d * self.cfg.structure_features_lambda)?)?;
+                }
             }
             if let Some((d, _)) = &self.realism {
                 let adv = realism_loss(d, &image)?;

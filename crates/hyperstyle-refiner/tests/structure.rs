@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use e4e_encoder::TensorPairs;
 use e4e_encoder::testing::max_abs_diff;
 use hyperstyle_refiner::structure::{
-    NUM_CLASSES, STRUCTURE_JSON, STRUCTURE_WEIGHTS, StructureBundle, StructureNet,
+    FeatureTarget, NUM_CLASSES, STRUCTURE_JSON, STRUCTURE_WEIGHTS, StructureBundle, StructureNet,
     StructureNetConfig, StructureTrainConfig, StructureTrainer, label_classes, one_hot,
     structure_feature_distance, structure_loss,
 };
@@ -287,6 +287,20 @@ fn feature_distance_matches_an_explicit_computation_and_finite_differences() {
         .to_scalar::<f64>()
         .unwrap();
     assert!(same.abs() < 1e-20, "{same}");
+    // The per-batch target (as training uses it) gives the same values, image after image.
+    let target = FeatureTarget::new(&net, &y).unwrap();
+    for image in [&x, &y] {
+        let once = target
+            .distance(&net, image)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let fresh = structure_feature_distance(&net, image, &y)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert_eq!(once, fresh);
+    }
     let y1 = y.narrow(0, 0, 1).unwrap();
     let check = check_grad(
         |x| Ok(structure_feature_distance(&net, x, &y1).unwrap()),
