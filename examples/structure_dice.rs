@@ -5,15 +5,18 @@
 //! ```text
 //! cargo run --release --example structure_dice -- weights/structure_phantom64 MASKS DIR [DIR ...]
 //! ```
-//! `MASKS` holds `<name>.png` label maps (`class_id * 16 + instance`); every `DIR` the generated
-//! images under the same names. Prints per-class DICE pooled over pixels and their mean.
+//! `MASKS` holds the references' label maps (`class_id * 16 + instance`); every `DIR` the
+//! generated images under the same file stems. Prints per-class DICE pooled over pixels and
+//! their mean.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use hyperstyle_refiner::StructureBundle;
 use hyperstyle_refiner::structure::{hard_dice_counts, label_classes};
+use metrics::dice::{load_label_map, pair_by_stem};
+use metrics::features::list_images;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
@@ -23,18 +26,27 @@ fn main() -> anyhow::Result<()> {
     );
     let dev = Device::Cpu;
     let net = StructureBundle::load(&args[0], &dev)?.net;
+    let masks = list_images(&args[1])?;
     for dir in &args[2..] {
+        let pairs = pair_by_stem(&list_images(dir)?, &masks, &dir.display().to_string())?;
+        anyhow::ensure!(!pairs.is_empty(), "{}: no images", dir.display());
         let mut sums = [(0.0, 0.0); 4];
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "png"))
-            .collect();
-        names.sort();
-        anyhow::ensure!(!names.is_empty(), "{}: no PNG images", dir.display());
-        for path in &names {
-            let (image, classes) = load_pair(path, &args[1], &dev)?;
-            let counts = hard_dice_counts(&net.forward(&image)?, &classes)?;
+        for (image_path, mask_path) in &pairs {
+            let image = s2m_core::imageio::load_rgb(image_path)?;
+            let labels = load_label_map(mask_path)?;
+            anyhow::ensure!(
+                (labels.width(), labels.height()) == image.dimensions(),
+                "{}: label map {}x{} vs image {:?}",
+                mask_path.display(),
+                labels.width(),
+                labels.height(),
+                image.dimensions()
+            );
+            let (w, h) = image.dimensions();
+            let labels = Tensor::from_slice(labels.as_raw(), (1, h as usize, w as usize), &dev)?;
+            let image = s2m_core::imageio::rgb_to_tensor(&image, &dev)?.unsqueeze(0)?;
+            let counts = hard_dice_counts(&net.forward(&image)?, &label_classes(&labels)?)
+                .with_context(|| format!("{}", image_path.display()))?;
             for (s, c) in sums.iter_mut().zip(counts) {
                 s.0 += c.0;
                 s.1 += c.1;
@@ -49,29 +61,8 @@ fn main() -> anyhow::Result<()> {
             dice[2],
             dice[3],
             dice.iter().sum::<f64>() / 4.0,
-            names.len()
+            pairs.len()
         );
     }
     Ok(())
-}
-
-/// The generated image `[1, 3, H, W]` and the class indices `[1, H, W]` of its reference.
-fn load_pair(path: &Path, masks: &Path, dev: &Device) -> anyhow::Result<(Tensor, Tensor)> {
-    let image = s2m_core::imageio::load_rgb(path)?;
-    let name = path.file_name().context("file name")?;
-    let mask_path = masks.join(name);
-    let mask = image::open(&mask_path)
-        .with_context(|| format!("reading {}", mask_path.display()))?
-        .to_luma8();
-    anyhow::ensure!(
-        mask.dimensions() == image.dimensions(),
-        "{}: label map {:?} vs image {:?}",
-        mask_path.display(),
-        mask.dimensions(),
-        image.dimensions()
-    );
-    let (w, h) = mask.dimensions();
-    let labels = Tensor::from_vec(mask.into_raw(), (1, h as usize, w as usize), dev)?;
-    let image = s2m_core::imageio::rgb_to_tensor(&image, dev)?.unsqueeze(0)?;
-    Ok((image, label_classes(&labels)?))
 }

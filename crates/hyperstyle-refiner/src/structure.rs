@@ -45,6 +45,7 @@ use e4e_encoder::run::{
 };
 use e4e_encoder::train::DataInfo;
 use rand::Rng as _;
+use s2m_core::anatomy::Class;
 use s2m_core::checkpoint::{Checkpoint, latest_checkpoint};
 use s2m_core::logcsv::CsvLogger;
 use s2m_core::optim::{Adam, AdamConfig, load_varmap};
@@ -583,8 +584,7 @@ impl StructureTrainer {
     /// Fixes the held-out pairs of the sample strips and of [`StructureTrainer::held_out_dice`]
     /// (the first `val_samples` pairs of `data`, which must have label maps).
     pub fn set_validation(&mut self, data: &dyn PairDataset) -> Result<()> {
-        let n = self.cfg.val_samples.min(data.len()).max(1);
-        let ids: Vec<usize> = (0..n.min(data.len())).collect();
+        let ids: Vec<usize> = (0..self.cfg.val_samples.max(1).min(data.len())).collect();
         if ids.is_empty() {
             return Err(TrainError::Data("the validation data is empty".into()).into());
         }
@@ -613,10 +613,7 @@ impl StructureTrainer {
         for i in 0..b {
             let (mut x, mut y) = (pairs.images.get(i)?, classes.get(i)?);
             if rng.random_bool(0.5) {
-                let rev: Vec<u32> = (0..w as u32).rev().collect();
-                let rev = Tensor::new(rev.as_slice(), &self.device)?;
-                x = x.index_select(&rev, 2)?;
-                y = y.index_select(&rev, 1)?;
+                (x, y) = (x.flip(&[2])?, y.flip(&[1])?);
             }
             images.push(x);
             labels.push(y);
@@ -768,17 +765,13 @@ pub fn dataset_dice(
     Ok(dice)
 }
 
-/// Class colours for the sample strips (background dark; uvula, wall, tonsil, tongue).
-const PALETTE: [[f32; 3]; NUM_CLASSES] = [
-    [-1.0, -1.0, -1.0],
-    [1.0, 1.0, -1.0],
-    [-0.2, 0.4, 1.0],
-    [1.0, -0.6, -0.6],
-    [-0.6, 1.0, -0.4],
-];
-
+/// One-hot class maps as RGB in [-1, 1] for the sample strips: background black, the classes
+/// in their `s2m_core::anatomy::Class::colour`.
 fn colourise(one_hot: &Tensor) -> Result<Tensor> {
-    let flat: Vec<f32> = PALETTE.iter().flatten().copied().collect();
+    let mut flat = vec![-1f32; 3];
+    for class in Class::ALL {
+        flat.extend(class.colour().map(|v| v as f32 / 127.5 - 1.0));
+    }
     let palette = Tensor::from_vec(flat, (NUM_CLASSES, 3), one_hot.device())?
         .t()?
         .reshape((1, 3, NUM_CLASSES, 1, 1))?;

@@ -761,29 +761,36 @@ fn region_term_trains_is_logged_and_needs_label_maps() {
     assert_eq!(off.train_step(&labelled).unwrap().region_last, None);
 }
 
-#[test]
-fn structure_term_trains_is_logged_recorded_and_needs_its_net() {
+/// An untrained tiny structure net (width 4, 2 levels, init seed `seed`) exported to
+/// `<dir>/structure`.
+fn structure_export(dir: &Path, seed: u64) -> PathBuf {
     use hyperstyle_refiner::structure::{
         StructureNetConfig, StructureTrainConfig, StructureTrainer,
     };
-    let dir = tempfile::tempdir().unwrap();
-    let enc = encoder_export(dir.path(), 1);
-    let net_dir = dir.path().join("structure");
+    let net_dir = dir.join("structure");
     StructureTrainer::open(
         StructureTrainConfig {
             net: StructureNetConfig {
                 width: 4,
                 levels: 2,
             },
-            seed: 5,
+            seed,
             ..StructureTrainConfig::default()
         },
-        dir.path().join("structure_run"),
+        dir.join("structure_run"),
         &Device::Cpu,
     )
     .unwrap()
     .export(&net_dir, None)
     .unwrap();
+    net_dir
+}
+
+#[test]
+fn structure_term_trains_is_logged_recorded_and_needs_its_net() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = encoder_export(dir.path(), 1);
+    let net_dir = structure_export(dir.path(), 5);
     let plain = data(2);
     let labelled = TensorPairs {
         masks: Some(label_maps(2)),
@@ -830,26 +837,9 @@ fn structure_term_trains_is_logged_recorded_and_needs_its_net() {
 
 #[test]
 fn structure_feature_term_trains_and_is_recorded() {
-    use hyperstyle_refiner::structure::{
-        StructureNetConfig, StructureTrainConfig, StructureTrainer,
-    };
     let dir = tempfile::tempdir().unwrap();
     let enc = encoder_export(dir.path(), 1);
-    let net_dir = dir.path().join("structure");
-    StructureTrainer::open(
-        StructureTrainConfig {
-            net: StructureNetConfig {
-                width: 4,
-                levels: 2,
-            },
-            ..StructureTrainConfig::default()
-        },
-        dir.path().join("structure_run"),
-        &Device::Cpu,
-    )
-    .unwrap()
-    .export(&net_dir, None)
-    .unwrap();
+    let net_dir = structure_export(dir.path(), 0);
     // No label maps needed: the distance compares with the target image.
     let cfg = RefinerTrainConfig {
         structure_features_lambda: 5.0,
