@@ -23,6 +23,23 @@ pub enum EncoderCommand {
     Train(EncoderTrainArgs),
 }
 
+/// Seed, sampling / checkpoint schedule and time budget of every training command.
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sample strip and loss curves every N steps.
+    #[arg(long, default_value_t = 500)]
+    pub sample_every: u64,
+    /// Checkpoint every N steps.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Stop after this many minutes of wall-clock time (at a step boundary, with a checkpoint
+    /// and the export); re-running the command continues.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+}
+
 /// Options shared by `encoder train` and `refiner train`.
 #[derive(Debug, Args)]
 pub struct CommonTrainArgs {
@@ -44,21 +61,11 @@ pub struct CommonTrainArgs {
     /// Adam learning rate.
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Sample strip and loss curves every N steps.
-    #[arg(long, default_value_t = 500)]
-    pub sample_every: u64,
-    /// Checkpoint every N steps.
-    #[arg(long, default_value_t = 500)]
-    pub checkpoint_every: u64,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
     /// Write a log.csv row every N steps.
     #[arg(long, default_value_t = 10)]
     pub log_every: u64,
-    /// Stop after this many minutes of wall-clock time (at a step boundary, with a checkpoint
-    /// and the export); re-running the command continues.
-    #[arg(long)]
-    pub max_minutes: Option<f64>,
     /// L_sim weights: MSE, perceptual (LPIPS-alex if its trunk is in --loss-weights, else the
     /// shipped ST-LPIPS-alex), MoCo (only if moco_v2 weights are in --loss-weights).
     #[arg(long, default_value_t = SimilarityLoss::DEFAULT_L2)]
@@ -326,7 +333,7 @@ pub fn preset_or_json<T: serde::de::DeserializeOwned>(
 
 fn train(args: EncoderTrainArgs) -> anyhow::Result<()> {
     let device = crate::cli::device()?;
-    let budget = budget(args.common.max_minutes)?;
+    let budget = budget(args.common.schedule.max_minutes)?;
     let inputs = load_inputs(&args.common, false, &device)?;
     let gen_cfg = inputs.generator.config().clone();
     let presets: [Preset<EncoderConfig>; 4] = [
@@ -349,9 +356,9 @@ fn train(args: EncoderTrainArgs) -> anyhow::Result<()> {
         adv_lambda: args.adv_lambda,
         d_lr: args.d_lr,
         r1_gamma: args.r1,
-        seed: c.seed,
-        sample_every: c.sample_every,
-        checkpoint_every: c.checkpoint_every,
+        seed: c.schedule.seed,
+        sample_every: c.schedule.sample_every,
+        checkpoint_every: c.schedule.checkpoint_every,
         log_every: c.log_every,
         ..EncoderTrainConfig::default()
     };

@@ -16,8 +16,8 @@ use hyperstyle_refiner::{
 use pharynx_phantom::layout::Split;
 
 use crate::cli::encoder::{
-    CommonTrainArgs, Preset, budget, load_inputs, phantom_pairs, preset_or_json, progress_bar,
-    report,
+    CommonTrainArgs, Preset, ScheduleArgs, budget, load_inputs, phantom_pairs, preset_or_json,
+    progress_bar, report,
 };
 
 #[derive(Debug, Subcommand)]
@@ -57,18 +57,8 @@ pub struct StructureNetArgs {
     /// Standard deviation of the Gaussian noise added to the training images ([-1, 1] units).
     #[arg(long, default_value_t = 0.05)]
     noise: f64,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Sample strip and loss curves every N steps.
-    #[arg(long, default_value_t = 500)]
-    sample_every: u64,
-    /// Checkpoint every N steps.
-    #[arg(long, default_value_t = 500)]
-    checkpoint_every: u64,
-    /// Stop after this many minutes of wall-clock time (at a step boundary, with a checkpoint
-    /// and the export); re-running the command continues.
-    #[arg(long)]
-    max_minutes: Option<f64>,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
 }
 
 #[derive(Debug, Args)]
@@ -134,7 +124,7 @@ pub fn run(cmd: RefinerCommand) -> anyhow::Result<()> {
 
 fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
     let device = crate::cli::device()?;
-    let budget = budget(args.common.max_minutes)?;
+    let budget = budget(args.common.schedule.max_minutes)?;
     let masks = args.region > 0.0 || args.structure > 0.0;
     let inputs = load_inputs(&args.common, masks, &device)?;
     let size = inputs.generator.config().size as usize;
@@ -162,9 +152,9 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
         structure_net: args.structure_net.clone(),
         discriminator: args.discriminator.clone(),
         init_from: args.init.clone(),
-        seed: c.seed,
-        sample_every: c.sample_every,
-        checkpoint_every: c.checkpoint_every,
+        seed: c.schedule.seed,
+        sample_every: c.schedule.sample_every,
+        checkpoint_every: c.schedule.checkpoint_every,
         log_every: c.log_every,
         ..RefinerTrainConfig::default()
     };
@@ -226,7 +216,7 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
 
 fn structure_net(args: StructureNetArgs) -> anyhow::Result<()> {
     let device = crate::cli::device()?;
-    let budget = budget(args.max_minutes)?;
+    let budget = budget(args.schedule.max_minutes)?;
     let train = phantom_pairs(&args.data, Split::Train, args.size, None, true)?;
     let held_out = phantom_pairs(&args.data, Split::SegVal, args.size, None, true)
         .ok()
@@ -239,9 +229,9 @@ fn structure_net(args: StructureNetArgs) -> anyhow::Result<()> {
         batch: args.batch,
         lr: args.lr,
         noise_std: args.noise,
-        seed: args.seed,
-        sample_every: args.sample_every,
-        checkpoint_every: args.checkpoint_every,
+        seed: args.schedule.seed,
+        sample_every: args.schedule.sample_every,
+        checkpoint_every: args.schedule.checkpoint_every,
         ..StructureTrainConfig::default()
     };
     let mut trainer = StructureTrainer::open(cfg, &args.out, &device)

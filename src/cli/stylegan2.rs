@@ -65,18 +65,8 @@ pub struct TrainArgs {
     /// Path-length weight (0 disables it).
     #[arg(long, default_value_t = 2.0)]
     path_regularize: f64,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Sample grid and loss curves every N steps.
-    #[arg(long, default_value_t = 500)]
-    sample_every: u64,
-    /// Checkpoint every N steps.
-    #[arg(long, default_value_t = 500)]
-    checkpoint_every: u64,
-    /// Stop after this many minutes of wall-clock time (at a step boundary, with a final
-    /// checkpoint and the exported generator); re-running the command continues.
-    #[arg(long)]
-    max_minutes: Option<f64>,
+    #[command(flatten)]
+    schedule: crate::cli::encoder::ScheduleArgs,
 }
 
 pub fn run(cmd: StyleGan2Command) -> anyhow::Result<()> {
@@ -140,9 +130,9 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         lr: args.lr,
         r1_gamma: args.r1,
         path_regularize: args.path_regularize,
-        seed: args.seed,
-        sample_every: args.sample_every,
-        checkpoint_every: args.checkpoint_every,
+        seed: args.schedule.seed,
+        sample_every: args.schedule.sample_every,
+        checkpoint_every: args.schedule.checkpoint_every,
         ..TrainConfig::default()
     };
     let device = crate::cli::device()?;
@@ -156,15 +146,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let data = LoaderImages(loader);
-    if let Some(m) = args.max_minutes {
-        anyhow::ensure!(
-            m > 0.0 && m.is_finite(),
-            "--max-minutes must be positive, got {m}"
-        );
-    }
-    let budget = args
-        .max_minutes
-        .map(|m| std::time::Duration::from_secs_f64(m * 60.0));
+    let budget = crate::cli::encoder::budget(args.schedule.max_minutes)?;
     trainer.train_for(&data, args.steps, budget, |s| {
         bar.set_position(s.step);
         bar.set_message(format!(
