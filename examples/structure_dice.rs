@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use hyperstyle_refiner::StructureBundle;
-use hyperstyle_refiner::structure::{hard_dice_counts, label_classes};
+use hyperstyle_refiner::structure::{HeldOutDice, hard_dice_counts, label_classes};
 use metrics::dice::{load_label_map, pair_by_stem};
 use metrics::features::list_images;
 
@@ -52,15 +52,15 @@ fn main() -> anyhow::Result<()> {
                 s.1 += c.1;
             }
         }
-        let dice: Vec<f64> = sums.iter().map(|(i, d)| 2.0 * i / d.max(1.0)).collect();
+        let d = HeldOutDice::from_counts(dir.display().to_string(), &sums);
         println!(
             "{}: uvula {:.4} wall {:.4} tonsil {:.4} tongue {:.4} mean {:.4} ({} images)",
-            dir.display(),
-            dice[0],
-            dice[1],
-            dice[2],
-            dice[3],
-            dice.iter().sum::<f64>() / 4.0,
+            d.data,
+            d.per_class[0],
+            d.per_class[1],
+            d.per_class[2],
+            d.per_class[3],
+            d.mean,
             pairs.len()
         );
     }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use e4e_encoder::run::PairDataset;
-use hyperstyle_refiner::structure::HeldOutDice;
 use hyperstyle_refiner::train::{StopReason, run_training};
 use hyperstyle_refiner::{
     HyperConfig, RefinerTrainConfig, RefinerTrainer, StructureNetConfig, StructureTrainConfig,
@@ -249,17 +248,10 @@ fn structure_net(args: StructureNetArgs) -> anyhow::Result<()> {
         ));
     })?;
     bar.finish();
-    let dice = match &held_out {
-        Some(val) => {
-            let d = trainer.held_out_dice(val, 32)?;
-            Some(HeldOutDice {
-                data: val.description(),
-                per_class: d[..4].to_vec(),
-                mean: d[4],
-            })
-        }
-        None => None,
-    };
+    let dice = held_out
+        .as_ref()
+        .map(|val| trainer.held_out_dice(val, 32))
+        .transpose()?;
     let export = args.out.join("export");
     trainer.export(&export, dice.clone())?;
     println!(

@@ -660,7 +660,7 @@ impl StructureTrainer {
 
     /// Hard DICE per structure (uvula, wall, tonsil, tongue) and their mean on `data`
     /// (images unaugmented, in batches of `batch`), pooled over all pixels.
-    pub fn held_out_dice(&self, data: &dyn PairDataset, batch: usize) -> Result<Vec<f64>> {
+    pub fn held_out_dice(&self, data: &dyn PairDataset, batch: usize) -> Result<HeldOutDice> {
         dataset_dice(&self.net, data, batch, &self.device)
     }
 
@@ -733,14 +733,13 @@ impl StructureTrainer {
 e4e_encoder::impl_train_loop!(StructureTrainer, StructureStepStats, RefinerError);
 
 /// Hard DICE of `net` per structure and their mean over `data` (see
-/// [`StructureTrainer::held_out_dice`]); NaN for a class that neither the labels nor the
-/// predictions contain.
+/// [`StructureTrainer::held_out_dice`] and [`HeldOutDice::from_counts`]).
 pub fn dataset_dice(
     net: &StructureNet,
     data: &dyn PairDataset,
     batch: usize,
     device: &Device,
-) -> Result<Vec<f64>> {
+) -> Result<HeldOutDice> {
     let batch = batch.max(1);
     let mut sums = [(0.0, 0.0); NUM_CLASSES - 1];
     let n = data.len();
@@ -754,15 +753,7 @@ pub fn dataset_dice(
             s.1 += c.1;
         }
     }
-    let mut dice: Vec<f64> = sums
-        .iter()
-        .map(|(i, d)| if *d > 0.0 { 2.0 * i / d } else { f64::NAN })
-        .collect();
-    // Classes absent from both the data and the predictions (NaN) are left out of the mean.
-    let present: Vec<f64> = dice.iter().copied().filter(|d| d.is_finite()).collect();
-    let mean = present.iter().sum::<f64>() / present.len().max(1) as f64;
-    dice.push(mean);
-    Ok(dice)
+    Ok(HeldOutDice::from_counts(data.description(), &sums))
 }
 
 /// One-hot class maps as RGB in [-1, 1] for the sample strips: background black, the classes
@@ -790,6 +781,29 @@ pub struct HeldOutDice {
     /// Uvula, pharyngeal wall, tonsil, tongue.
     pub per_class: Vec<f64>,
     pub mean: f64,
+}
+
+impl HeldOutDice {
+    /// From the per-structure `(intersection, |pred| + |target|)` of [`hard_dice_counts`]
+    /// summed over images: DICE `2 i / d` per structure, NaN for a structure that neither the
+    /// labels nor the predictions contain (left out of the mean).
+    pub fn from_counts(data: String, sums: &[(f64, f64)]) -> Self {
+        let per_class: Vec<f64> = sums
+            .iter()
+            .map(|(i, d)| if *d > 0.0 { 2.0 * i / d } else { f64::NAN })
+            .collect();
+        let present: Vec<f64> = per_class
+            .iter()
+            .copied()
+            .filter(|d| d.is_finite())
+            .collect();
+        let mean = present.iter().sum::<f64>() / present.len().max(1) as f64;
+        Self {
+            data,
+            per_class,
+            mean,
+        }
+    }
 }
 
 /// `structure.json`.
