@@ -21,7 +21,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Init, VarBuilder};
 use e4e_encoder::heads::ConvLeakyStack;
-use stylegan2::layers::EqualLinear;
+use stylegan2::layers::{EqualLinear, EqualLinearConfig};
 
 use crate::error::{RefinerError, Result};
 
@@ -170,7 +170,7 @@ impl HyperRefinementBlock {
         layers.push((inner_c, code, 2));
         Ok(Self {
             convs: ConvLeakyStack::new(&layers, vb.pp("convs"))?,
-            linear: EqualLinear::new(vb.pp("linear"), code, code, true, 0.0, 1.0, false)?,
+            linear: EqualLinear::new(&EqualLinearConfig::new(code, code), vb.pp("linear"))?,
             code,
         })
     }

@@ -14,7 +14,10 @@ use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed};
 
 use crate::config::StyleGan2Config;
 use crate::error::{Result, StyleGan2Error, check_finite, check_shape};
-use crate::layers::{ConstantInput, EqualLinear, PixelNorm, StyledConv, ToRgb};
+use crate::layers::{
+    ConstantInput, EqualLinear, EqualLinearConfig, ModulatedConv2dConfig, PixelNorm, StyledConv,
+    ToRgb, ToRgbConfig,
+};
 
 /// rosinality `style` = `nn.Sequential(PixelNorm, EqualLinear × n_mlp)`: z `[B,S]` → w `[B,S]`.
 #[derive(Debug, Clone)]
@@ -24,11 +27,13 @@ pub struct MappingNetwork {
 }
 
 impl MappingNetwork {
-    /// `vb` is the generator's root; the layers are `style.1 … style.n_mlp`.
-    pub fn new(vb: VarBuilder, cfg: &StyleGan2Config) -> Result<Self> {
+    /// `vb` is the mapping network's root (`style`); the layers are `style.1 … style.n_mlp`
+    /// (`style.0` is the parameter-free PixelNorm).
+    pub fn new(cfg: &StyleGan2Config, vb: VarBuilder) -> Result<Self> {
         let s = cfg.style_dim;
+        let layer = EqualLinearConfig::fused_lrelu(s, s).with_lr_mul(cfg.lr_mlp);
         let layers = (1..=cfg.n_mlp)
-            .map(|i| EqualLinear::new(vb.pp(i), s, s, true, 0.0, cfg.lr_mlp, true))
+            .map(|i| EqualLinear::new(&layer, vb.pp(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             layers,
@@ -36,6 +41,7 @@ impl MappingNetwork {
         })
     }
 
+    /// z `[B,S]` -> w `[B,S]`.
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
         check_shape(z, "z", &[None, Some(self.style_dim)])?;
         let mut x = PixelNorm.forward(z)?;
@@ -45,6 +51,8 @@ impl MappingNetwork {
         Ok(x)
     }
 }
+
+crate::layers::impl_module!(MappingNetwork);
 
 /// The latent input of [`Generator::forward`].
 #[derive(Debug, Clone)]
@@ -264,40 +272,27 @@ impl Generator {
         }
         let s = cfg.style_dim;
         let blur = &cfg.blur_kernel;
-        let style = MappingNetwork::new(vb.pp("style"), cfg)?;
+        let style = MappingNetwork::new(cfg, vb.pp("style"))?;
         let c4 = cfg.channels_at(4)?;
-        let input = ConstantInput::new(vb.pp("input"), c4)?;
-        let conv1 = StyledConv::new(vb.pp("conv1"), c4, c4, 3, s, false, blur)?;
-        let to_rgb1 = ToRgb::new(vb.pp("to_rgb1"), c4, s, false, blur)?;
+        let input = ConstantInput::new(c4, vb.pp("input"))?;
+        let conv1 = StyledConv::new(&ModulatedConv2dConfig::new(c4, c4, 3, s), vb.pp("conv1"))?;
+        let to_rgb1 = ToRgb::new(&ToRgbConfig::new(c4, s), vb.pp("to_rgb1"))?;
         let mut convs = Vec::new();
         let mut to_rgbs = Vec::new();
         let mut in_ch = c4;
         for (j, res) in cfg.resolutions().into_iter().skip(1).enumerate() {
             let out_ch = cfg.channels_at(res)?;
             convs.push(StyledConv::new(
+                &ModulatedConv2dConfig::new(in_ch, out_ch, 3, s).upsample(blur),
                 vb.pp(format!("convs.{}", 2 * j)),
-                in_ch,
-                out_ch,
-                3,
-                s,
-                true,
-                blur,
             )?);
             convs.push(StyledConv::new(
+                &ModulatedConv2dConfig::new(out_ch, out_ch, 3, s),
                 vb.pp(format!("convs.{}", 2 * j + 1)),
-                out_ch,
-                out_ch,
-                3,
-                s,
-                false,
-                blur,
             )?);
             to_rgbs.push(ToRgb::new(
+                &ToRgbConfig::new(out_ch, s).upsample(blur),
                 vb.pp(format!("to_rgbs.{j}")),
-                out_ch,
-                s,
-                true,
-                blur,
             )?);
             in_ch = out_ch;
         }
