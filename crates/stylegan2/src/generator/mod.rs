@@ -118,15 +118,15 @@ impl Generator {
                     .detach())
             })
             .collect::<Result<Vec<_>>>()?;
-        Self::new_with_noise_buffers(cfg, vb, noises)
+        Self::new_with_noise_buffers(cfg, noises, vb)
     }
 
     /// Builds the generator with the given noise buffers (e.g. from [`random_noise_buffers`]
     /// for a fresh model whose parameters live in a `VarMap`).
     pub fn new_with_noise_buffers(
         cfg: &StyleGan2Config,
-        vb: VarBuilder,
         noises: Vec<Tensor>,
+        vb: VarBuilder,
     ) -> Result<Self> {
         cfg.validate()?;
         if noises.len() != cfg.num_noise_layers() {
