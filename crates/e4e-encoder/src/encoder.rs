@@ -26,7 +26,7 @@ use std::path::Path;
 use backbones::{BackboneError, ExtraChannelInit, IrSe, IrSeConfig};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv2d, VarBuilder};
-use stylegan2::layers::EqualLinear;
+use stylegan2::layers::{EqualLinear, EqualLinearConfig};
 
 use crate::body::ResNetBody;
 use crate::config::{EncoderBackbone, EncoderConfig, EncoderHead};
@@ -90,13 +90,8 @@ impl Encoder {
         };
         let head = match config.head {
             EncoderHead::SingleW => Head::Single(EqualLinear::new(
+                &EqualLinearConfig::new(feat, config.style_dim),
                 vb.pp("linear"),
-                feat,
-                config.style_dim,
-                true,
-                0.0,
-                1.0,
-                false,
             )?),
             EncoderHead::WPlus {
                 n_styles,

@@ -2,7 +2,7 @@
 
 use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
-use stylegan2::layers::EqualLinear;
+use stylegan2::layers::{EqualLinear, EqualLinearConfig};
 
 use crate::error::{E4eError, Result};
 
@@ -78,7 +78,7 @@ impl GradualStyleBlock {
         }
         Ok(Self {
             convs: ConvLeakyStack::new(&layers, vb.pp("convs"))?,
-            linear: EqualLinear::new(vb.pp("linear"), out_c, out_c, true, 0.0, 1.0, false)?,
+            linear: EqualLinear::new(&EqualLinearConfig::new(out_c, out_c), vb.pp("linear"))?,
             out_c,
             spatial,
         })

@@ -21,7 +21,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Init, VarBuilder};
 use e4e_encoder::heads::ConvLeakyStack;
-use stylegan2::layers::EqualLinear;
+use stylegan2::layers::{EqualLinear, EqualLinearConfig};
 
 use crate::error::{RefinerError, Result};
 
@@ -32,6 +32,26 @@ fn log2_exact(spatial: usize) -> Result<usize> {
         )));
     }
     Ok(spatial.trailing_zeros() as usize)
+}
+
+/// Arguments of a [`RefinementBlock`]: H's feature map, the block's widths and the target
+/// layer whose offsets it predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefinementBlockConfig {
+    /// H's feature channels (HyperStyle `n_channels`, 512).
+    pub n_channels: usize,
+    /// Width of the inner convs (HyperStyle `inner_c`, 256).
+    pub inner_c: usize,
+    /// Channels of the last conv (HyperStyle 512).
+    pub out_c: usize,
+    /// Side of H's square feature map (HyperStyle 16).
+    pub spatial: usize,
+    /// Output channels of the target layer.
+    pub out_ch: usize,
+    /// Input channels of the target layer.
+    pub in_ch: usize,
+    /// Kernel side of the target layer.
+    pub kernel: usize,
 }
 
 /// A non-shared slot's block (see the module docs).
@@ -45,18 +65,16 @@ pub struct RefinementBlock {
 }
 
 impl RefinementBlock {
-    /// `n_channels` = H's feature channels; `(out_ch, in_ch, kernel)` = the target layer.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        n_channels: usize,
-        inner_c: usize,
-        out_c: usize,
-        spatial: usize,
-        out_ch: usize,
-        in_ch: usize,
-        kernel: usize,
-        vb: VarBuilder,
-    ) -> Result<Self> {
+    pub fn new(cfg: &RefinementBlockConfig, vb: VarBuilder) -> Result<Self> {
+        let &RefinementBlockConfig {
+            n_channels,
+            inner_c,
+            out_c,
+            spatial,
+            out_ch,
+            in_ch,
+            kernel,
+        } = cfg;
         let lg = log2_exact(spatial)? as i64;
         let num_pools = lg - 1 - i64::from(kernel == 3);
         let mut layers = vec![(n_channels, inner_c, 2)];
@@ -170,7 +188,7 @@ impl HyperRefinementBlock {
         layers.push((inner_c, code, 2));
         Ok(Self {
             convs: ConvLeakyStack::new(&layers, vb.pp("convs"))?,
-            linear: EqualLinear::new(vb.pp("linear"), code, code, true, 0.0, 1.0, false)?,
+            linear: EqualLinear::new(&EqualLinearConfig::new(code, code), vb.pp("linear"))?,
             code,
         })
     }

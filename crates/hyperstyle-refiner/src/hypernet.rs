@@ -29,7 +29,9 @@ use candle_nn::VarBuilder;
 use e4e_encoder::ResNetBody;
 use stylegan2::{StyleGan2Config, WeightOffsets};
 
-use crate::blocks::{HyperRefinementBlock, RefinementBlock, SharedWeightsHypernet};
+use crate::blocks::{
+    HyperRefinementBlock, RefinementBlock, RefinementBlockConfig, SharedWeightsHypernet,
+};
 use crate::config::{BlockKind, HyperConfig, OutputSlot, output_table};
 use crate::error::{RefinerError, Result};
 
@@ -85,13 +87,15 @@ impl HyperNetwork {
                     vb,
                 )?),
                 BlockKind::Own => Block::Own(RefinementBlock::new(
-                    feat,
-                    config.refine_inner,
-                    config.refine_out,
-                    spatial,
-                    slot.layer.out_ch,
-                    slot.layer.in_ch,
-                    slot.layer.kernel,
+                    &RefinementBlockConfig {
+                        n_channels: feat,
+                        inner_c: config.refine_inner,
+                        out_c: config.refine_out,
+                        spatial,
+                        out_ch: slot.layer.out_ch,
+                        in_ch: slot.layer.in_ch,
+                        kernel: slot.layer.kernel,
+                    },
                     vb,
                 )?),
             };

@@ -261,8 +261,8 @@ fn theta_update_rule_matches_an_explicit_computation() {
             }
             let gexp = Generator::new_with_noise_buffers(
                 &cfg,
-                VarBuilder::from_tensors(map, DType::F32, &dev),
                 g.noise_buffers().to_vec(),
+                VarBuilder::from_tensors(map, DType::F32, &dev),
             )
             .unwrap();
             let yi = gexp

@@ -12,7 +12,7 @@ use candle_nn::{VarBuilder, VarMap};
 use criterion::{Criterion, criterion_group, criterion_main};
 use s2m_core::rng::{randn_vec, rng_from_seed};
 use stylegan2::init::{init_discriminator, init_generator, init_generator_frozen};
-use stylegan2::layers::ModulatedConv2d;
+use stylegan2::layers::{DEFAULT_BLUR_KERNEL, ModulatedConv2d, ModulatedConv2dConfig};
 use stylegan2::ops::{kernel_tensor, separable_taps, upfirdn2d, upfirdn2d_separable};
 use stylegan2::{GeneratorInput, NoiseMode, StyleGan2Config};
 
@@ -29,8 +29,13 @@ fn bench_modconv(c: &mut Criterion) {
     for up in [false, true] {
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-        let taps = [1.0, 3.0, 3.0, 1.0];
-        let conv = ModulatedConv2d::new(vb, ch, ch, 3, s, true, up, &taps).expect("modconv");
+        let cfg = ModulatedConv2dConfig::new(ch, ch, 3, s);
+        let cfg = if up {
+            cfg.upsample(&DEFAULT_BLUR_KERNEL)
+        } else {
+            cfg
+        };
+        let conv = ModulatedConv2d::new(&cfg, vb).expect("modconv");
         let x = randn(&[b, ch, hw, hw], 1);
         let style = randn(&[b, s], 2);
         let delta = (randn(&[b, ch, ch, 3, 3], 3) * 0.1).expect("delta");

@@ -9,7 +9,9 @@ use candle_nn::VarBuilder;
 
 use crate::config::StyleGan2Config;
 use crate::error::{Result, StyleGan2Error, check_finite, check_shape};
-use crate::layers::{ConvLayer, EqualLinear, ResBlock};
+use crate::layers::{
+    ConvLayer, ConvLayerConfig, EqualLinear, EqualLinearConfig, ResBlock, ResBlockConfig,
+};
 
 /// StyleGAN2 residual discriminator.
 #[derive(Debug, Clone)]
@@ -29,34 +31,26 @@ impl Discriminator {
         let blur = &cfg.blur_kernel;
         let size = cfg.size as usize;
         let mut in_ch = cfg.channels_at(cfg.size)?;
-        let stem = ConvLayer::new(vb.pp("convs.0"), 3, in_ch, 1, false, blur, true, true)?;
+        let stem = ConvLayer::new(&ConvLayerConfig::new(3, in_ch, 1), vb.pp("convs.0"))?;
         let mut blocks = Vec::new();
         // One ResBlock per resolution size, size/2, …, 8 (each halves it).
         for (i, log) in (3..=cfg.log_size()).rev().enumerate() {
             let out_ch = cfg.channels_at(1u32 << (log - 1))?;
             blocks.push(ResBlock::new(
+                &ResBlockConfig::new(in_ch, out_ch).with_blur_kernel(blur),
                 vb.pp(format!("convs.{}", i + 1)),
-                in_ch,
-                out_ch,
-                blur,
             )?);
             in_ch = out_ch;
         }
         let c4 = cfg.channels_at(4)?;
-        let final_conv = ConvLayer::new(
-            vb.pp("final_conv"),
-            in_ch + 1,
-            c4,
-            3,
-            false,
-            blur,
-            true,
-            true,
+        let final_conv =
+            ConvLayer::new(&ConvLayerConfig::new(in_ch + 1, c4, 3), vb.pp("final_conv"))?;
+        let final_linear0 = EqualLinear::new(
+            &EqualLinearConfig::fused_lrelu(c4 * 16, c4),
+            vb.pp("final_linear.0"),
         )?;
-        let final_linear0 =
-            EqualLinear::new(vb.pp("final_linear.0"), c4 * 16, c4, true, 0.0, 1.0, true)?;
         let final_linear1 =
-            EqualLinear::new(vb.pp("final_linear.1"), c4, 1, true, 0.0, 1.0, false)?;
+            EqualLinear::new(&EqualLinearConfig::new(c4, 1), vb.pp("final_linear.1"))?;
         Ok(Self {
             size,
             stem,
@@ -98,6 +92,8 @@ impl Discriminator {
         self.final_linear1.forward(&out)
     }
 }
+
+crate::layers::impl_module!(Discriminator);
 
 /// Appends one feature map: the std over groups of `group` samples (sample b is grouped with
 /// b ± B/group), averaged over C,H,W, tiled to `[B,1,H,W]`.

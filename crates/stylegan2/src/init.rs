@@ -54,8 +54,8 @@ pub fn init_generator(
     let (varmap, noises) = split_params(&keys, map)?;
     let g = Generator::new_with_noise_buffers(
         cfg,
-        VarBuilder::from_varmap(&varmap, dtype, dev),
         noises,
+        VarBuilder::from_varmap(&varmap, dtype, dev),
     )?;
     Ok((g, varmap))
 }
@@ -74,8 +74,8 @@ pub fn init_generator_frozen(
     let (varmap, noises) = split_params(&keys, map)?;
     Generator::new_with_noise_buffers(
         cfg,
-        VarBuilder::from_tensors(s2m_core::optim::varmap_tensors(&varmap), dtype, dev),
         noises,
+        VarBuilder::from_tensors(s2m_core::optim::varmap_tensors(&varmap), dtype, dev),
     )
 }
 

@@ -9,6 +9,8 @@
 //! - [`weights::Checkpoint`] to load, [`init::init_generator`] / [`init::init_discriminator`]
 //!   for seeded fresh models;
 //! - [`regularizers`]: `r1_penalty`, `path_length_penalty`, logistic losses.
+//! - [`layers`]: rosinality's modules (EqualLinear, ModulatedConv2d, StyledConv, ToRGB,
+//!   ConvLayer, ResBlock, ...), each built as `new(&config, vb)`.
 //!
 //! Second-order gradients (R1, path length) need `CANDLE_GRAD_DO_NOT_DETACH=1` in the process
 //! environment; the regularisers check it and refuse otherwise.

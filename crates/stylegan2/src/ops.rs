@@ -233,17 +233,22 @@ mod tests {
     use super::*;
     use candle_core::Var;
 
-    /// Direct host implementation of the upfirdn2d definition, one channel.
-    #[allow(clippy::too_many_arguments)]
-    fn naive_upfirdn(
-        x: &[f64],
-        h: usize,
-        w: usize,
-        k: &[f64],
-        kn: usize,
+    /// The resampling of one upfirdn2d call: zero insertion, pads (negative crops), decimation.
+    #[derive(Debug, Clone, Copy)]
+    struct UpFirDn {
         up: usize,
         down: usize,
         pad: (i64, i64),
+    }
+
+    /// Direct host implementation of the upfirdn2d definition on one channel `x` `[h, w]` with
+    /// a square kernel `k` `[kn, kn]`.
+    fn naive_upfirdn(
+        x: &[f64],
+        (h, w): (usize, usize),
+        k: &[f64],
+        kn: usize,
+        UpFirDn { up, down, pad }: UpFirDn,
     ) -> (Vec<f64>, usize, usize) {
         let (uh, uw) = (h * up, w * up);
         let ph = uh as i64 + pad.0 + pad.1;
@@ -311,8 +316,8 @@ mod tests {
             let (_, _, oh, ow) = y.dims4()?;
             let yv: Vec<f64> = y.flatten_all()?.to_vec1()?;
             for p in 0..n * c {
-                let (r, rh, rw) =
-                    naive_upfirdn(&xs[p * h * w..(p + 1) * h * w], h, w, &kv, 4, up, down, pad);
+                let plane = &xs[p * h * w..(p + 1) * h * w];
+                let (r, rh, rw) = naive_upfirdn(plane, (h, w), &kv, 4, UpFirDn { up, down, pad });
                 assert_eq!(
                     (rh, rw),
                     (oh, ow),

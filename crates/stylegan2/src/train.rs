@@ -269,8 +269,8 @@ impl Trainer {
         let ema_vars = copy_varmap(&g_vars)?;
         let g_ema = Generator::new_with_noise_buffers(
             &cfg.model,
-            VarBuilder::from_varmap(&ema_vars, dtype, device),
             g.noise_buffers().to_vec(),
+            VarBuilder::from_varmap(&ema_vars, dtype, device),
         )?;
         let base = AdamConfig::stylegan2(cfg.lr);
         let g_cfg = if cfg.path_regularize > 0.0 {

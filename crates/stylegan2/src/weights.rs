@@ -460,7 +460,7 @@ impl Checkpoint {
         let (expected, map) = self.load_part(Part::Generator, prefix, dtype, dev)?;
         let (varmap, noises) = split_params(&expected, map)?;
         let vb = VarBuilder::from_varmap(&varmap, dtype, dev);
-        let g = Generator::new_with_noise_buffers(&self.config, vb, noises)?;
+        let g = Generator::new_with_noise_buffers(&self.config, noises, vb)?;
         Ok((g, varmap))
     }
 

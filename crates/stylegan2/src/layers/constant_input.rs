@@ -13,7 +13,7 @@ pub struct ConstantInput {
 }
 
 impl ConstantInput {
-    pub fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
+    pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             input: vb.get_with_hints(
                 (1, channels, 4, 4),

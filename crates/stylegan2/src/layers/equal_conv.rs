@@ -6,6 +6,35 @@ use candle_nn::{Init, VarBuilder};
 
 use crate::error::{Result, check_shape};
 
+/// Arguments of rosinality's `EqualConv2d`. [`EqualConv2dConfig::new`] gives its defaults
+/// (stride 1, padding 0, with bias).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EqualConv2dConfig {
+    pub in_ch: usize,
+    pub out_ch: usize,
+    /// Square kernel side.
+    pub kernel: usize,
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub padding: usize,
+    /// Whether the conv has a `bias` `[out]`.
+    pub bias: bool,
+}
+
+impl EqualConv2dConfig {
+    /// `EqualConv2d(in_ch, out_ch, kernel)`.
+    pub fn new(in_ch: usize, out_ch: usize, kernel: usize) -> Self {
+        Self {
+            in_ch,
+            out_ch,
+            kernel,
+            stride: 1,
+            padding: 0,
+            bias: true,
+        }
+    }
+}
+
 /// Equalised-lr 2-D convolution (`weight`, optional `bias`).
 #[derive(Debug, Clone)]
 pub struct EqualConv2d {
@@ -18,15 +47,15 @@ pub struct EqualConv2d {
 }
 
 impl EqualConv2d {
-    pub fn new(
-        vb: VarBuilder,
-        in_ch: usize,
-        out_ch: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-        bias: bool,
-    ) -> Result<Self> {
+    pub fn new(cfg: &EqualConv2dConfig, vb: VarBuilder) -> Result<Self> {
+        let &EqualConv2dConfig {
+            in_ch,
+            out_ch,
+            kernel,
+            stride,
+            padding,
+            bias,
+        } = cfg;
         let weight = vb.get_with_hints(
             (out_ch, in_ch, kernel, kernel),
             "weight",

@@ -7,7 +7,61 @@ use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
 use crate::error::{Result, check_shape};
+use crate::layers::Activation;
 use crate::ops::fused_leaky_relu;
+
+/// Arguments of rosinality's `EqualLinear`. [`EqualLinearConfig::new`] gives its defaults
+/// (bias initialised to 0, `lr_mul` 1, no activation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EqualLinearConfig {
+    pub in_dim: usize,
+    pub out_dim: usize,
+    /// Whether the layer has a `bias` `[out]`.
+    pub bias: bool,
+    /// Initial value of every bias entry (1 for the style modulations, so styles start at 1).
+    pub bias_init: f64,
+    /// Learning-rate multiplier (0.01 in the mapping network): scales the runtime weight and
+    /// bias, and the stored weight is initialised with std 1/`lr_mul`.
+    pub lr_mul: f64,
+    pub activation: Activation,
+}
+
+impl EqualLinearConfig {
+    /// `EqualLinear(in_dim, out_dim)`: biased, linear.
+    pub fn new(in_dim: usize, out_dim: usize) -> Self {
+        Self {
+            in_dim,
+            out_dim,
+            bias: true,
+            bias_init: 0.0,
+            lr_mul: 1.0,
+            activation: Activation::Linear,
+        }
+    }
+
+    /// `EqualLinear(in_dim, out_dim, activation="fused_lrelu")`.
+    pub fn fused_lrelu(in_dim: usize, out_dim: usize) -> Self {
+        Self {
+            activation: Activation::FusedLrelu,
+            ..Self::new(in_dim, out_dim)
+        }
+    }
+
+    pub fn with_bias_init(self, bias_init: f64) -> Self {
+        Self { bias_init, ..self }
+    }
+
+    pub fn with_lr_mul(self, lr_mul: f64) -> Self {
+        Self { lr_mul, ..self }
+    }
+
+    pub fn without_bias(self) -> Self {
+        Self {
+            bias: false,
+            ..self
+        }
+    }
+}
 
 /// Equalised-lr linear layer (`weight`, `bias`).
 #[derive(Debug, Clone)]
@@ -16,21 +70,20 @@ pub struct EqualLinear {
     bias: Option<Tensor>,
     scale: f64,
     lr_mul: f64,
-    activation: bool,
+    activation: Activation,
     in_dim: usize,
 }
 
 impl EqualLinear {
-    /// `activation = true` is rosinality's `activation="fused_lrelu"`.
-    pub fn new(
-        vb: VarBuilder,
-        in_dim: usize,
-        out_dim: usize,
-        bias: bool,
-        bias_init: f64,
-        lr_mul: f64,
-        activation: bool,
-    ) -> Result<Self> {
+    pub fn new(cfg: &EqualLinearConfig, vb: VarBuilder) -> Result<Self> {
+        let &EqualLinearConfig {
+            in_dim,
+            out_dim,
+            bias,
+            bias_init,
+            lr_mul,
+            activation,
+        } = cfg;
         let weight = vb.get_with_hints(
             (out_dim, in_dim),
             "weight",
@@ -66,13 +119,12 @@ impl EqualLinear {
             Some(b) => Some((b * self.lr_mul)?),
             None => None,
         };
-        if self.activation {
-            fused_leaky_relu(&out, bias.as_ref())
-        } else {
-            match bias {
+        match self.activation {
+            Activation::FusedLrelu => fused_leaky_relu(&out, bias.as_ref()),
+            Activation::Linear => match bias {
                 Some(b) => Ok(out.broadcast_add(&b)?),
                 None => Ok(out),
-            }
+            },
         }
     }
 }

@@ -14,7 +14,7 @@ pub struct FusedLeakyReLU {
 }
 
 impl FusedLeakyReLU {
-    pub fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
+    pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             bias: vb.get_with_hints(channels, "bias", Init::Const(0.0))?,
         })

@@ -22,11 +22,64 @@ use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
 use crate::error::{Result, StyleGan2Error, check_shape};
-use crate::layers::EqualLinear;
+use crate::layers::{
+    DEFAULT_BLUR_KERNEL, EqualLinear, EqualLinearConfig, Resample, unsupported_resample,
+};
 use crate::ops::{separable_taps, upfirdn2d_separable};
 
 /// Demodulation epsilon of rosinality/NVlabs.
 const DEMOD_EPS: f64 = 1e-8;
+
+/// Arguments of rosinality's `ModulatedConv2d`. [`ModulatedConv2dConfig::new`] gives its
+/// defaults (demodulated, no resampling, blur `[1, 3, 3, 1]`). Also the arguments of
+/// [`crate::layers::StyledConv`], which passes them through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModulatedConv2dConfig {
+    pub in_ch: usize,
+    pub out_ch: usize,
+    /// Square kernel side.
+    pub kernel: usize,
+    /// Dimension S of the style input.
+    pub style_dim: usize,
+    /// Normalise each output channel's modulated weights to unit L2 norm (off in ToRGB).
+    pub demodulate: bool,
+    /// [`Resample::None`] or [`Resample::Up`] (stride-2 transposed conv, then blur).
+    pub resample: Resample,
+    /// 1-D blur taps used when upsampling.
+    pub blur_kernel: Vec<f32>,
+}
+
+impl ModulatedConv2dConfig {
+    /// `ModulatedConv2d(in_ch, out_ch, kernel, style_dim)`.
+    pub fn new(in_ch: usize, out_ch: usize, kernel: usize, style_dim: usize) -> Self {
+        Self {
+            in_ch,
+            out_ch,
+            kernel,
+            style_dim,
+            demodulate: true,
+            resample: Resample::None,
+            blur_kernel: DEFAULT_BLUR_KERNEL.to_vec(),
+        }
+    }
+
+    /// `upsample=True, blur_kernel=blur_kernel`.
+    pub fn upsample(self, blur_kernel: &[f32]) -> Self {
+        Self {
+            resample: Resample::Up,
+            blur_kernel: blur_kernel.to_vec(),
+            ..self
+        }
+    }
+
+    /// `demodulate=False`.
+    pub fn without_demodulation(self) -> Self {
+        Self {
+            demodulate: false,
+            ..self
+        }
+    }
+}
 
 /// Style-modulated (and optionally demodulated / upsampling) convolution.
 #[derive(Debug, Clone)]
@@ -43,17 +96,8 @@ pub struct ModulatedConv2d {
 }
 
 impl ModulatedConv2d {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        vb: VarBuilder,
-        in_ch: usize,
-        out_ch: usize,
-        kernel: usize,
-        style_dim: usize,
-        demodulate: bool,
-        upsample: bool,
-        blur_taps: &[f32],
-    ) -> Result<Self> {
+    pub fn new(cfg: &ModulatedConv2dConfig, vb: VarBuilder) -> Result<Self> {
+        let (in_ch, out_ch, kernel) = (cfg.in_ch, cfg.out_ch, cfg.kernel);
         let weight = vb.get_with_hints(
             (1, out_ch, in_ch, kernel, kernel),
             "weight",
@@ -62,17 +106,21 @@ impl ModulatedConv2d {
                 stdev: 1.0,
             },
         )?;
-        let modulation =
-            EqualLinear::new(vb.pp("modulation"), style_dim, in_ch, true, 1.0, 1.0, false)?;
-        let blur = if upsample {
-            // rosinality: p = (len(blur) − factor) − (k − 1); pad0 = (p+1)/2 + factor − 1,
-            // pad1 = p/2 + 1. For [1,3,3,1] and k=3 this is (1, 1).
-            let factor = 2i64;
-            let p = (blur_taps.len() as i64 - factor) - (kernel as i64 - 1);
-            let pads = ((p + 1).div_euclid(2) + factor - 1, p.div_euclid(2) + 1);
-            Some((separable_taps(blur_taps, 2), pads))
-        } else {
-            None
+        let modulation = EqualLinear::new(
+            &EqualLinearConfig::new(cfg.style_dim, in_ch).with_bias_init(1.0),
+            vb.pp("modulation"),
+        )?;
+        let blur = match cfg.resample {
+            Resample::None => None,
+            Resample::Up => {
+                // rosinality: p = (len(blur) − factor) − (k − 1); pad0 = (p+1)/2 + factor − 1,
+                // pad1 = p/2 + 1. For [1,3,3,1] and k=3 this is (1, 1).
+                let factor = 2i64;
+                let p = (cfg.blur_kernel.len() as i64 - factor) - (kernel as i64 - 1);
+                let pads = ((p + 1).div_euclid(2) + factor - 1, p.div_euclid(2) + 1);
+                Some((separable_taps(&cfg.blur_kernel, 2), pads))
+            }
+            Resample::Down => return Err(unsupported_resample("ModulatedConv2d", cfg.resample)),
         };
         Ok(Self {
             weight,
@@ -81,7 +129,7 @@ impl ModulatedConv2d {
             out_ch,
             kernel,
             scale: 1.0 / ((in_ch * kernel * kernel) as f64).sqrt(),
-            demodulate,
+            demodulate: cfg.demodulate,
             blur,
         })
     }

@@ -6,7 +6,7 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use crate::error::Result;
-use crate::layers::{FusedLeakyReLU, ModulatedConv2d, NoiseInjection};
+use crate::layers::{FusedLeakyReLU, ModulatedConv2d, ModulatedConv2dConfig, NoiseInjection};
 
 /// One synthesis convolution with its noise input and activation.
 #[derive(Debug, Clone)]
@@ -17,28 +17,13 @@ pub struct StyledConv {
 }
 
 impl StyledConv {
-    pub fn new(
-        vb: VarBuilder,
-        in_ch: usize,
-        out_ch: usize,
-        kernel: usize,
-        style_dim: usize,
-        upsample: bool,
-        blur_taps: &[f32],
-    ) -> Result<Self> {
+    /// `cfg` are the arguments of the modulated conv (rosinality passes them through; it is
+    /// always demodulated in the generator).
+    pub fn new(cfg: &ModulatedConv2dConfig, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            conv: ModulatedConv2d::new(
-                vb.pp("conv"),
-                in_ch,
-                out_ch,
-                kernel,
-                style_dim,
-                true,
-                upsample,
-                blur_taps,
-            )?,
+            conv: ModulatedConv2d::new(cfg, vb.pp("conv"))?,
             noise: NoiseInjection::new(vb.pp("noise"))?,
-            activate: FusedLeakyReLU::new(vb.pp("activate"), out_ch)?,
+            activate: FusedLeakyReLU::new(cfg.out_ch, vb.pp("activate"))?,
         })
     }
 

@@ -6,8 +6,44 @@ use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
 use crate::error::{Result, check_shape};
-use crate::layers::ModulatedConv2d;
+use crate::layers::{
+    DEFAULT_BLUR_KERNEL, ModulatedConv2d, ModulatedConv2dConfig, Resample, unsupported_resample,
+};
 use crate::ops::{separable_taps, upfirdn2d_separable};
+
+/// Arguments of rosinality's `ToRGB`. [`ToRgbConfig::new`] gives a layer without a skip
+/// input (`to_rgb1`, rosinality `upsample=False`); [`ToRgbConfig::upsample`] the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToRgbConfig {
+    pub in_ch: usize,
+    /// Dimension S of the style input.
+    pub style_dim: usize,
+    /// [`Resample::Up`]: the previous resolution's RGB image is upsampled ×2 and added.
+    pub resample: Resample,
+    /// 1-D blur taps of the skip upsampling.
+    pub blur_kernel: Vec<f32>,
+}
+
+impl ToRgbConfig {
+    /// `ToRGB(in_ch, style_dim, upsample=False)`.
+    pub fn new(in_ch: usize, style_dim: usize) -> Self {
+        Self {
+            in_ch,
+            style_dim,
+            resample: Resample::None,
+            blur_kernel: DEFAULT_BLUR_KERNEL.to_vec(),
+        }
+    }
+
+    /// `upsample=True, blur_kernel=blur_kernel`.
+    pub fn upsample(self, blur_kernel: &[f32]) -> Self {
+        Self {
+            resample: Resample::Up,
+            blur_kernel: blur_kernel.to_vec(),
+            ..self
+        }
+    }
+}
 
 /// Projects features to RGB and accumulates the skip image.
 #[derive(Debug, Clone)]
@@ -19,28 +55,16 @@ pub struct ToRgb {
 }
 
 impl ToRgb {
-    pub fn new(
-        vb: VarBuilder,
-        in_ch: usize,
-        style_dim: usize,
-        upsample: bool,
-        blur_taps: &[f32],
-    ) -> Result<Self> {
-        let upsample = if upsample {
-            Some(separable_taps(blur_taps, 2))
-        } else {
-            None
+    pub fn new(cfg: &ToRgbConfig, vb: VarBuilder) -> Result<Self> {
+        let upsample = match cfg.resample {
+            Resample::None => None,
+            Resample::Up => Some(separable_taps(&cfg.blur_kernel, 2)),
+            Resample::Down => return Err(unsupported_resample("ToRGB", cfg.resample)),
         };
         Ok(Self {
             conv: ModulatedConv2d::new(
+                &ModulatedConv2dConfig::new(cfg.in_ch, 3, 1, cfg.style_dim).without_demodulation(),
                 vb.pp("conv"),
-                in_ch,
-                3,
-                1,
-                style_dim,
-                false,
-                false,
-                blur_taps,
             )?,
             bias: vb.get_with_hints((1, 3, 1, 1), "bias", Init::Const(0.0))?,
             upsample,
