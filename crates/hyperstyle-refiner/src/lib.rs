@@ -11,12 +11,13 @@
 //! - [`Refinement`] (the running sum of Δ) and [`refine`] (the T-step loop).
 //! - [`structure`]: the structure network of the optional structure loss (a small U-Net
 //!   trained on the phantom's label maps; not in the paper).
-//! - [`train`]: phase 2 of the training (H with E and G frozen, the loss at every iteration),
-//!   its export format and [`RefinerBundle`].
+//! - [`bundle`]: the export format of H and [`RefinerBundle`] (load an export).
+//! - [`train`]: phase 2 of the training (H with E and G frozen, the loss at every iteration).
 //!
 //! See `docs/ENCODER_REFINER.md` for names, presets and tests.
 
 pub mod blocks;
+pub mod bundle;
 pub mod config;
 pub mod error;
 pub mod hypernet;
@@ -25,6 +26,9 @@ pub mod structure;
 pub mod train;
 
 pub use blocks::{HyperRefinementBlock, RefinementBlock, SharedWeightsHypernet};
+pub use bundle::{
+    EncoderRef, InitRef, REFINER_FORMAT, REFINER_JSON, REFINER_WEIGHTS, RefinerBundle, RefinerMeta,
+};
 pub use config::{BlockKind, HyperConfig, LayersToTune, OutputSlot, SharedLayers, output_table};
 pub use error::{RefinerError, Result};
 pub use hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
@@ -34,7 +38,6 @@ pub use structure::{
     structure_loss,
 };
 pub use train::{
-    DiscriminatorRef, InitRef, RefinerBundle, RefinerMeta, RefinerTrainConfig, RefinerTrainer,
-    RegionWeights, load_discriminator, realism_loss, region_colour_loss, sketch_stroke_mask,
-    sketch_weighted_mse,
+    DiscriminatorRef, RefinerTrainConfig, RefinerTrainer, RegionWeights, load_discriminator,
+    realism_loss, region_colour_loss, sketch_stroke_mask, sketch_weighted_mse,
 };

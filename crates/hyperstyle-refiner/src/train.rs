@@ -33,14 +33,8 @@
 //! Phase 2 draws no random numbers after initialisation (the data order is a function of
 //! `(seed, epoch)`), so its checkpoints hold H, Adam's state and the step but no RNG.
 //!
-//! Exports ([`RefinerTrainer::export`], loaded by [`RefinerBundle::load`]):
-//!
-//! ```text
-//! export/refiner.safetensors  H's tensors under HyperStyle's names (BatchNorm statistics included)
-//! export/refiner.json         RefinerMeta: format tag, HyperConfig, T, generator sha256 + config,
-//!                             encoder sha256 + folder, data + sketch source, losses, optimiser,
-//!                             steps, seed, time, sha256 of refiner.safetensors
-//! ```
+//! Exports ([`RefinerTrainer::export`]) go to `<out>/export` in the format of
+//! [`crate::bundle`], loaded by [`RefinerBundle::load`](crate::bundle::RefinerBundle::load).
 //!
 //! ```text
 //! sketch2medi refiner train --data data/phantom64 --generator weights/stylegan2_phantom64 \
@@ -54,13 +48,12 @@ use std::time::Instant;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
+use e4e_encoder::bundle::{DataInfo, GeneratorRef, LossInfo};
 use e4e_encoder::run::{
-    EpochOrder, FrozenGenerator, PairDataset, Pairs, TrainError, bundle_file, check_finite,
-    check_pairs, checkpoint_meta, create_run_folders, load_validation, open_log, read_bundle_json,
-    scalar, sha256_file, trainable_vars, unix_time, varmap_tensors, verify_sha256, write_strip,
-    write_weights_bundle,
+    EpochOrder, FrozenGenerator, PairDataset, Pairs, TrainError, check_finite, check_pairs,
+    checkpoint_meta, create_run_folders, load_validation, open_log, scalar, sha256_file,
+    trainable_vars, unix_time, varmap_tensors, verify_sha256, write_strip, write_weights_bundle,
 };
-use e4e_encoder::train::{DataInfo, GeneratorRef, LossInfo};
 use e4e_encoder::{Encoder, EncoderBundle};
 use losses::SimilarityLoss;
 use s2m_core::checkpoint::{Checkpoint, latest_checkpoint};
@@ -70,8 +63,11 @@ use s2m_core::rng::derive_seed;
 use serde::{Deserialize, Serialize};
 use stylegan2::{Discriminator, StyleGan2Config};
 
+use crate::bundle::{
+    EncoderRef, InitRef, REFINER_FORMAT, REFINER_JSON, REFINER_WEIGHTS, RefinerMeta, read_export,
+};
 use crate::config::HyperConfig;
-use crate::hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
+use crate::hypernet::HyperNetwork;
 use crate::refinement::{DEFAULT_STEPS, Refinement, refine};
 use crate::structure::{
     FeatureTarget, StructureBundle, StructureNet, label_classes, one_hot, structure_loss,
@@ -81,35 +77,11 @@ pub use e4e_encoder::run::{StopReason, run_training};
 
 use crate::error::{RefinerError, Result};
 
-/// Format tag of `refiner.json`.
-pub const REFINER_FORMAT: &str = "sketch2medi-refiner/1";
-pub const REFINER_WEIGHTS: &str = "refiner.safetensors";
-pub const REFINER_JSON: &str = "refiner.json";
-
 const INIT_STREAM: u64 = 0x4E7;
 /// The minibatch-stddev group of rosinality's discriminator.
 const DISCRIMINATOR_GROUP: usize = 4;
 /// Checkpoint `extra` key of the warm start ([`InitRef`]).
 const INIT_KEY: &str = "init_from";
-
-/// The refiner a run was initialised from (`RefinerTrainConfig::init_from`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InitRef {
-    /// The export folder given.
-    pub dir: String,
-    /// sha256 of its `refiner.safetensors`.
-    pub sha256: String,
-    /// Its training steps (from its `refiner.json`).
-    pub steps: u64,
-}
-
-/// The metadata and the weights file of the refiner export `dir` (errors name the missing or
-/// bad file). The caller checks the metadata, then the file's sha256 ([`verify_sha256`]).
-fn read_export(dir: &Path) -> Result<(RefinerMeta, PathBuf)> {
-    let meta: RefinerMeta = read_bundle_json(dir, REFINER_JSON, "refiner", REFINER_FORMAT)?;
-    let weights = bundle_file(dir, REFINER_WEIGHTS, "refiner")?;
-    Ok((meta, weights))
-}
 
 /// Loads H's weights from the refiner export `dir` into `h_vars`: the folder must hold a
 /// refiner with the same `hyper` config, trained for the generator with sha256 `gen_sha`.
@@ -1001,7 +973,7 @@ impl RefinerTrainer {
         )?)
     }
 
-    /// Writes the refiner bundle (see the module docs) to `dir`.
+    /// Writes the refiner bundle ([`crate::bundle`]) to `dir`.
     pub fn export(&self, dir: &Path) -> Result<RefinerMeta> {
         let weights = varmap_tensors(&self.h_vars);
         let meta = RefinerMeta {
@@ -1065,86 +1037,4 @@ pub struct StructureRef {
     /// The weight of the structure feature distance (0: not used).
     #[serde(default)]
     pub features_lambda: f64,
-}
-
-/// The encoder a refiner was trained with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EncoderRef {
-    /// The encoder's export folder at training time.
-    pub dir: String,
-    /// sha256 of its `encoder.safetensors`.
-    pub sha256: String,
-}
-
-/// `refiner.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RefinerMeta {
-    /// [`REFINER_FORMAT`].
-    pub format: String,
-    pub hyper: HyperConfig,
-    /// T used in training (and the default at inference).
-    pub iterations: usize,
-    pub generator: GeneratorRef,
-    pub encoder: EncoderRef,
-    pub data: DataInfo,
-    pub losses: LossInfo,
-    /// Weight of the sketch-weighted MSE added to L_sim in training (0: the paper's loss).
-    #[serde(default)]
-    pub sketch_l2: f64,
-    /// The frozen discriminator of the realism term (`losses.adv` is its weight; None: the
-    /// paper's loss).
-    #[serde(default)]
-    pub discriminator: Option<DiscriminatorRef>,
-    /// Weight of the region loss in training (0: the paper's loss).
-    #[serde(default)]
-    pub region: f64,
-    /// The frozen structure net of the structure loss and its weight (None: not used).
-    #[serde(default)]
-    pub structure: Option<StructureRef>,
-    /// The refiner the run was initialised from (a fine-tuning run); `steps` counts this
-    /// run's steps only.
-    #[serde(default)]
-    pub init: Option<InitRef>,
-    pub optimizer: String,
-    pub steps: u64,
-    pub batch: usize,
-    pub seed: u64,
-    pub created_unix_s: u64,
-    /// sha256 of `refiner.safetensors` (checked on load).
-    pub refiner_sha256: String,
-}
-
-/// A trained refiner: H and the metadata of its export folder.
-#[derive(Debug, Clone)]
-pub struct RefinerBundle {
-    pub hypernet: HyperNetwork,
-    pub meta: RefinerMeta,
-}
-
-impl RefinerBundle {
-    /// Loads an export folder for a generator with config `gen_cfg` (which must be the one H
-    /// was trained for). Errors name the missing or bad file.
-    pub fn load(dir: &Path, gen_cfg: &StyleGan2Config, device: &Device) -> Result<Self> {
-        let (meta, weights) = read_export(dir)?;
-        if &meta.generator.config != gen_cfg {
-            return Err(TrainError::Bundle {
-                path: dir.join(REFINER_JSON),
-                message: format!(
-                    "the refiner was trained for generator config {:?}, not {gen_cfg:?}",
-                    meta.generator.config
-                ),
-            }
-            .into());
-        }
-        verify_sha256(&weights, &meta.refiner_sha256)?;
-        let hypernet = HyperNetwork::load(
-            &weights,
-            meta.hyper.clone(),
-            gen_cfg,
-            DEFAULT_SKETCH_CHANNEL_INIT,
-            DType::F32,
-            device,
-        )?;
-        Ok(Self { hypernet, meta })
-    }
 }
