@@ -22,7 +22,6 @@ use stylegan2::StyleGan2Config;
 use crate::config::HyperConfig;
 use crate::error::Result;
 use crate::hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
-use crate::train::{DiscriminatorRef, StructureRef};
 
 /// Format tag of `refiner.json`.
 pub const REFINER_FORMAT: &str = "sketch2medi-refiner/1";
@@ -69,19 +68,11 @@ pub struct RefinerMeta {
     pub encoder: EncoderRef,
     pub data: DataInfo,
     pub losses: LossInfo,
-    /// Weight of the sketch-weighted MSE added to L_sim in training (0: the paper's loss).
-    #[serde(default)]
-    pub sketch_l2: f64,
-    /// The frozen discriminator of the realism term (`losses.adv` is its weight; None: the
-    /// paper's loss).
-    #[serde(default)]
-    pub discriminator: Option<DiscriminatorRef>,
-    /// Weight of the region loss in training (0: the paper's loss).
-    #[serde(default)]
-    pub region: f64,
-    /// The frozen structure net of the structure loss and its weight (None: not used).
-    #[serde(default)]
-    pub structure: Option<StructureRef>,
+    /// Fields recorded by the run's extra loss terms (`train::ExtraTerms::record`; for the
+    /// terms of `refiner-aids`: `sketch_l2`, `discriminator`, `region`, `structure`); none for
+    /// the paper's loss.
+    #[serde(flatten)]
+    pub extra_terms: serde_json::Map<String, serde_json::Value>,
     /// The refiner the run was initialised from (a fine-tuning run); `steps` counts this
     /// run's steps only.
     #[serde(default)]

@@ -10,7 +10,7 @@
 //!     Δ_t  = H([ŷ_{t-1}.detach(), x])     (BatchNorm in train mode)
 //!     S_t  = S_{t-1}.detach() + Δ_t
 //!     ŷ_t  = G(w; θ ⊙ (1 + S_t))
-//!     L_t  = L_sim(ŷ_t, y) [+ optional terms],  backward(L_t)
+//!     L_t  = L_sim(ŷ_t, y) [+ Σ_k λ_k extra_k(ŷ_t)],  backward(L_t)
 //!                                         (gradients accumulate over t)
 //! one Adam step on H's parameters
 //! ```
@@ -21,12 +21,11 @@
 //! so only one iteration's graph is alive) and H takes one optimiser step. L_sim = 1.0 · MSE +
 //! 0.8 · perceptual (+ 0.5 · MoCo when its weights exist); HyperStyle's non-face defaults.
 //!
-//! Optional, off by default (NOTE: not in HyperStyle or the paper): a sketch-weighted MSE
-//! (`sketch_l2_lambda`), a region loss on the targets' label maps (`region_lambda`,
-//! [`region_colour_loss`]), a structure loss (`structure_lambda`: cross-entropy + soft Dice of
-//! a frozen [`crate::structure::StructureNet`] on ŷ_t against the target's label map) and a
-//! realism term (`adv_lambda`), the non-saturating GAN loss of the generator's own
-//! discriminator D, frozen ([`load_discriminator`]).
+//! Extra loss terms (NOTE: not in HyperStyle or the paper; none by default) plug in through
+//! [`ExtraLoss`] and [`RefinerTrainer::open_with_extras`]: each is prepared once per batch,
+//! weighted, added to L_sim at every iteration and logged as `{name}_last`. The training aids
+//! of the `refiner-aids` crate (the structure feature distance the shipped H was fine-tuned
+//! with, the structure, region, sketch-weighted-MSE and realism terms) are such terms.
 //!
 //! NOTE (deviations from HyperStyle): Adam(lr 1e-4, betas 0.9/0.999) instead of Ranger(1e-4);
 //! H's input is `[ŷ, sketch]` (4 channels) instead of `[x, ŷ]` (6); sketches in [-1, 1].
@@ -51,8 +50,8 @@ use candle_nn::VarMap;
 use e4e_encoder::bundle::{DataInfo, GeneratorRef, LossInfo};
 use e4e_encoder::run::{
     EpochOrder, FrozenGenerator, PairDataset, Pairs, TrainError, check_finite, check_pairs,
-    checkpoint_meta, create_run_folders, load_validation, open_log, scalar, sha256_file,
-    trainable_vars, unix_time, varmap_tensors, verify_sha256, write_strip, write_weights_bundle,
+    checkpoint_meta, create_run_folders, load_validation, open_log, scalar, trainable_vars,
+    unix_time, varmap_tensors, verify_sha256, write_strip, write_weights_bundle,
 };
 use e4e_encoder::{Encoder, EncoderBundle};
 use losses::SimilarityLoss;
@@ -61,7 +60,6 @@ use s2m_core::logcsv::CsvLogger;
 use s2m_core::optim::{Adam, AdamConfig};
 use s2m_core::rng::derive_seed;
 use serde::{Deserialize, Serialize};
-use stylegan2::{Discriminator, StyleGan2Config};
 
 use crate::bundle::{
     EncoderRef, InitRef, REFINER_FORMAT, REFINER_JSON, REFINER_WEIGHTS, RefinerMeta, read_export,
@@ -69,17 +67,12 @@ use crate::bundle::{
 use crate::config::HyperConfig;
 use crate::hypernet::HyperNetwork;
 use crate::refinement::{DEFAULT_STEPS, Refinement, refine};
-use crate::structure::{
-    FeatureTarget, StructureBundle, StructureNet, label_classes, one_hot, structure_loss,
-};
 
 pub use e4e_encoder::run::{StopReason, run_training};
 
 use crate::error::{RefinerError, Result};
 
 const INIT_STREAM: u64 = 0x4E7;
-/// The minibatch-stddev group of rosinality's discriminator.
-const DISCRIMINATOR_GROUP: usize = 4;
 /// Checkpoint `extra` key of the warm start ([`InitRef`]).
 const INIT_KEY: &str = "init_from";
 
@@ -121,175 +114,44 @@ fn load_init(dir: &Path, hyper: &HyperConfig, gen_sha: &str, h_vars: &VarMap) ->
     })
 }
 
-/// A frozen StyleGAN2 discriminator used as a realism prior (`RefinerTrainConfig::adv_lambda`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DiscriminatorRef {
-    /// The file given (a `sketch2medi stylegan2 train` checkpoint, or a file of the
-    /// discriminator's tensors alone).
-    pub file: String,
-    /// sha256 of that file.
-    pub sha256: String,
+/// An extra loss term added to L_sim at every refinement iteration (NOTE: not in HyperStyle or
+/// the paper; the `refiner-aids` crate holds the terms Sketch2MedI uses). Prepared once per
+/// batch ([`ExtraLoss::for_batch`]), then evaluated on ŷ_t at each iteration t:
+/// `L_t = L_sim(ŷ_t, y) + Σ_k weight_k · term_k(ŷ_t)`, the terms added in their order.
+pub trait ExtraLoss {
+    /// Short name: the term's log column is `{name}_last` and [`RefinerStepStats::extra`]
+    /// finds its value under this name.
+    fn name(&self) -> &str;
+    /// The term's weight in the objective.
+    fn weight(&self) -> f64;
+    /// The term for one batch (its sketches, target images and label maps in `batch`; the
+    /// generator's images are `image_size` px): whatever depends only on the batch (masks,
+    /// targets' features) is computed here, once.
+    fn for_batch<'a>(
+        &'a self,
+        batch: &'a Pairs,
+        image_size: usize,
+    ) -> Result<Box<dyn BatchLoss + 'a>>;
 }
 
-/// Loads the discriminator of the generator config `gen_cfg` from `path`: a StyleGAN2
-/// training checkpoint (its `d.*` tensors) or a safetensors file of the discriminator's
-/// tensors under rosinality's names. Its weights are plain tensors (never trained here).
-/// Errors name the file and, for a missing or mis-shaped tensor, the key.
-pub fn load_discriminator(
-    path: &Path,
-    gen_cfg: &StyleGan2Config,
-    device: &Device,
-) -> Result<(Discriminator, DiscriminatorRef)> {
-    let bad = |message: String| TrainError::Bundle {
-        path: path.to_path_buf(),
-        message,
-    };
-    if !path.is_file() {
-        return Err(bad("the discriminator file does not exist".into()).into());
-    }
-    let sha256 = sha256_file(path)?;
-    // Read on the CPU: a training checkpoint also holds G and the optimisers' states, and only
-    // D's tensors go to `device`.
-    let tensors = candle_core::safetensors::load(path, &Device::Cpu)
-        .map_err(|e| bad(format!("unreadable safetensors: {e}")))?;
-    let prefix = if tensors.keys().any(|k| k.starts_with("d.")) {
-        "d."
-    } else {
-        ""
-    };
-    let mut d_tensors = HashMap::new();
-    for (k, v) in tensors {
-        if let Some(name) = k.strip_prefix(prefix) {
-            d_tensors.insert(name.to_string(), v.to_device(device)?);
-        }
-    }
-    let vb = candle_nn::VarBuilder::from_tensors(d_tensors, DType::F32, device);
-    let d = Discriminator::new(gen_cfg, vb).map_err(|e| {
-        bad(format!(
-            "not a discriminator for generator config {gen_cfg:?}: {e}"
-        ))
-    })?;
-    Ok((
-        d,
-        DiscriminatorRef {
-            file: path.display().to_string(),
-            sha256,
-        },
-    ))
+/// An [`ExtraLoss`] prepared for one batch.
+pub trait BatchLoss {
+    /// The unweighted term for the refined images ŷ_t `[B, 3, H, W]` of one iteration, with
+    /// its autograd graph (its gradient reaches H through ŷ_t).
+    fn loss(&self, image: &Tensor) -> Result<Tensor>;
 }
 
-/// The non-saturating GAN loss `mean softplus(-D(image))` of a frozen discriminator: low when
-/// `D` finds the images real. Its gradient reaches `image` only.
-pub fn realism_loss(d: &Discriminator, image: &Tensor) -> Result<Tensor> {
-    let logits = d.forward(image)?;
-    Ok(s2m_core::gan::g_nonsaturating_loss(&logits)?)
-}
-
-/// Where the sketch has ink, dilated by one pixel (3 x 3 maximum) and resized (nearest) to
-/// `size`: `[B, 1, size, size]` in [0, 1] from sketches `[B, 1, n, n]` in [-1, 1] (ink -1).
-pub fn sketch_stroke_mask(sketch: &Tensor, size: usize) -> Result<Tensor> {
-    let ink = ((1.0 - sketch.detach())? * 0.5)?.clamp(0f32, 1f32)?;
-    let padded = ink.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
-    let dilated = padded.max_pool2d_with_stride(3, 1)?;
-    let (_, _, h, w) = dilated.dims4()?;
-    Ok(if h == size && w == size {
-        dilated
-    } else {
-        dilated.upsample_nearest2d(size, size)?
-    })
-}
-
-/// Sketch-weighted MSE: Σ m ⊙ (ŷ − y)² / (C · Σ m), the squared error on the pixels the
-/// sketch draws (`mask` from [`sketch_stroke_mask`], broadcast over the C channels). 0 for a
-/// blank sketch. It weighs the drawn contours (small structures such as the uvula and the
-/// tonsils included), where MSE over the whole image is dominated by the colour of the large
-/// areas. Tried on the phantom (docs/ENCODER_REFINER.md, "Fine-tuning experiments"), it made H
-/// blur those structures more, not less: an MSE on uncertain edges rewards blur.
-pub fn sketch_weighted_mse(image: &Tensor, target: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    let c = image.dim(1)? as f64;
-    let sq = (image - target)?.sqr()?;
-    let num = sq.broadcast_mul(mask)?.sum_all()?;
-    let den = ((mask.sum_all()? * c)? + 1e-6)?;
-    Ok(num.div(&den)?)
-}
-
-/// The region loss: for every structure (class) `c` of each target's label map, the squared
-/// distance between the mean colours of `image` and `target` over the region of class `c`
-/// (`label / 16 == c`, background excluded), averaged over the colour channels and over the
-/// (sample, class) pairs present. `image`, `target` `[B, 3, H, W]`, `labels` `[B, H, W]` u8
-/// (`class_id * 16 + instance`). Insensitive to blurred edges or detail inside a region, it
-/// grows when a structure fades into its surroundings. Zero when no structure is labelled.
-/// (Training builds [`RegionWeights`] once per batch and calls [`RegionWeights::loss`] at every
-/// iteration.)
-pub fn region_colour_loss(image: &Tensor, target: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    RegionWeights::new(labels)?.loss(image, target)
-}
-
-/// The label maps of a batch turned into per-structure averaging weights, for
-/// [`region_colour_loss`]: `[B, K, H, W]` = (region of the k-th class present in the batch) /
-/// (its area), 0 where the sample lacks that class.
-#[derive(Debug, Clone)]
-pub struct RegionWeights {
-    weights: Tensor,
-    /// (sample, class) pairs present.
-    count: usize,
-}
-
-impl RegionWeights {
-    /// From label maps `[B, H, W]` u8 (`class_id * 16 + instance`, 0 = background).
-    pub fn new(labels: &Tensor) -> Result<Self> {
-        let (b, h, w) = labels.dims3().map_err(|_| {
-            TrainError::Data(format!(
-                "label maps have shape {:?}, expected [B, H, W]",
-                labels.dims()
-            ))
-        })?;
-        let classes = (labels.to_dtype(DType::F32)? / 16.0)?.floor()?;
-        let mut present = classes.flatten_all()?.to_vec1::<f32>()?;
-        present.sort_by(f32::total_cmp);
-        present.dedup();
-        let regions = present
-            .into_iter()
-            .filter(|&c| c > 0.0)
-            .map(|c| classes.eq(c)?.to_dtype(DType::F32))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        if regions.is_empty() {
-            let weights = Tensor::zeros((b, 0, h, w), DType::F32, labels.device())?;
-            return Ok(Self { weights, count: 0 });
-        }
-        let regions = Tensor::stack(&regions, 1)?; // [B, K, H, W]
-        let area = regions.sum_keepdim((2, 3))?; // [B, K, 1, 1]
-        let count = area
-            .flatten_all()?
-            .to_vec1::<f32>()?
-            .iter()
-            .filter(|&&a| a > 0.0)
-            .count();
-        let weights = regions.broadcast_div(&area.clamp(1f32, f32::MAX)?)?;
-        Ok(Self { weights, count })
-    }
-
-    /// [`region_colour_loss`] of `image` against `target` (both `[B, 3, H, W]`).
-    pub fn loss(&self, image: &Tensor, target: &Tensor) -> Result<Tensor> {
-        let (b, k, h, w) = self.weights.dims4()?;
-        let (ib, _, ih, iw) = image.dims4()?;
-        if (ib, ih, iw) != (b, h, w) {
-            return Err(TrainError::Data(format!(
-                "label maps have shape {:?}, the images need [{ib}, {ih}, {iw}]",
-                [b, h, w]
-            ))
-            .into());
-        }
-        if self.count == 0 || k == 0 {
-            return Ok(Tensor::zeros((), DType::F32, image.device())?);
-        }
-        // Mean colour difference per (sample, class, channel): [B, K, 3]; 0 where absent.
-        let mean = (image - target)?
-            .unsqueeze(1)?
-            .broadcast_mul(&self.weights.unsqueeze(2)?)?
-            .sum((3, 4))?;
-        Ok((mean.sqr()?.sum_all()? / (3 * self.count) as f64)?)
-    }
+/// The extra terms of a run and what the export records about them.
+#[derive(Default)]
+pub struct ExtraTerms {
+    /// The terms, in the order they are added to the objective and logged.
+    pub terms: Vec<Box<dyn ExtraLoss>>,
+    /// Top-level fields of the export's `refiner.json` describing the terms (weights, frozen
+    /// networks and their hashes), [`RefinerMeta::extra_terms`].
+    pub record: serde_json::Map<String, serde_json::Value>,
+    /// Recorded as `losses.adv` in `refiner.json`: the weight of an adversarial (realism)
+    /// term, 0 without one.
+    pub adv_lambda: f64,
 }
 
 /// Hyper-parameters of phase 2 (HyperStyle defaults unless noted).
@@ -308,34 +170,6 @@ pub struct RefinerTrainConfig {
     pub l2_lambda: f64,
     pub lpips_lambda: f64,
     pub moco_lambda: f64,
-    /// Weight of the sketch-weighted MSE (see [`sketch_weighted_mse`]); 0 (the default) is
-    /// the paper's L_sim alone. NOTE (deviation when > 0): not in HyperStyle or the paper.
-    pub sketch_l2_lambda: f64,
-    /// Weight of the realism term [`realism_loss`] of the frozen `discriminator` added at
-    /// every iteration; 0 (the default) is the paper's loss. NOTE (deviation when > 0): not
-    /// in HyperStyle or the paper; it counters H's drift towards blurred, average images at
-    /// t >= 2 (docs/ENCODER_REFINER.md).
-    pub adv_lambda: f64,
-    /// Weight of the region loss [`region_colour_loss`] added at every iteration (needs the
-    /// targets' label maps, [`Pairs::masks`]); 0 (the default) is the paper's loss. NOTE
-    /// (deviation when > 0): not in HyperStyle or the paper.
-    pub region_lambda: f64,
-    /// Weight of the structure loss [`crate::structure::structure_loss`] of the frozen
-    /// `structure_net` on ŷ_t against the target's label map, added at every iteration (needs
-    /// [`Pairs::masks`]); 0 (the default) is the paper's loss. NOTE (deviation when > 0): not
-    /// in HyperStyle or the paper.
-    pub structure_lambda: f64,
-    /// Weight of the feature distance [`crate::structure::structure_feature_distance`]
-    /// between ŷ_t and y through the frozen `structure_net`'s feature maps, added at every
-    /// iteration (a domain-trained stand-in for the unavailable MoCo trunk); 0 (the default)
-    /// is the paper's loss. NOTE (deviation when > 0): not in HyperStyle or the paper.
-    pub structure_features_lambda: f64,
-    /// A structure-net export folder ([`crate::structure::StructureBundle`]); needed when
-    /// `structure_lambda` or `structure_features_lambda` > 0.
-    pub structure_net: Option<PathBuf>,
-    /// The discriminator trained with the generator (see [`load_discriminator`]); needed when
-    /// `adv_lambda` > 0.
-    pub discriminator: Option<PathBuf>,
     /// Warm start: an export folder of a refiner with the same `hyper` config and generator
     /// whose weights (and BatchNorm statistics) initialise H when the run starts fresh (a
     /// checkpoint in the run folder takes precedence). Adam starts from zero.
@@ -348,6 +182,11 @@ pub struct RefinerTrainConfig {
     pub log_every: u64,
     /// Rows of the sample strip.
     pub val_samples: usize,
+    /// The settings of the run's extra loss terms ([`ExtraLoss`]), recorded in checkpoints as
+    /// top-level fields of the config (e.g. `refiner_aids::AidsConfig`); empty for the paper's
+    /// loss. The terms themselves are handed to [`RefinerTrainer::open_with_extras`].
+    #[serde(flatten)]
+    pub extra_terms: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for RefinerTrainConfig {
@@ -360,13 +199,6 @@ impl Default for RefinerTrainConfig {
             l2_lambda: SimilarityLoss::DEFAULT_L2,
             lpips_lambda: SimilarityLoss::DEFAULT_LPIPS,
             moco_lambda: SimilarityLoss::DEFAULT_MOCO,
-            sketch_l2_lambda: 0.0,
-            adv_lambda: 0.0,
-            region_lambda: 0.0,
-            structure_lambda: 0.0,
-            structure_features_lambda: 0.0,
-            structure_net: None,
-            discriminator: None,
             init_from: None,
             seed: 0,
             sample_every: 500,
@@ -374,16 +206,12 @@ impl Default for RefinerTrainConfig {
             keep_checkpoints: 2,
             log_every: 10,
             val_samples: 8,
+            extra_terms: serde_json::Map::new(),
         }
     }
 }
 
 impl RefinerTrainConfig {
-    /// Whether a structure loss term is on (and the structure net is needed).
-    pub fn uses_structure_net(&self) -> bool {
-        self.structure_lambda > 0.0 || self.structure_features_lambda > 0.0
-    }
-
     pub fn validate(&self) -> Result<()> {
         self.hyper.validate()?;
         let bad = |m: String| Err(TrainError::Config(m).into());
@@ -397,38 +225,9 @@ impl RefinerTrainConfig {
             ("l2_lambda", self.l2_lambda),
             ("lpips_lambda", self.lpips_lambda),
             ("moco_lambda", self.moco_lambda),
-            ("sketch_l2_lambda", self.sketch_l2_lambda),
-            ("adv_lambda", self.adv_lambda),
-            ("region_lambda", self.region_lambda),
-            ("structure_lambda", self.structure_lambda),
-            ("structure_features_lambda", self.structure_features_lambda),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return bad(format!("{name} = {v} must be finite and >= 0"));
-            }
-        }
-        if self.uses_structure_net() && self.structure_net.is_none() {
-            return bad(format!(
-                "structure_lambda = {} / structure_features_lambda = {} need a structure-net \
-                 export folder",
-                self.structure_lambda, self.structure_features_lambda
-            ));
-        }
-        if self.adv_lambda > 0.0 {
-            if self.discriminator.is_none() {
-                return bad(format!(
-                    "adv_lambda = {} needs a discriminator file",
-                    self.adv_lambda
-                ));
-            }
-            // The discriminator's minibatch-stddev groups of min(batch, 4) must tile the batch.
-            let group = self.batch.min(DISCRIMINATOR_GROUP);
-            if !self.batch.is_multiple_of(group) {
-                return bad(format!(
-                    "batch {} with adv_lambda > 0: the discriminator needs a batch below {} or \
-                     a multiple of it",
-                    self.batch, DISCRIMINATOR_GROUP
-                ));
             }
         }
         Ok(())
@@ -444,17 +243,8 @@ pub struct IterationLosses {
     pub sim_t: Vec<f64>,
     pub l2_last: f64,
     pub perceptual_last: f64,
-    /// The sketch-weighted MSE of the last iteration (None when `sketch_l2_lambda` is 0).
-    pub sketch_l2_last: Option<f64>,
-    /// The realism loss of the last iteration (None when `adv_lambda` is 0).
-    pub adv_last: Option<f64>,
-    /// The region loss of the last iteration (None when `region_lambda` is 0).
-    pub region_last: Option<f64>,
-    /// The structure loss of the last iteration (None when `structure_lambda` is 0).
-    pub structure_last: Option<f64>,
-    /// The structure feature distance of the last iteration (None when
-    /// `structure_features_lambda` is 0).
-    pub structure_features_last: Option<f64>,
+    /// The unweighted extra terms of the last iteration, by name, in the order of the terms.
+    pub extras: Vec<(String, f64)>,
 }
 
 /// Losses of one step.
@@ -470,17 +260,17 @@ pub struct RefinerStepStats {
     /// MSE and perceptual distance of the last iteration.
     pub l2_last: f64,
     pub perceptual_last: f64,
-    /// The sketch-weighted MSE of the last iteration (None when not used).
-    pub sketch_l2_last: Option<f64>,
-    /// The realism loss of the last iteration (None when not used).
-    pub adv_last: Option<f64>,
-    /// The region loss of the last iteration (None when not used).
-    pub region_last: Option<f64>,
-    /// The structure loss of the last iteration (None when not used).
-    pub structure_last: Option<f64>,
-    /// The structure feature distance of the last iteration (None when not used).
-    pub structure_features_last: Option<f64>,
+    /// The unweighted extra terms ([`ExtraLoss`]) of the last iteration, by name, in the order
+    /// of the terms (empty for the paper's loss).
+    pub extras: Vec<(String, f64)>,
     pub seconds: f64,
+}
+
+impl RefinerStepStats {
+    /// The last iteration's value of the extra term `name` (None when the run has no such term).
+    pub fn extra(&self, name: &str) -> Option<f64> {
+        self.extras.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
 }
 
 /// A phase-2 run in a folder: `checkpoints/`, `log.csv`, `loss.png`, `samples/`, `export/`.
@@ -504,36 +294,15 @@ pub struct RefinerTrainer {
     data_description: String,
     sketch_source: String,
     init: Option<InitRef>,
-    realism: Option<(Discriminator, DiscriminatorRef)>,
-    structure: Option<(StructureNet, StructureRef)>,
+    extras: ExtraTerms,
 }
 
-fn log_columns(
-    iterations: usize,
-    sketch_l2: bool,
-    adv: bool,
-    region: bool,
-    structure: bool,
-    structure_features: bool,
-) -> Vec<String> {
+/// The columns of `log.csv`: the paper's losses, then `{name}_last` for each extra term.
+fn log_columns(iterations: usize, extras: &ExtraTerms) -> Vec<String> {
     let mut c = vec!["total".to_string(), "sim_e".to_string()];
     c.extend((1..=iterations).map(|t| format!("sim_t{t}")));
     c.extend(["l2_last", "perceptual_last"].map(String::from));
-    if sketch_l2 {
-        c.push("sketch_l2_last".into());
-    }
-    if adv {
-        c.push("adv_last".into());
-    }
-    if region {
-        c.push("region_last".into());
-    }
-    if structure {
-        c.push("structure_last".into());
-    }
-    if structure_features {
-        c.push("structure_features_last".into());
-    }
+    c.extend(extras.terms.iter().map(|e| format!("{}_last", e.name())));
     c.push("sec_per_step".into());
     c
 }
@@ -542,9 +311,33 @@ impl RefinerTrainer {
     /// Opens the run in `out`: resumes from its latest checkpoint if there is one (H's config,
     /// T, and the generator's and encoder's hashes must match), else starts fresh from
     /// `cfg.seed`. `encoder_dir` is the encoder's export folder (loaded with
-    /// [`EncoderBundle::load`]); it must have been trained with `generator`.
+    /// [`EncoderBundle::load`]); it must have been trained with `generator`. The loss is the
+    /// paper's L_sim alone; see [`RefinerTrainer::open_with_extras`] for extra terms.
     pub fn open(
+        cfg: RefinerTrainConfig,
+        generator: FrozenGenerator,
+        encoder_dir: &Path,
+        loss: SimilarityLoss,
+        out: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::open_with_extras(
+            cfg,
+            ExtraTerms::default(),
+            generator,
+            encoder_dir,
+            loss,
+            out,
+            device,
+        )
+    }
+
+    /// [`RefinerTrainer::open`] with extra loss terms added to L_sim at every iteration
+    /// (`extras.terms`, in their order; their settings belong in `cfg.extra_terms` so that
+    /// checkpoints record them).
+    pub fn open_with_extras(
         mut cfg: RefinerTrainConfig,
+        extras: ExtraTerms,
         generator: FrozenGenerator,
         encoder_dir: &Path,
         loss: SimilarityLoss,
@@ -632,31 +425,7 @@ impl RefinerTrainer {
         } else if let Some(dir) = &cfg.init_from {
             init = Some(load_init(dir, &cfg.hyper, generator.sha256(), &h_vars)?);
         }
-        let realism = match (&cfg.discriminator, cfg.adv_lambda > 0.0) {
-            (Some(path), true) => Some(load_discriminator(path, &gen_cfg, device)?),
-            _ => None,
-        };
-        let structure = match (&cfg.structure_net, cfg.uses_structure_net()) {
-            (Some(dir), true) => {
-                let bundle = StructureBundle::load(dir, device)?;
-                let r = StructureRef {
-                    dir: dir.display().to_string(),
-                    sha256: bundle.meta.weights_sha256.clone(),
-                    lambda: cfg.structure_lambda,
-                    features_lambda: cfg.structure_features_lambda,
-                };
-                Some((bundle.net, r))
-            }
-            _ => None,
-        };
-        let columns = log_columns(
-            cfg.iterations,
-            cfg.sketch_l2_lambda > 0.0,
-            realism.is_some(),
-            cfg.region_lambda > 0.0,
-            cfg.structure_lambda > 0.0,
-            cfg.structure_features_lambda > 0.0,
-        );
+        let columns = log_columns(cfg.iterations, &extras);
         let col_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
         let logger = open_log(&out, &col_refs, step)?;
         Ok(Self {
@@ -679,8 +448,7 @@ impl RefinerTrainer {
             data_description: String::new(),
             sketch_source: String::new(),
             init,
-            realism,
-            structure,
+            extras,
         })
     }
 
@@ -743,14 +511,6 @@ impl RefinerTrainer {
         )?;
         let w_plus = self.codes(&pairs.sketches)?;
         let y0 = self.g.image(&w_plus)?.detach();
-        let stroke_mask = if self.cfg.sketch_l2_lambda > 0.0 {
-            Some(sketch_stroke_mask(
-                &pairs.sketches,
-                self.g.config().size as usize,
-            )?)
-        } else {
-            None
-        };
         let sim_e = scalar(&self.loss.forward(&y0, &pairs.images)?.total)?;
 
         let params = trainable_vars(&self.h_vars);
@@ -762,40 +522,16 @@ impl RefinerTrainer {
             sim_t: Vec::with_capacity(self.cfg.iterations),
             l2_last: f64::NAN,
             perceptual_last: f64::NAN,
-            sketch_l2_last: None,
-            adv_last: None,
-            region_last: None,
-            structure_last: None,
-            structure_features_last: None,
+            extras: Vec::with_capacity(self.extras.terms.len()),
         };
-        let labels = || {
-            pairs.masks.as_ref().ok_or_else(|| {
-                TrainError::Data(
-                    "the region and structure losses need the targets' label maps (masks), and \
-                     the data has none"
-                        .into(),
-                )
-            })
-        };
-        let regions = match self.cfg.region_lambda > 0.0 {
-            true => Some(RegionWeights::new(labels()?)?),
-            false => None,
-        };
-        // The structure terms' targets, once per batch: (net, one-hot labels, target features).
-        let structure = match &self.structure {
-            Some((net, _)) => Some((
-                net,
-                match self.cfg.structure_lambda > 0.0 {
-                    true => Some(one_hot(&label_classes(labels()?)?)?),
-                    false => None,
-                },
-                match self.cfg.structure_features_lambda > 0.0 {
-                    true => Some(FeatureTarget::new(net, &pairs.images)?),
-                    false => None,
-                },
-            )),
-            None => None,
-        };
+        // The extra terms' per-batch state (targets computed once per batch).
+        let image_size = self.g.config().size as usize;
+        let extras = self
+            .extras
+            .terms
+            .iter()
+            .map(|e| e.for_batch(pairs, image_size))
+            .collect::<Result<Vec<_>>>()?;
         let mut last = None;
         for t in 1..=self.cfg.iterations {
             // Free the previous iteration's graph before building this one.
@@ -811,32 +547,13 @@ impl RefinerTrainer {
             (_, losses.l2_last, losses.perceptual_last, _) = terms.values()?;
             losses.sim_t.push(v);
             let mut objective = terms.total.clone();
-            if let Some(mask) = &stroke_mask {
-                let extra = sketch_weighted_mse(&image, &pairs.images, mask)?;
-                losses.sketch_l2_last = Some(scalar(&extra)?);
-                objective = (objective + (extra * self.cfg.sketch_l2_lambda)?)?;
-            }
-            if let Some(regions) = &regions {
-                let region = regions.loss(&image, &pairs.images)?;
-                losses.region_last = Some(scalar(&region)?);
-                objective = (objective + (region * self.cfg.region_lambda)?)?;
-            }
-            if let Some((net, labels, features)) = &structure {
-                if let Some(target) = labels {
-                    let terms = structure_loss(&net.forward(&image)?, target)?;
-                    losses.structure_last = Some(scalar(&terms.total)?);
-                    objective = (objective + (terms.total * self.cfg.structure_lambda)?)?;
-                }
-                if let Some(target) = features {
-                    let d = target.distance(net, &image)?;
-                    losses.structure_features_last = Some(scalar(&d)?);
-                    objective = (objective + (d * self.cfg.structure_features_lambda)?)?;
-                }
-            }
-            if let Some((d, _)) = &self.realism {
-                let adv = realism_loss(d, &image)?;
-                losses.adv_last = Some(scalar(&adv)?);
-                objective = (objective + (adv * self.cfg.adv_lambda)?)?;
+            losses.extras.clear();
+            for (term, batch_term) in self.extras.terms.iter().zip(&extras) {
+                let extra = batch_term.loss(&image)?;
+                losses
+                    .extras
+                    .push((term.name().to_string(), scalar(&extra)?));
+                objective = (objective + (extra * term.weight())?)?;
             }
             let grads = objective.backward()?;
             for (name, var) in &params {
@@ -884,22 +601,14 @@ impl RefinerTrainer {
             sim_t: losses.sim_t,
             l2_last: losses.l2_last,
             perceptual_last: losses.perceptual_last,
-            sketch_l2_last: losses.sketch_l2_last,
-            adv_last: losses.adv_last,
-            region_last: losses.region_last,
-            structure_last: losses.structure_last,
-            structure_features_last: losses.structure_features_last,
+            extras: losses.extras,
             seconds: start.elapsed().as_secs_f64(),
         };
         if self.cfg.log_every > 0 && self.step.is_multiple_of(self.cfg.log_every) {
             let mut row = vec![stats.total, stats.sim_e];
             row.extend(&stats.sim_t);
             row.extend([stats.l2_last, stats.perceptual_last]);
-            row.extend(stats.sketch_l2_last);
-            row.extend(stats.adv_last);
-            row.extend(stats.region_last);
-            row.extend(stats.structure_last);
-            row.extend(stats.structure_features_last);
+            row.extend(stats.extras.iter().map(|(_, v)| *v));
             row.push(stats.seconds);
             self.logger.log(self.step, &row)?;
         }
@@ -993,11 +702,8 @@ impl RefinerTrainer {
                 description: self.data_description.clone(),
                 sketch_source: self.sketch_source.clone(),
             },
-            losses: LossInfo::new(&self.loss, self.cfg.adv_lambda),
-            sketch_l2: self.cfg.sketch_l2_lambda,
-            discriminator: self.realism.as_ref().map(|(_, r)| r.clone()),
-            region: self.cfg.region_lambda,
-            structure: self.structure.as_ref().map(|(_, r)| r.clone()),
+            losses: LossInfo::new(&self.loss, self.extras.adv_lambda),
+            extra_terms: self.extras.record.clone(),
             init: self.init.clone(),
             optimizer: format!(
                 "Adam(lr {}, betas 0.9/0.999), loss at each of T = {} iterations, one step per \
@@ -1024,17 +730,3 @@ impl RefinerTrainer {
 }
 
 e4e_encoder::impl_train_loop!(RefinerTrainer, RefinerStepStats, RefinerError);
-
-/// The structure net of a run's structure loss (`RefinerTrainConfig::structure_lambda`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StructureRef {
-    /// Its export folder at training time.
-    pub dir: String,
-    /// sha256 of its `structure.safetensors`.
-    pub sha256: String,
-    /// The weight of the structure loss (0: not used).
-    pub lambda: f64,
-    /// The weight of the structure feature distance (0: not used).
-    #[serde(default)]
-    pub features_lambda: f64,
-}

@@ -52,7 +52,7 @@ use s2m_core::optim::{Adam, AdamConfig, load_varmap};
 use s2m_core::rng::{derive_seed, randn_vec, rng_from_seed};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{RefinerError, Result};
+use hyperstyle_refiner::{RefinerError, Result};
 
 /// Background + the four anatomical classes (label-map class ids 1..=4).
 pub const NUM_CLASSES: usize = 5;
