@@ -13,10 +13,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
-use hyperstyle_refiner::StructureBundle;
-use hyperstyle_refiner::structure::{HeldOutDice, hard_dice_counts, label_classes};
 use metrics::dice::{load_label_map, pair_by_stem};
 use metrics::features::list_images;
+use refiner_aids::StructureBundle;
+use refiner_aids::structure::{HeldOutDice, hard_dice_counts, label_classes};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();

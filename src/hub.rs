@@ -11,8 +11,8 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::pipeline::{MANIFEST, PipelineError, PipelineManifest, Result};
-use e4e_encoder::{ENCODER_JSON, ENCODER_WEIGHTS, LATENT_AVG_FILE};
-use hyperstyle_refiner::train::{REFINER_JSON, REFINER_WEIGHTS};
+use e4e_encoder::bundle::{ENCODER_JSON, ENCODER_WEIGHTS, LATENT_AVG_FILE};
+use hyperstyle_refiner::bundle::{REFINER_JSON, REFINER_WEIGHTS};
 
 /// `rel` resolved against the repo folder `base` as a repo path with `/` separators; `..` may
 /// not leave the repo.

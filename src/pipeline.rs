@@ -334,7 +334,7 @@ impl Sketch2MedI {
         let (refiner, refiner_hash) = match &manifest.refiner {
             Some(rel) => {
                 let ref_dir = resolve(&dir, rel)?;
-                let ref_file = ref_dir.join(hyperstyle_refiner::train::REFINER_WEIGHTS);
+                let ref_file = ref_dir.join(hyperstyle_refiner::bundle::REFINER_WEIGHTS);
                 let bundle = RefinerBundle::load(&ref_dir, generator.config(), device)?;
                 if bundle.meta.generator.sha256 != g_hash {
                     return Err(mismatch(

@@ -1,6 +1,6 @@
 //! `sketch2medi refiner train`: phase 2 of the training (H with E and G frozen, the loss at
-//! each of T refinement iterations); see `hyperstyle_refiner::train` and
-//! docs/ENCODER_REFINER.md ("Training").
+//! each of T refinement iterations, with the optional training aids of `refiner_aids`); see
+//! `hyperstyle_refiner::train` and docs/ENCODER_REFINER.md ("Training").
 
 use std::path::PathBuf;
 
@@ -8,11 +8,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use e4e_encoder::run::PairDataset;
 use hyperstyle_refiner::train::{StopReason, run_training};
-use hyperstyle_refiner::{
-    HyperConfig, RefinerTrainConfig, RefinerTrainer, StructureNetConfig, StructureTrainConfig,
-    StructureTrainer,
-};
+use hyperstyle_refiner::{HyperConfig, RefinerTrainConfig};
 use pharynx_phantom::layout::Split;
+use refiner_aids::{AidsConfig, StructureNetConfig, StructureTrainConfig, StructureTrainer};
 
 use crate::cli::encoder::{
     CommonTrainArgs, Preset, ScheduleArgs, budget, load_inputs, phantom_pairs, preset_or_json,
@@ -143,13 +141,6 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
         l2_lambda: c.l2,
         lpips_lambda: c.lpips,
         moco_lambda: c.moco,
-        sketch_l2_lambda: args.sketch_l2,
-        adv_lambda: args.adv,
-        region_lambda: args.region,
-        structure_lambda: args.structure,
-        structure_features_lambda: args.structure_features,
-        structure_net: args.structure_net.clone(),
-        discriminator: args.discriminator.clone(),
         init_from: args.init.clone(),
         seed: c.schedule.seed,
         sample_every: c.schedule.sample_every,
@@ -157,8 +148,18 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
         log_every: c.log_every,
         ..RefinerTrainConfig::default()
     };
-    let mut trainer = RefinerTrainer::open(
+    let aids = AidsConfig {
+        sketch_l2_lambda: args.sketch_l2,
+        adv_lambda: args.adv,
+        region_lambda: args.region,
+        structure_lambda: args.structure,
+        structure_features_lambda: args.structure_features,
+        structure_net: args.structure_net.clone(),
+        discriminator: args.discriminator.clone(),
+    };
+    let mut trainer = refiner_aids::open_trainer(
         cfg,
+        &aids,
         inputs.generator,
         &args.encoder,
         inputs.loss,
@@ -181,14 +182,14 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
         bar.set_position(s.step);
         let steps: Vec<String> = s.sim_t.iter().map(|v| format!("{v:.3}")).collect();
         let extras: String = [
-            ("sketch-MSE", s.sketch_l2_last),
-            ("adv", s.adv_last),
-            ("region", s.region_last),
-            ("structure", s.structure_last),
-            ("structure-features", s.structure_features_last),
+            ("sketch-MSE", "sketch_l2"),
+            ("adv", "adv"),
+            ("region", "region"),
+            ("structure", "structure"),
+            ("structure-features", "structure_features"),
         ]
         .iter()
-        .filter_map(|(name, v)| v.map(|v| format!(" {name} {v:.4}")))
+        .filter_map(|(label, name)| s.extra(name).map(|v| format!(" {label} {v:.4}")))
         .collect();
         bar.set_message(format!(
             "sum {:.3} E {:.3} t=1..{} {}{extras} {:.2}s/step",

@@ -11,15 +11,16 @@
 //! - [`ResNetBody`]: ReStyle/HyperStyle's ResNet body (custom stem, `body.N`), shared with the
 //!   HyperStyle refiner.
 //! - [`init::seeded_var_map`]: seeded fresh parameters (candle's CPU RNG cannot be seeded).
-//! - [`train`]: phase 1 of the training (E + D_w with G frozen), its export format and
-//!   [`EncoderBundle`] (load an export, embed sketches); [`run`]: the run-folder machinery
-//!   shared with phase 2 (`hyperstyle_refiner::train`).
+//! - [`bundle`]: the export format of E and [`EncoderBundle`] (load an export, embed sketches).
+//! - [`train`]: phase 1 of the training (E + D_w with G frozen); [`run`]: the run-folder
+//!   machinery shared with phase 2 (`hyperstyle_refiner::train`).
 //!
 //! Parameter names are the PyTorch state-dict keys of the mirrored modules (see
 //! [`encoder`] and [`discriminator`]); `docs/ENCODER_REFINER.md` has the tables and the parity
 //! numbers.
 
 pub mod body;
+pub mod bundle;
 pub mod config;
 pub mod discriminator;
 pub mod encoder;
@@ -30,7 +31,11 @@ pub mod run;
 pub mod testing;
 pub mod train;
 
-pub use body::{ResNetBody, torchvision_to_body_names};
+pub use body::ResNetBody;
+pub use bundle::{
+    ENCODER_FORMAT, ENCODER_JSON, ENCODER_WEIGHTS, EncoderBundle, EncoderMeta, LATENT_AVG_FILE,
+    torchvision_to_body_names,
+};
 pub use config::{EncoderBackbone, EncoderConfig, EncoderHead};
 pub use discriminator::{
     D_REG_EVERY, LatentDiscriminator, LatentDiscriminatorConfig, R1_GAMMA, d_loss, g_adv_loss,
@@ -42,7 +47,4 @@ pub use error::{E4eError, Result};
 /// are named in [`TrainError::Bundle`]).
 pub use run::TrainError as EncoderError;
 pub use run::{FrozenGenerator, PairDataset, Pairs, TensorPairs, TrainError, TrainResult};
-pub use train::{
-    ENCODER_FORMAT, ENCODER_JSON, ENCODER_WEIGHTS, EncoderBundle, EncoderMeta, EncoderTrainConfig,
-    EncoderTrainer, LATENT_AVG_FILE,
-};
+pub use train::{EncoderTrainConfig, EncoderTrainer};

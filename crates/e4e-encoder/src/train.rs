@@ -29,15 +29,8 @@
 //!   single-w; for a W+ head all deltas train from step 0 and D_w sees slot 0).
 //! - sketches are in [-1, 1] like the images (pSp feeds sketches in [0, 1]).
 //!
-//! Exports ([`EncoderTrainer::export`], loaded by [`EncoderBundle::load`]):
-//!
-//! ```text
-//! export/encoder.safetensors   E's tensors under its PyTorch names (BatchNorm statistics included)
-//! export/latent_avg.safetensors `latent_avg` [1, S]
-//! export/encoder.json          EncoderMeta: format tag, EncoderConfig, generator file + sha256 +
-//!                              config, latent_avg provenance, data + sketch source, losses,
-//!                              optimiser, steps, seed, time, sha256 of encoder.safetensors
-//! ```
+//! Exports ([`EncoderTrainer::export`]) go to `<out>/export` in the format of
+//! [`crate::bundle`], loaded by [`EncoderBundle::load`](crate::bundle::EncoderBundle::load).
 //!
 //! ```text
 //! sketch2medi encoder train --data data/phantom64 --generator weights/stylegan2_phantom64 --out runs/enc
@@ -47,7 +40,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use backbones::ExtraChannelInit;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarMap;
 use losses::SimilarityLoss;
@@ -56,31 +48,22 @@ use s2m_core::logcsv::CsvLogger;
 use s2m_core::optim::{Adam, AdamConfig};
 use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed};
 use serde::{Deserialize, Serialize};
-use stylegan2::StyleGan2Config;
 
+use crate::bundle::{
+    DataInfo, ENCODER_FORMAT, ENCODER_JSON, ENCODER_WEIGHTS, EncoderMeta, GeneratorRef,
+    LATENT_AVG_FILE, LATENT_AVG_KEY, LATENT_AVG_SAMPLES, LatentAvgInfo, LossInfo,
+};
 use crate::config::EncoderConfig;
 use crate::discriminator::{D_REG_EVERY, LatentDiscriminator, LatentDiscriminatorConfig, R1_GAMMA};
 use crate::encoder::Encoder;
 use crate::run::{
-    EpochOrder, bundle_file, check_finite, check_pairs, checkpoint_meta, create_run_folders,
-    load_validation, open_log, read_bundle_json, scalar, trainable_vars, varmap_tensors,
-    verify_sha256, write_bundle, write_strip,
+    EpochOrder, check_finite, check_pairs, checkpoint_meta, create_run_folders, load_validation,
+    open_log, scalar, trainable_vars, varmap_tensors, write_bundle, write_strip,
 };
 pub use crate::run::{
     FrozenGenerator, PairDataset, Pairs, StopReason, TensorPairs, TrainError, TrainResult,
     run_training,
 };
-
-/// Format tag of `encoder.json`.
-pub const ENCODER_FORMAT: &str = "sketch2medi-encoder/1";
-/// File names of an encoder bundle.
-pub const ENCODER_WEIGHTS: &str = "encoder.safetensors";
-pub const LATENT_AVG_FILE: &str = "latent_avg.safetensors";
-pub const ENCODER_JSON: &str = "encoder.json";
-/// The tensor name inside [`LATENT_AVG_FILE`].
-pub const LATENT_AVG_KEY: &str = "latent_avg";
-/// Number of z's averaged for w_avg (e4e's `mean_latent(10000)` fallback).
-pub const LATENT_AVG_SAMPLES: usize = 10_000;
 
 const LATENT_AVG_STREAM: u64 = 0x1A7E;
 const INIT_STREAM: u64 = 0x1417;
@@ -624,7 +607,7 @@ impl EncoderTrainer {
         crate::run::write_loss_plot(&self.out, "Phase 1: encoder E + D_w", &LOG_COLUMNS[..10])
     }
 
-    /// Writes the encoder bundle (see the module docs) to `dir`.
+    /// Writes the encoder bundle ([`crate::bundle`]) to `dir`.
     pub fn export(&self, dir: &Path) -> TrainResult<EncoderMeta> {
         let weights = varmap_tensors(&self.e_vars);
         let avg = HashMap::from([(LATENT_AVG_KEY.to_string(), self.latent_avg.detach())]);
@@ -673,146 +656,3 @@ impl EncoderTrainer {
 }
 
 crate::impl_train_loop!(EncoderTrainer, EncoderStepStats, TrainError);
-
-/// The generator an encoder or refiner was trained with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GeneratorRef {
-    /// Path (or label) of the weights at training time.
-    pub file: String,
-    /// sha256 of the weights file.
-    pub sha256: String,
-    pub config: StyleGan2Config,
-}
-
-/// Provenance of w_avg.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LatentAvgInfo {
-    pub file: String,
-    pub samples: usize,
-    /// Seed of the z stream.
-    pub seed: u64,
-    pub how: String,
-}
-
-/// The training data of a bundle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DataInfo {
-    pub description: String,
-    /// Where the sketches came from (ground-truth contours or the synthesizer S).
-    pub sketch_source: String,
-}
-
-/// The loss weights of a run, and what was left out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LossInfo {
-    pub l2: f64,
-    pub perceptual: f64,
-    /// "ST-LPIPS-alex", "LPIPS-alex", ...
-    pub perceptual_net: String,
-    pub moco: f64,
-    /// False when the MoCo-v2 weights were not available (the term was left out).
-    pub moco_active: bool,
-    /// lambda_adv: phase 1, the latent discriminator's; phase 2, the weight of the frozen
-    /// image discriminator's realism term (0 = the paper's loss).
-    pub adv: f64,
-    pub notes: Vec<String>,
-}
-
-impl LossInfo {
-    /// The weights and notes of `loss` (as configured for the run) and lambda_adv.
-    pub fn new(loss: &SimilarityLoss, adv: f64) -> Self {
-        Self {
-            l2: loss.l2,
-            perceptual: loss.lpips_weight,
-            perceptual_net: loss.perceptual().name(),
-            moco: loss.moco_weight,
-            moco_active: loss.moco().is_some() && loss.moco_weight > 0.0,
-            adv,
-            notes: loss.notes().to_vec(),
-        }
-    }
-}
-
-/// `encoder.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EncoderMeta {
-    /// [`ENCODER_FORMAT`].
-    pub format: String,
-    pub encoder: EncoderConfig,
-    pub generator: GeneratorRef,
-    pub latent_avg: LatentAvgInfo,
-    pub data: DataInfo,
-    pub losses: LossInfo,
-    pub optimizer: String,
-    /// Training steps done.
-    pub steps: u64,
-    pub batch: usize,
-    pub seed: u64,
-    pub created_unix_s: u64,
-    /// sha256 of `encoder.safetensors` (checked on load).
-    pub encoder_sha256: String,
-}
-
-/// A trained encoder: E, w_avg and the metadata of its export folder.
-#[derive(Debug, Clone)]
-pub struct EncoderBundle {
-    pub encoder: Encoder,
-    /// `[1, S]`.
-    pub latent_avg: Tensor,
-    pub meta: EncoderMeta,
-}
-
-impl EncoderBundle {
-    /// Loads an export folder (see the module docs). Errors name the missing or bad file.
-    pub fn load(dir: &Path, device: &Device) -> TrainResult<Self> {
-        let meta: EncoderMeta = read_bundle_json(dir, ENCODER_JSON, "encoder", ENCODER_FORMAT)?;
-        let weights = bundle_file(dir, ENCODER_WEIGHTS, "encoder")?;
-        let avg_path = bundle_file(dir, LATENT_AVG_FILE, "encoder")?;
-        verify_sha256(&weights, &meta.encoder_sha256)?;
-        let encoder = Encoder::load(
-            &weights,
-            meta.encoder.clone(),
-            ExtraChannelInit::MeanOfRgb,
-            DType::F32,
-            device,
-        )?;
-        let avg = backbones::weights::read_safetensors(&avg_path, device)
-            .map_err(|e| TrainError::bundle(&avg_path, e.to_string()))?;
-        let s = meta.encoder.style_dim;
-        let latent_avg = match avg.get(LATENT_AVG_KEY) {
-            Some(t) if t.elem_count() == s => t.to_dtype(DType::F32)?.reshape((1, s))?,
-            Some(t) => {
-                return Err(TrainError::bundle(
-                    &avg_path,
-                    format!(
-                        "`{LATENT_AVG_KEY}` has shape {:?}, expected [1, {s}]",
-                        t.dims()
-                    ),
-                ));
-            }
-            None => {
-                return Err(TrainError::bundle(
-                    &avg_path,
-                    format!("no tensor `{LATENT_AVG_KEY}`"),
-                ));
-            }
-        };
-        Ok(Self {
-            encoder,
-            latent_avg,
-            meta,
-        })
-    }
-
-    /// w = E(sketch) + w_avg for `sketch` `[B, 1, n, n]` in [-1, 1] (n = the encoder's input
-    /// size): `[B, S]` (or `[B, n_latent, S]` for a W+ encoder). Eval mode, no autograd graph.
-    pub fn embed(&self, sketch: &Tensor) -> TrainResult<Tensor> {
-        let codes = self.encoder.forward(sketch)?;
-        Ok(Encoder::add_latent_avg(&codes, &self.latent_avg)?.detach())
-    }
-
-    /// The generator config E was trained with.
-    pub fn generator_config(&self) -> &StyleGan2Config {
-        &self.meta.generator.config
-    }
-}

@@ -1,18 +1,19 @@
 //! E and D_w: parameter names against the PyTorch reference, shapes, forward parity with the
 //! PyTorch fixture (`tools/e4e_fixtures.py`), losses, loading and seeded init.
 
-mod common;
-
 use backbones::ExtraChannelInit;
 use backbones::synthetic::synthetic_var_builder;
 use candle_core::{DType, Device, Tensor};
-use common::{load, metadata, rel_err, torch_keys};
 use e4e_encoder::{
     D_REG_EVERY, Encoder, EncoderConfig, LatentDiscriminator, LatentDiscriminatorConfig, R1_GAMMA,
     d_loss, g_adv_loss, r1_loss,
 };
+use s2m_core::testing::{fixture_metadata, load_fixture, rel_err, torch_keys};
 
-const FIX: &str = "e4e_tiny.safetensors";
+const FIX: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/e4e_tiny.safetensors"
+);
 
 fn irse_test_config() -> EncoderConfig {
     EncoderConfig::ir_se50()
@@ -22,7 +23,7 @@ fn irse_test_config() -> EncoderConfig {
 
 #[test]
 fn parameter_names_equal_the_pytorch_state_dicts() {
-    let meta = metadata(FIX);
+    let meta = fixture_metadata(FIX);
     let cases = [
         ("ir_se50", EncoderConfig::ir_se50()),
         ("ir_se50_wplus14", EncoderConfig::ir_se50().with_w_plus(14)),
@@ -83,7 +84,7 @@ fn key_facts_of_the_presets() {
 
 #[test]
 fn forward_matches_pytorch() {
-    let t = load(FIX);
+    let t = load_fixture(FIX);
     let dev = Device::Cpu;
     let vb = synthetic_var_builder(DType::F32, &dev);
     let x = &t["narrow.input"];

@@ -9,32 +9,30 @@
 //!   4-channel stem, `RefinementBlock`s, `HyperRefinementBlock`s + one
 //!   `SharedWeightsHypernet`); output a `stylegan2::WeightOffsets`.
 //! - [`Refinement`] (the running sum of Δ) and [`refine`] (the T-step loop).
-//! - [`structure`]: the structure network of the optional structure loss (a small U-Net
-//!   trained on the phantom's label maps; not in the paper).
-//! - [`train`]: phase 2 of the training (H with E and G frozen, the loss at every iteration),
-//!   its export format and [`RefinerBundle`].
+//! - [`bundle`]: the export format of H and [`RefinerBundle`] (load an export).
+//! - [`train`]: phase 2 of the training (H with E and G frozen, L_sim at every iteration), with
+//!   the [`ExtraLoss`] hook for extra terms (the `refiner-aids` crate holds Sketch2MedI's).
 //!
 //! See `docs/ENCODER_REFINER.md` for names, presets and tests.
 
 pub mod blocks;
+pub mod bundle;
 pub mod config;
 pub mod error;
 pub mod hypernet;
 pub mod refinement;
-pub mod structure;
+#[doc(hidden)]
+pub mod testing;
 pub mod train;
 
 pub use blocks::{HyperRefinementBlock, RefinementBlock, SharedWeightsHypernet};
+pub use bundle::{
+    EncoderRef, InitRef, REFINER_FORMAT, REFINER_JSON, REFINER_WEIGHTS, RefinerBundle, RefinerMeta,
+};
 pub use config::{BlockKind, HyperConfig, LayersToTune, OutputSlot, SharedLayers, output_table};
 pub use error::{RefinerError, Result};
 pub use hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
 pub use refinement::{DEFAULT_STEPS, RefineOutput, Refinement, refine};
-pub use structure::{
-    StructureBundle, StructureNet, StructureNetConfig, StructureTrainConfig, StructureTrainer,
-    structure_loss,
-};
 pub use train::{
-    DiscriminatorRef, InitRef, RefinerBundle, RefinerMeta, RefinerTrainConfig, RefinerTrainer,
-    RegionWeights, load_discriminator, realism_loss, region_colour_loss, sketch_stroke_mask,
-    sketch_weighted_mse,
+    BatchLoss, ExtraLoss, ExtraTerms, RefinerStepStats, RefinerTrainConfig, RefinerTrainer,
 };

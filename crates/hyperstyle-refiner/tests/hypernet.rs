@@ -3,28 +3,29 @@
 //! generators, and the update rule theta_t = theta (1 + sum Delta) against an explicit
 //! computation.
 
-mod common;
-
 use std::collections::HashMap;
 
 use backbones::synthetic::synthetic_var_builder;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use common::{load, metadata, rel_err, torch_keys};
 use hyperstyle_refiner::{
     BlockKind, HyperConfig, HyperNetwork, LayersToTune, Refinement, SharedLayers, output_table,
     refine,
 };
+use s2m_core::testing::{fixture_metadata, load_fixture, rel_err, torch_keys};
 use stylegan2::{
     Generator, GeneratorInput, NoiseMode, StyleGan2Config, WeightOffsets, init::init_generator,
     modulated_layer_shapes,
 };
 
-const FIX: &str = "hyperstyle_tiny.safetensors";
+const FIX: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/hyperstyle_tiny.safetensors"
+);
 
 #[test]
 fn parameter_names_equal_the_pytorch_state_dicts() {
-    let meta = metadata(FIX);
+    let meta = fixture_metadata(FIX);
     let cases = [
         (
             "hyperstyle_paper256",
@@ -112,7 +113,7 @@ fn output_table_reproduces_hyperstyle_for_config_f_and_follows_other_generators(
 
 #[test]
 fn forward_matches_pytorch() {
-    let t = load(FIX);
+    let t = load_fixture(FIX);
     let dev = Device::Cpu;
     let h = HyperNetwork::new(
         HyperConfig::narrow_cpu(),

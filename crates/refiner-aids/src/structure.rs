@@ -38,12 +38,12 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Module, VarBuilder, VarMap};
+use e4e_encoder::bundle::DataInfo;
 use e4e_encoder::run::{
     EpochOrder, PairDataset, Pairs, TrainError, check_finite, checkpoint_meta, create_run_folders,
     open_log, read_bundle_json, scalar, trainable_vars, unix_time, varmap_tensors, verify_sha256,
     write_strip, write_weights_bundle,
 };
-use e4e_encoder::train::DataInfo;
 use rand::Rng as _;
 use s2m_core::anatomy::Class;
 use s2m_core::checkpoint::{Checkpoint, latest_checkpoint};
@@ -52,7 +52,7 @@ use s2m_core::optim::{Adam, AdamConfig, load_varmap};
 use s2m_core::rng::{derive_seed, randn_vec, rng_from_seed};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{RefinerError, Result};
+use hyperstyle_refiner::{RefinerError, Result};
 
 /// Background + the four anatomical classes (label-map class ids 1..=4).
 pub const NUM_CLASSES: usize = 5;

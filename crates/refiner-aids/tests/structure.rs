@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use e4e_encoder::TensorPairs;
 use e4e_encoder::testing::max_abs_diff;
-use hyperstyle_refiner::structure::{
+use hyperstyle_refiner::train::run_training;
+use refiner_aids::structure::{
     FeatureTarget, NUM_CLASSES, STRUCTURE_JSON, STRUCTURE_WEIGHTS, StructureBundle, StructureNet,
     StructureNetConfig, StructureTrainConfig, StructureTrainer, label_classes, one_hot,
     structure_feature_distance, structure_loss,
 };
-use hyperstyle_refiner::train::run_training;
 use s2m_core::gradcheck::check_grad;
 
 fn tiny() -> StructureNetConfig {
