@@ -3,7 +3,7 @@
 //!
 //! Follows the patterns of `stylegan2::train` (the GAN loop): a run lives in one folder
 //! (`checkpoints/`, `log.csv`, `loss.png`, `samples/`, `export/`), checkpoints are atomic and
-//! rotated (`s2m_core::checkpoint`), the data order is a pure function of `(seed, epoch)`
+//! rotated (`s2m_train::checkpoint`), the data order is a pure function of `(seed, epoch)`
 //! ([`EpochOrder`]) so a resumed run sees exactly the batches an uninterrupted one would, and a
 //! non-finite loss stops the run with [`TrainError::Diverged`].
 //!
@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use s2m_core::imageio::{image_grid, save_png, tensor_to_rgb_batch};
-use s2m_core::logcsv::CsvLogger;
-use s2m_core::plot::plot_training_log;
 use s2m_core::rng::{derive_seed, seeded_permutation};
+use s2m_train::logcsv::CsvLogger;
+use s2m_train::plot::plot_training_log;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -45,7 +45,7 @@ pub enum TrainError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
-    SecondOrder(#[from] s2m_core::autograd::SecondOrderError),
+    SecondOrder(#[from] s2m_train::autograd::SecondOrderError),
     #[error(
         "training diverged at step {step}: {what} is {value} (not finite); the last checkpoint in {dir} is intact"
     )]
@@ -202,8 +202,8 @@ pub fn checkpoint_meta<C: Serialize>(
     seed: u64,
     config: &C,
     hashes: &[(&str, &str)],
-) -> TrainResult<s2m_core::checkpoint::CheckpointMeta> {
-    let mut meta = s2m_core::checkpoint::CheckpointMeta::new(step, seed);
+) -> TrainResult<s2m_train::checkpoint::CheckpointMeta> {
+    let mut meta = s2m_train::checkpoint::CheckpointMeta::new(step, seed);
     meta.config = serde_json::to_value(config)
         .map_err(|e| TrainError::Config(format!("cannot serialise the config: {e}")))?;
     for (k, v) in hashes {
@@ -431,13 +431,13 @@ pub fn scalar(t: &Tensor) -> TrainResult<f64> {
 /// The vars of `varmap` an optimiser should update: all but BatchNorm running statistics
 /// (which train-mode BatchNorm updates in place and checkpoints save with the model).
 pub fn trainable_vars(varmap: &VarMap) -> Vec<(String, Var)> {
-    s2m_core::optim::varmap_named_vars(varmap)
+    s2m_train::optim::varmap_named_vars(varmap)
         .into_iter()
         .filter(|(n, _)| !(n.ends_with("running_mean") || n.ends_with("running_var")))
         .collect()
 }
 
-pub use s2m_core::optim::varmap_tensors;
+pub use s2m_train::optim::varmap_tensors;
 
 /// A sample strip: one row per sample, one column per tensor of `columns` (each `[B, C, h, w]`
 /// with C = 1 or 3, values in [-1, 1]; resized bilinearly to the first column's size).

@@ -20,7 +20,7 @@
 //!
 //! NOTE (deviations from e4e):
 //! - optimiser: Adam(lr 1e-4, betas 0.9/0.999) instead of e4e's Ranger (RAdam + Lookahead +
-//!   gradient centralisation, same lr 1e-4): `s2m_core::optim::Adam` is the workspace's
+//!   gradient centralisation, same lr 1e-4): `s2m_train::optim::Adam` is the workspace's
 //!   optimiser with exactly resumable state; Ranger is not implemented.
 //! - E runs once per step: D_w's fake codes are the detached codes of E's own forward pass
 //!   (e4e runs E a second time under `no_grad`, which also updates the BatchNorm statistics a
@@ -51,10 +51,10 @@ use backbones::ExtraChannelInit;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarMap;
 use losses::SimilarityLoss;
-use s2m_core::checkpoint::{Checkpoint, RngState, latest_checkpoint};
-use s2m_core::logcsv::CsvLogger;
-use s2m_core::optim::{Adam, AdamConfig};
 use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed};
+use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
+use s2m_train::logcsv::CsvLogger;
+use s2m_train::optim::{Adam, AdamConfig};
 use serde::{Deserialize, Serialize};
 use stylegan2::StyleGan2Config;
 
@@ -283,7 +283,7 @@ impl EncoderTrainer {
             )));
         }
         if cfg.adv_lambda > 0.0 && cfg.r1_gamma > 0.0 {
-            s2m_core::autograd::ensure_second_order_gradients()?;
+            s2m_train::autograd::ensure_second_order_gradients()?;
         }
         cfg.val_samples = cfg.val_samples.max(1);
         let loss = loss.with_weights(cfg.l2_lambda, cfg.lpips_lambda, cfg.moco_lambda)?;
@@ -485,7 +485,7 @@ impl EncoderTrainer {
         };
         let real = self.d.forward(&real_w)?;
         let fake = self.d.forward(&fake_w)?;
-        let d_loss = s2m_core::gan::d_logistic_loss(&real, &fake)?;
+        let d_loss = s2m_train::gan::d_logistic_loss(&real, &fake)?;
         let d_loss_v = scalar(&d_loss)?;
         check_finite(self.step, "D_w loss", d_loss_v, &self.out)?;
         let grads = d_loss.backward()?;

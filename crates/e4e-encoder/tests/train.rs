@@ -87,7 +87,7 @@ fn resumed_training_equals_uninterrupted_training() {
     assert!(a[0].r1.is_finite() && a[2].r1.is_finite() && a[1].r1.is_nan());
     assert!(a.iter().all(|s| s.d_loss.is_finite() && s.adv.is_finite()));
     // The log was continued without duplicated steps.
-    let log = s2m_core::logcsv::read_csv_log(dir.path().join("b/log.csv")).unwrap();
+    let log = s2m_train::logcsv::read_csv_log(dir.path().join("b/log.csv")).unwrap();
     let steps: Vec<f64> = log.series("total").unwrap().iter().map(|p| p.0).collect();
     assert_eq!(steps, vec![1.0, 2.0, 3.0, 4.0]);
 }

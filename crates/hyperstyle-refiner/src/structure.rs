@@ -46,10 +46,10 @@ use e4e_encoder::run::{
 use e4e_encoder::train::DataInfo;
 use rand::Rng as _;
 use s2m_core::anatomy::Class;
-use s2m_core::checkpoint::{Checkpoint, latest_checkpoint};
-use s2m_core::logcsv::CsvLogger;
-use s2m_core::optim::{Adam, AdamConfig, load_varmap};
 use s2m_core::rng::{derive_seed, randn_vec, rng_from_seed};
+use s2m_train::checkpoint::{Checkpoint, latest_checkpoint};
+use s2m_train::logcsv::CsvLogger;
+use s2m_train::optim::{Adam, AdamConfig, load_varmap};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RefinerError, Result};

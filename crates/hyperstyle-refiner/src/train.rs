@@ -63,10 +63,10 @@ use e4e_encoder::run::{
 use e4e_encoder::train::{DataInfo, GeneratorRef, LossInfo};
 use e4e_encoder::{Encoder, EncoderBundle};
 use losses::SimilarityLoss;
-use s2m_core::checkpoint::{Checkpoint, latest_checkpoint};
-use s2m_core::logcsv::CsvLogger;
-use s2m_core::optim::{Adam, AdamConfig};
 use s2m_core::rng::derive_seed;
+use s2m_train::checkpoint::{Checkpoint, latest_checkpoint};
+use s2m_train::logcsv::CsvLogger;
+use s2m_train::optim::{Adam, AdamConfig};
 use serde::{Deserialize, Serialize};
 use stylegan2::{Discriminator, StyleGan2Config};
 
@@ -140,7 +140,7 @@ fn load_init(dir: &Path, hyper: &HyperConfig, gen_sha: &str, h_vars: &VarMap) ->
             path: weights.clone(),
             message: format!("unreadable safetensors: {e}"),
         })?;
-    s2m_core::optim::load_varmap(&tensors, h_vars, "init_from refiner", "")
+    s2m_train::optim::load_varmap(&tensors, h_vars, "init_from refiner", "")
         .map_err(|e| e.in_file(&weights))?;
     Ok(InitRef {
         dir: dir.display().to_string(),
@@ -210,7 +210,7 @@ pub fn load_discriminator(
 /// `D` finds the images real. Its gradient reaches `image` only.
 pub fn realism_loss(d: &Discriminator, image: &Tensor) -> Result<Tensor> {
     let logits = d.forward(image)?;
-    Ok(s2m_core::gan::g_nonsaturating_loss(&logits)?)
+    Ok(s2m_train::gan::g_nonsaturating_loss(&logits)?)
 }
 
 /// Where the sketch has ink, dilated by one pixel (3 x 3 maximum) and resized (nearest) to

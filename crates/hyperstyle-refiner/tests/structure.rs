@@ -13,7 +13,7 @@ use hyperstyle_refiner::structure::{
     structure_feature_distance, structure_loss,
 };
 use hyperstyle_refiner::train::run_training;
-use s2m_core::gradcheck::check_grad;
+use s2m_train::gradcheck::check_grad;
 
 fn tiny() -> StructureNetConfig {
     StructureNetConfig {

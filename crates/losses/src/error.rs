@@ -36,7 +36,7 @@ pub enum LossError {
     Backbone(#[from] backbones::BackboneError),
     /// Second-order gradients (R1) are not available in this process.
     #[error(transparent)]
-    SecondOrder(#[from] s2m_core::autograd::SecondOrderError),
+    SecondOrder(#[from] s2m_train::autograd::SecondOrderError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -2,24 +2,24 @@
 //! `d_logistic_loss`, `g_nonsaturating_loss`, `d_r1_loss`), generic over the discriminator so
 //! that e4e's latent discriminator and StyleGAN2's image discriminator share them.
 //!
-//! The logistic losses and the stable softplus live in [`s2m_core::gan`]. R1 needs
+//! The logistic losses and the stable softplus live in [`s2m_train::gan`]. R1 needs
 //! second-order gradients, which candle only computes with `CANDLE_GRAD_DO_NOT_DETACH=1` set
 //! before the process starts: [`r1_penalty`] runs
-//! [`s2m_core::autograd::ensure_second_order_gradients`] first and refuses otherwise.
+//! [`s2m_train::autograd::ensure_second_order_gradients`] first and refuses otherwise.
 
 use candle_core::{Tensor, Var};
-use s2m_core::autograd::ensure_second_order_gradients;
+use s2m_train::autograd::ensure_second_order_gradients;
 
 use crate::error::{LossError, Result};
 
 /// D loss: `mean softplus(-D(real)) + mean softplus(D(fake))`.
 pub fn d_logistic_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Result<Tensor> {
-    Ok(s2m_core::gan::d_logistic_loss(real_logits, fake_logits)?)
+    Ok(s2m_train::gan::d_logistic_loss(real_logits, fake_logits)?)
 }
 
 /// G loss: `mean softplus(-D(fake))`.
 pub fn g_nonsaturating_loss(fake_logits: &Tensor) -> Result<Tensor> {
-    Ok(s2m_core::gan::g_nonsaturating_loss(fake_logits)?)
+    Ok(s2m_train::gan::g_nonsaturating_loss(fake_logits)?)
 }
 
 /// Result of [`r1_penalty`].

@@ -128,7 +128,7 @@ pub fn lpips_scaling(device: &candle_core::Device, dtype: DType) -> Result<(Tens
 /// Stable `softplus(x) = log(1 + e^x) = relu(x) + log(1 + e^-|x|)`, from differentiable pieces
 /// (candle's `binary_cross_entropy_with_logit` goes through `sigmoid` then `log` and overflows).
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
-    Ok(s2m_core::gan::softplus(x)?)
+    Ok(s2m_train::gan::softplus(x)?)
 }
 
 /// Mean over the spatial dims of `[B, C, H, W]` -> `[B, C]`.

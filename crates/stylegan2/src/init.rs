@@ -74,7 +74,7 @@ pub fn init_generator_frozen(
     let (varmap, noises) = split_params(&keys, map)?;
     Generator::new_with_noise_buffers(
         cfg,
-        VarBuilder::from_tensors(s2m_core::optim::varmap_tensors(&varmap), dtype, dev),
+        VarBuilder::from_tensors(s2m_train::optim::varmap_tensors(&varmap), dtype, dev),
         noises,
     )
 }

@@ -225,7 +225,7 @@ pub fn fused_leaky_relu(x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
 /// Softplus `log(1 + exp(x))` written stably as `relu(x) + log(1 + exp(−|x|))`, from
 /// differentiable pieces (candle's BCE-with-logits goes through sigmoid+log and overflows).
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
-    Ok(s2m_core::gan::softplus(x)?)
+    Ok(s2m_train::gan::softplus(x)?)
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@
 //!
 //! candle has no `create_graph`: the gradient of a gradient works only when the process runs
 //! with `CANDLE_GRAD_DO_NOT_DETACH=1`, so R1 and path length call
-//! [`s2m_core::autograd::ensure_second_order_gradients`] first and refuse otherwise.
+//! [`s2m_train::autograd::ensure_second_order_gradients`] first and refuse otherwise.
 
 use candle_core::{DType, Tensor, Var};
-use s2m_core::autograd::ensure_second_order_gradients;
 use s2m_core::rng::{Rng, randn_vec};
+use s2m_train::autograd::ensure_second_order_gradients;
 
 use crate::discriminator::Discriminator;
 use crate::error::{Result, StyleGan2Error};
@@ -16,12 +16,12 @@ use crate::generator::{Generator, GeneratorInput, GeneratorOutput};
 
 /// D loss: `mean softplus(−D(real)) + mean softplus(D(fake))`.
 pub fn d_logistic_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Result<Tensor> {
-    Ok(s2m_core::gan::d_logistic_loss(real_logits, fake_logits)?)
+    Ok(s2m_train::gan::d_logistic_loss(real_logits, fake_logits)?)
 }
 
 /// G loss: `mean softplus(−D(fake))`.
 pub fn g_nonsaturating_loss(fake_logits: &Tensor) -> Result<Tensor> {
-    Ok(s2m_core::gan::g_nonsaturating_loss(fake_logits)?)
+    Ok(s2m_train::gan::g_nonsaturating_loss(fake_logits)?)
 }
 
 /// Result of [`r1_penalty`].

@@ -20,12 +20,12 @@ use std::time::Instant;
 use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::Rng as _;
-use s2m_core::checkpoint::{Checkpoint, CheckpointMeta, RngState, latest_checkpoint};
 use s2m_core::imageio::{image_grid, tensor_to_rgb_batch};
-use s2m_core::logcsv::CsvLogger;
-use s2m_core::optim::{Adam, AdamConfig, varmap_named_vars};
-use s2m_core::plot::plot_training_log;
 use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed, seeded_permutation};
+use s2m_train::checkpoint::{Checkpoint, CheckpointMeta, RngState, latest_checkpoint};
+use s2m_train::logcsv::CsvLogger;
+use s2m_train::optim::{Adam, AdamConfig, varmap_named_vars};
+use s2m_train::plot::plot_training_log;
 use serde::{Deserialize, Serialize};
 
 use crate::config::StyleGan2Config;

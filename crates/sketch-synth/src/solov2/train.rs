@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use s2m_core::checkpoint::{Checkpoint, CheckpointMeta, RngState, latest_checkpoint};
-use s2m_core::logcsv::CsvLogger;
-use s2m_core::optim::{Adam, AdamConfig, varmap_named_vars};
-use s2m_core::plot::plot_training_log;
 use s2m_core::rng::{Rng, derive_seed, rng_from_seed, seeded_permutation};
+use s2m_train::checkpoint::{Checkpoint, CheckpointMeta, RngState, latest_checkpoint};
+use s2m_train::logcsv::CsvLogger;
+use s2m_train::optim::{Adam, AdamConfig, varmap_named_vars};
+use s2m_train::plot::plot_training_log;
 use serde::{Deserialize, Serialize};
 
 use super::config::SoloV2Config;
@@ -482,7 +482,7 @@ impl Trainer {
             self.opt.clip_grad_norm(&mut grads, self.cfg.grad_clip)?
         } else {
             let vars: Vec<_> = self.opt.vars().map(|(_, v)| v.clone()).collect();
-            s2m_core::optim::grad_norm(&grads, &vars.iter().collect::<Vec<_>>())?
+            s2m_train::optim::grad_norm(&grads, &vars.iter().collect::<Vec<_>>())?
         };
         if !grad_norm.is_finite() {
             return Err(self.diverged("the gradient norm", grad_norm));
