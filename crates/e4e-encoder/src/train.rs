@@ -59,17 +59,18 @@ use serde::{Deserialize, Serialize};
 use stylegan2::StyleGan2Config;
 
 use crate::config::EncoderConfig;
+pub use crate::data::{PairDataset, Pairs, TensorPairs};
+use crate::data::{check_pairs, load_validation, write_strip};
 use crate::discriminator::{D_REG_EVERY, LatentDiscriminator, LatentDiscriminatorConfig, R1_GAMMA};
 use crate::encoder::Encoder;
-use crate::run::{
-    EpochOrder, bundle_file, check_finite, check_pairs, checkpoint_meta, create_run_folders,
-    load_validation, open_log, read_bundle_json, scalar, trainable_vars, varmap_tensors,
-    verify_sha256, write_bundle, write_strip,
+pub use crate::generator::FrozenGenerator;
+use s2m_train::bundle::{bundle_file, read_bundle_json, verify_sha256, write_bundle};
+use s2m_train::optim::varmap_tensors;
+use s2m_train::run::{
+    EpochOrder, check_finite, checkpoint_meta, create_run_folders, open_log, scalar, trainable_vars,
 };
-pub use crate::run::{
-    FrozenGenerator, PairDataset, Pairs, StopReason, TensorPairs, TrainError, TrainResult,
-    run_training,
-};
+pub use s2m_train::run::{StopReason, run_training};
+pub use s2m_train::{TrainError, TrainResult};
 
 /// Format tag of `encoder.json`.
 pub const ENCODER_FORMAT: &str = "sketch2medi-encoder/1";
@@ -621,7 +622,7 @@ impl EncoderTrainer {
 
     /// Redraws `<out>/loss.png`.
     pub fn write_loss_plot(&self) -> TrainResult<()> {
-        crate::run::write_loss_plot(&self.out, "Phase 1: encoder E + D_w", &LOG_COLUMNS[..10])
+        s2m_train::run::write_loss_plot(&self.out, "Phase 1: encoder E + D_w", &LOG_COLUMNS[..10])
     }
 
     /// Writes the encoder bundle (see the module docs) to `dir`.
@@ -655,7 +656,7 @@ impl EncoderTrainer {
             steps: self.step,
             batch: self.cfg.batch,
             seed: self.cfg.seed,
-            created_unix_s: crate::run::unix_time(),
+            created_unix_s: s2m_train::run::unix_time(),
             encoder_sha256: String::new(),
         };
         write_bundle(
@@ -664,7 +665,7 @@ impl EncoderTrainer {
             ENCODER_JSON,
             |stage| {
                 Ok(EncoderMeta {
-                    encoder_sha256: crate::run::sha256_file(&stage.join(ENCODER_WEIGHTS))?,
+                    encoder_sha256: s2m_train::bundle::sha256_file(&stage.join(ENCODER_WEIGHTS))?,
                     ..meta
                 })
             },

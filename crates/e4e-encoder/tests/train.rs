@@ -114,7 +114,7 @@ fn run_exports_and_the_bundle_loads() {
     let data = data(2);
     let mut t = open(config(), &dir.path().join("run"));
     let reason = run_training(&mut t, &data, 2, None, |_| {}).unwrap();
-    assert_eq!(reason, e4e_encoder::run::StopReason::Finished);
+    assert_eq!(reason, s2m_train::run::StopReason::Finished);
     for f in ["loss.png", "samples/final.png", "log.csv"] {
         assert!(dir.path().join("run").join(f).is_file(), "{f}");
     }
@@ -214,7 +214,7 @@ fn no_gradient_reaches_the_generator() {
             "gradient reached G's {name}"
         );
     }
-    let enc = e4e_encoder::run::trainable_vars(t.encoder_vars());
+    let enc = s2m_train::run::trainable_vars(t.encoder_vars());
     assert!(!enc.is_empty());
     for (name, v) in &enc {
         assert!(

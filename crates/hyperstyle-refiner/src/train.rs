@@ -54,19 +54,24 @@ use std::time::Instant;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use e4e_encoder::run::{
-    EpochOrder, FrozenGenerator, PairDataset, Pairs, TrainError, bundle_file, check_finite,
-    check_pairs, checkpoint_meta, create_run_folders, load_validation, open_log, read_bundle_json,
-    scalar, sha256_file, trainable_vars, unix_time, varmap_tensors, verify_sha256, write_strip,
-    write_weights_bundle,
-};
+use e4e_encoder::FrozenGenerator;
+use e4e_encoder::data::{PairDataset, Pairs, check_pairs, load_validation, write_strip};
 use e4e_encoder::train::{DataInfo, GeneratorRef, LossInfo};
 use e4e_encoder::{Encoder, EncoderBundle};
 use losses::SimilarityLoss;
 use s2m_core::rng::derive_seed;
+use s2m_train::TrainError;
+use s2m_train::bundle::{
+    bundle_file, read_bundle_json, sha256_file, verify_sha256, write_weights_bundle,
+};
 use s2m_train::checkpoint::{Checkpoint, latest_checkpoint};
 use s2m_train::logcsv::CsvLogger;
+use s2m_train::optim::varmap_tensors;
 use s2m_train::optim::{Adam, AdamConfig};
+use s2m_train::run::{
+    EpochOrder, check_finite, checkpoint_meta, create_run_folders, open_log, scalar,
+    trainable_vars, unix_time,
+};
 use serde::{Deserialize, Serialize};
 use stylegan2::{Discriminator, StyleGan2Config};
 
@@ -77,7 +82,7 @@ use crate::structure::{
     FeatureTarget, StructureBundle, StructureNet, label_classes, one_hot, structure_loss,
 };
 
-pub use e4e_encoder::run::{StopReason, run_training};
+pub use s2m_train::run::{StopReason, run_training};
 
 use crate::error::{RefinerError, Result};
 
@@ -994,7 +999,7 @@ impl RefinerTrainer {
             .map(String::as_str)
             .filter(|c| *c != "sec_per_step")
             .collect();
-        Ok(e4e_encoder::run::write_loss_plot(
+        Ok(s2m_train::run::write_loss_plot(
             &self.out,
             "Phase 2: refiner H",
             &cols,

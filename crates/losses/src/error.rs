@@ -42,3 +42,9 @@ pub enum LossError {
 }
 
 pub type Result<T, E = LossError> = std::result::Result<T, E>;
+
+impl From<LossError> for s2m_train::TrainError {
+    fn from(e: LossError) -> Self {
+        Self::model(e)
+    }
+}

@@ -11,7 +11,11 @@
 //!   generic over the discriminator;
 //! - [`autograd`]: the check that second-order gradients work in this process
 //!   (`CANDLE_GRAD_DO_NOT_DETACH=1`);
-//! - [`gradcheck`]: finite-difference checks of first- and second-order gradients for tests.
+//! - [`gradcheck`]: finite-difference checks of first- and second-order gradients for tests;
+//! - [`run`]: the loop ([`run::TrainLoop`], [`run::run_training`]) with exact resume
+//!   ([`run::EpochOrder`]), a wall-clock budget and the run-folder helpers;
+//! - [`bundle`]: exported bundle folders (staged, renamed into place) and sha256 of weights;
+//! - [`TrainError`]: the one error type of every trainer.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -27,9 +31,14 @@
 //! ```
 
 pub mod autograd;
+pub mod bundle;
 pub mod checkpoint;
+pub mod error;
 pub mod gan;
 pub mod gradcheck;
 pub mod logcsv;
 pub mod optim;
 pub mod plot;
+pub mod run;
+
+pub use error::{TrainError, TrainResult};

@@ -169,7 +169,7 @@ fn resume_is_exact_and_budget_stops() {
         .unwrap()
         .train(&data, 10, Some(Duration::ZERO), |_| {})
         .unwrap();
-    assert_eq!(zero, StopReason::TimeBudget);
+    assert_eq!(zero, StopReason::Budget);
 
     // Another model config in the same folder is refused, naming the checkpoint.
     let other = TrainConfig {
