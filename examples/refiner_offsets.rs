@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let dir = Path::new(pipeline);
     let manifest = PipelineManifest::read(&dir.join("pipeline.json"))?;
-    let g = e4e_encoder::run::FrozenGenerator::load(&dir.join(&manifest.generator), &dev)?;
+    let g = e4e_encoder::FrozenGenerator::load(&dir.join(&manifest.generator), &dev)?;
     let e = e4e_encoder::EncoderBundle::load(&dir.join(&manifest.encoder), &dev)?;
     let refiner = manifest
         .refiner

@@ -26,7 +26,7 @@ fn plain<M, E>(
     build: impl Fn(VarBuilder) -> std::result::Result<M, E>,
 ) -> std::result::Result<M, E> {
     let (_, vars) = s2m_core::init::seeded_var_map(seed, DType::F32, device, &build)?;
-    let tensors = s2m_core::optim::varmap_tensors(&vars);
+    let tensors = s2m_train::optim::varmap_tensors(&vars);
     drop(vars);
     build(VarBuilder::from_tensors(tensors, DType::F32, device))
 }

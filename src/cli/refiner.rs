@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use e4e_encoder::run::PairDataset;
+use e4e_encoder::PairDataset;
 use hyperstyle_refiner::train::{StopReason, run_training};
 use hyperstyle_refiner::{HyperConfig, RefinerTrainConfig};
 use pharynx_phantom::layout::Split;

@@ -234,7 +234,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         ));
     })?;
     pb.finish();
-    if reason == StopReason::TimeBudget {
+    if reason == StopReason::Budget {
         println!("stopped at step {} (time budget)", trainer.step());
     }
     let export = a.out.join("export");

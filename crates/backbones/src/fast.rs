@@ -10,8 +10,8 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
-use s2m_core::conv::contiguous_f32 as f32_data;
-pub use s2m_core::conv::cpu_f32_untracked as applies;
+use s2m_kernels::conv::contiguous_f32 as f32_data;
+pub use s2m_kernels::conv::cpu_f32_untracked as applies;
 
 /// Linear interpolation along `dim` of a contiguous tensor: output index `j` is
 /// `x[i0[j]] + lam[j]·(x[i1[j]] − x[i0[j]])`.

@@ -48,7 +48,7 @@ impl IrSeConfig {
 }
 
 /// A bias-free convolution with padding `k / 2` (the ResNet [`Conv2d`]: block-GEMM forward and
-/// GEMM input gradient on the CPU through `s2m_core::conv`).
+/// GEMM input gradient on the CPU through `s2m_kernels::conv`).
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
     crate::resnet::conv(cin, cout, k, stride, k / 2, vb)
 }

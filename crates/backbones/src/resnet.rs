@@ -147,7 +147,7 @@ pub(crate) fn conv(
 }
 
 /// A bias-free square convolution with torchvision's parameter name (`<name>.weight`,
-/// `[out, in, k, k]`), computed by [`s2m_core::conv::conv2d`]: on the CPU its f32 forward is the
+/// `[out, in, k, k]`), computed by [`s2m_kernels::conv::conv2d`]: on the CPU its f32 forward is the
 /// block im2col + GEMM kernel and its input gradient a GEMM convolution (candle's op elsewhere).
 #[derive(Debug, Clone)]
 pub struct Conv2d {
@@ -165,7 +165,7 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        s2m_core::conv::conv2d(x, &self.weight, self.padding, self.stride)
+        s2m_kernels::conv::conv2d(x, &self.weight, self.padding, self.stride)
     }
 }
 

@@ -24,7 +24,8 @@ use stylegan2::StyleGan2Config;
 
 use crate::config::EncoderConfig;
 use crate::encoder::Encoder;
-use crate::run::{TrainError, TrainResult, bundle_file, read_bundle_json, verify_sha256};
+use s2m_train::bundle::{bundle_file, read_bundle_json, verify_sha256};
+use s2m_train::{TrainError, TrainResult};
 
 /// Format tag of `encoder.json`.
 pub const ENCODER_FORMAT: &str = "sketch2medi-encoder/1";

@@ -27,6 +27,12 @@ pub enum E4eError {
 
 pub type Result<T> = std::result::Result<T, E4eError>;
 
+impl From<E4eError> for s2m_train::TrainError {
+    fn from(e: E4eError) -> Self {
+        Self::model(e)
+    }
+}
+
 /// Checks that `x` is `[B, channels, size, size]` (B >= 1).
 pub(crate) fn check_image(
     what: &str,

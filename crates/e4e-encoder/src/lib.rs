@@ -12,8 +12,9 @@
 //!   HyperStyle refiner.
 //! - [`init::seeded_var_map`]: seeded fresh parameters (candle's CPU RNG cannot be seeded).
 //! - [`bundle`]: the export format of E and [`EncoderBundle`] (load an export, embed sketches).
-//! - [`train`]: phase 1 of the training (E + D_w with G frozen); [`run`]: the run-folder
-//!   machinery shared with phase 2 (`hyperstyle_refiner::train`).
+//! - [`train`]: phase 1 of the training (E + D_w with G frozen, on the `s2m-train` loop);
+//!   [`data`]: the (image, sketch) pairs both phases train on; [`generator`]: the frozen G they
+//!   train through (shared with phase 2, `hyperstyle_refiner::train`).
 //!
 //! Parameter names are the PyTorch state-dict keys of the mirrored modules (see
 //! [`encoder`] and [`discriminator`]); `docs/ENCODER_REFINER.md` has the tables and the parity
@@ -22,12 +23,13 @@
 pub mod body;
 pub mod bundle;
 pub mod config;
+pub mod data;
 pub mod discriminator;
 pub mod encoder;
 pub mod error;
+pub mod generator;
 pub mod heads;
 pub mod init;
-pub mod run;
 pub mod testing;
 pub mod train;
 
@@ -37,14 +39,16 @@ pub use bundle::{
     torchvision_to_body_names,
 };
 pub use config::{EncoderBackbone, EncoderConfig, EncoderHead};
+pub use data::{PairDataset, Pairs, TensorPairs};
 pub use discriminator::{
     D_REG_EVERY, LatentDiscriminator, LatentDiscriminatorConfig, R1_GAMMA, d_loss, g_adv_loss,
     r1_loss,
 };
 pub use encoder::Encoder;
 pub use error::{E4eError, Result};
+pub use generator::FrozenGenerator;
 /// The error of loading and using an [`EncoderBundle`] (the training error type: bundle files
 /// are named in [`TrainError::Bundle`]).
-pub use run::TrainError as EncoderError;
-pub use run::{FrozenGenerator, PairDataset, Pairs, TensorPairs, TrainError, TrainResult};
+pub use s2m_train::TrainError as EncoderError;
+pub use s2m_train::{TrainError, TrainResult};
 pub use train::{EncoderTrainConfig, EncoderTrainer};

@@ -10,7 +10,9 @@ use s2m_core::rng::{randn_vec, rng_from_seed};
 use stylegan2::{ChannelTable, StyleGan2Config};
 
 use crate::config::{EncoderBackbone, EncoderConfig, EncoderHead};
-use crate::run::{FrozenGenerator, TensorPairs, TrainResult};
+use crate::data::TensorPairs;
+use crate::generator::FrozenGenerator;
+use s2m_train::TrainResult;
 
 /// A 32 px generator: S = 32, 2 mapping layers, 16 channels (8 at 32 px).
 pub fn tiny_generator_config() -> StyleGan2Config {

@@ -20,7 +20,7 @@
 //!
 //! NOTE (deviations from e4e):
 //! - optimiser: Adam(lr 1e-4, betas 0.9/0.999) instead of e4e's Ranger (RAdam + Lookahead +
-//!   gradient centralisation, same lr 1e-4): `s2m_core::optim::Adam` is the workspace's
+//!   gradient centralisation, same lr 1e-4): `s2m_train::optim::Adam` is the workspace's
 //!   optimiser with exactly resumable state; Ranger is not implemented.
 //! - E runs once per step: D_w's fake codes are the detached codes of E's own forward pass
 //!   (e4e runs E a second time under `no_grad`, which also updates the BatchNorm statistics a
@@ -43,10 +43,10 @@ use std::time::Instant;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarMap;
 use losses::SimilarityLoss;
-use s2m_core::checkpoint::{Checkpoint, RngState, latest_checkpoint};
-use s2m_core::logcsv::CsvLogger;
-use s2m_core::optim::{Adam, AdamConfig};
 use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed};
+use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
+use s2m_train::logcsv::CsvLogger;
+use s2m_train::optim::{Adam, AdamConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{
@@ -54,16 +54,18 @@ use crate::bundle::{
     LATENT_AVG_FILE, LATENT_AVG_KEY, LATENT_AVG_SAMPLES, LatentAvgInfo, LossInfo,
 };
 use crate::config::EncoderConfig;
+pub use crate::data::{PairDataset, Pairs, TensorPairs};
+use crate::data::{check_pairs, load_validation, write_strip};
 use crate::discriminator::{D_REG_EVERY, LatentDiscriminator, LatentDiscriminatorConfig, R1_GAMMA};
 use crate::encoder::Encoder;
-use crate::run::{
-    EpochOrder, check_finite, check_pairs, checkpoint_meta, create_run_folders, load_validation,
-    open_log, scalar, trainable_vars, varmap_tensors, write_bundle, write_strip,
+pub use crate::generator::FrozenGenerator;
+use s2m_train::bundle::write_bundle;
+use s2m_train::optim::varmap_tensors;
+use s2m_train::run::{
+    EpochOrder, check_finite, checkpoint_meta, create_run_folders, open_log, scalar, trainable_vars,
 };
-pub use crate::run::{
-    FrozenGenerator, PairDataset, Pairs, StopReason, TensorPairs, TrainError, TrainResult,
-    run_training,
-};
+pub use s2m_train::run::{StopReason, run_training};
+pub use s2m_train::{TrainError, TrainResult};
 
 const LATENT_AVG_STREAM: u64 = 0x1A7E;
 const INIT_STREAM: u64 = 0x1417;
@@ -266,7 +268,7 @@ impl EncoderTrainer {
             )));
         }
         if cfg.adv_lambda > 0.0 && cfg.r1_gamma > 0.0 {
-            s2m_core::autograd::ensure_second_order_gradients()?;
+            s2m_train::autograd::ensure_second_order_gradients()?;
         }
         cfg.val_samples = cfg.val_samples.max(1);
         let loss = loss.with_weights(cfg.l2_lambda, cfg.lpips_lambda, cfg.moco_lambda)?;
@@ -468,7 +470,7 @@ impl EncoderTrainer {
         };
         let real = self.d.forward(&real_w)?;
         let fake = self.d.forward(&fake_w)?;
-        let d_loss = s2m_core::gan::d_logistic_loss(&real, &fake)?;
+        let d_loss = s2m_train::gan::d_logistic_loss(&real, &fake)?;
         let d_loss_v = scalar(&d_loss)?;
         check_finite(self.step, "D_w loss", d_loss_v, &self.out)?;
         let grads = d_loss.backward()?;
@@ -604,7 +606,7 @@ impl EncoderTrainer {
 
     /// Redraws `<out>/loss.png`.
     pub fn write_loss_plot(&self) -> TrainResult<()> {
-        crate::run::write_loss_plot(&self.out, "Phase 1: encoder E + D_w", &LOG_COLUMNS[..10])
+        s2m_train::run::write_loss_plot(&self.out, "Phase 1: encoder E + D_w", &LOG_COLUMNS[..10])
     }
 
     /// Writes the encoder bundle ([`crate::bundle`]) to `dir`.
@@ -638,7 +640,7 @@ impl EncoderTrainer {
             steps: self.step,
             batch: self.cfg.batch,
             seed: self.cfg.seed,
-            created_unix_s: crate::run::unix_time(),
+            created_unix_s: s2m_train::run::unix_time(),
             encoder_sha256: String::new(),
         };
         write_bundle(
@@ -647,7 +649,7 @@ impl EncoderTrainer {
             ENCODER_JSON,
             |stage| {
                 Ok(EncoderMeta {
-                    encoder_sha256: crate::run::sha256_file(&stage.join(ENCODER_WEIGHTS))?,
+                    encoder_sha256: s2m_train::bundle::sha256_file(&stage.join(ENCODER_WEIGHTS))?,
                     ..meta
                 })
             },

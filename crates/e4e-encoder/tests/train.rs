@@ -87,7 +87,7 @@ fn resumed_training_equals_uninterrupted_training() {
     assert!(a[0].r1.is_finite() && a[2].r1.is_finite() && a[1].r1.is_nan());
     assert!(a.iter().all(|s| s.d_loss.is_finite() && s.adv.is_finite()));
     // The log was continued without duplicated steps.
-    let log = s2m_core::logcsv::read_csv_log(dir.path().join("b/log.csv")).unwrap();
+    let log = s2m_train::logcsv::read_csv_log(dir.path().join("b/log.csv")).unwrap();
     let steps: Vec<f64> = log.series("total").unwrap().iter().map(|p| p.0).collect();
     assert_eq!(steps, vec![1.0, 2.0, 3.0, 4.0]);
 }
@@ -114,7 +114,7 @@ fn run_exports_and_the_bundle_loads() {
     let data = data(2);
     let mut t = open(config(), &dir.path().join("run"));
     let reason = run_training(&mut t, &data, 2, None, |_| {}).unwrap();
-    assert_eq!(reason, e4e_encoder::run::StopReason::Finished);
+    assert_eq!(reason, s2m_train::run::StopReason::Finished);
     for f in ["loss.png", "samples/final.png", "log.csv"] {
         assert!(dir.path().join("run").join(f).is_file(), "{f}");
     }
@@ -214,7 +214,7 @@ fn no_gradient_reaches_the_generator() {
             "gradient reached G's {name}"
         );
     }
-    let enc = e4e_encoder::run::trainable_vars(t.encoder_vars());
+    let enc = s2m_train::run::trainable_vars(t.encoder_vars());
     assert!(!enc.is_empty());
     for (name, v) in &enc {
         assert!(

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use e4e_encoder::bundle::{DataInfo, GeneratorRef, LossInfo};
-use e4e_encoder::run::{TrainError, bundle_file, read_bundle_json, verify_sha256};
+use s2m_train::TrainError;
+use s2m_train::bundle::{bundle_file, read_bundle_json, verify_sha256};
 use serde::{Deserialize, Serialize};
 use stylegan2::StyleGan2Config;
 

@@ -203,7 +203,7 @@ fn no_gradient_reaches_the_generator_or_the_encoder() {
             "gradient reached G's {name}"
         );
     }
-    let h = e4e_encoder::run::trainable_vars(t.hypernet_vars());
+    let h = s2m_train::run::trainable_vars(t.hypernet_vars());
     for (name, v) in &h {
         assert!(
             grads.get(v.as_tensor()).is_some(),
@@ -330,7 +330,7 @@ fn init_from_an_export_copies_its_weights_and_survives_resume() {
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(export.join("refiner.json")).unwrap())
             .unwrap();
-    json["refiner_sha256"] = e4e_encoder::run::sha256_file(&weights).unwrap().into();
+    json["refiner_sha256"] = s2m_train::bundle::sha256_file(&weights).unwrap().into();
     std::fs::write(broken.join("refiner.json"), json.to_string()).unwrap();
     let cfg = RefinerTrainConfig {
         init_from: Some(broken),

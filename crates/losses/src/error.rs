@@ -36,9 +36,15 @@ pub enum LossError {
     Backbone(#[from] backbones::BackboneError),
     /// Second-order gradients (R1) are not available in this process.
     #[error(transparent)]
-    SecondOrder(#[from] s2m_core::autograd::SecondOrderError),
+    SecondOrder(#[from] s2m_train::autograd::SecondOrderError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
 
 pub type Result<T, E = LossError> = std::result::Result<T, E>;
+
+impl From<LossError> for s2m_train::TrainError {
+    fn from(e: LossError) -> Self {
+        Self::model(e)
+    }
+}

@@ -9,7 +9,7 @@
 //! - [`similarity`]: the paper's `L_sim = l2 L2 + lpips LPIPS + cos (1 - cos)`;
 //! - [`weights`]: weight file names, the shipped `weights/` folder, how to obtain each file;
 //! - [`checks`], [`ops`]: input validation and the differentiable pieces (reflection pad,
-//!   BlurPool, channel normalisation, stable softplus).
+//!   BlurPool, channel normalisation).
 //!
 //! Images are NCHW in [-1, 1] (DISTS: [0, 1], as its reference). Every network runs in eval
 //! mode with frozen weights; gradients flow to the inputs. See `docs/LOSSES.md` for parity

@@ -1,6 +1,6 @@
 //! Differentiable building blocks the perceptual networks share and candle 0.11.1 lacks:
 //! reflection padding, ST-LPIPS's BlurPool, LPIPS's channel unit-normalisation, the LPIPS
-//! ScalingLayer and a numerically stable softplus. All are made of ops with a backward
+//! ScalingLayer. All are made of ops with a backward
 //! (`index_select`, `conv2d`, elementwise), so they differentiate (also to second order).
 
 use candle_core::{D, DType, Tensor};
@@ -125,12 +125,6 @@ pub fn lpips_scaling(device: &candle_core::Device, dtype: DType) -> Result<(Tens
     Ok((shift, scale))
 }
 
-/// Stable `softplus(x) = log(1 + e^x) = relu(x) + log(1 + e^-|x|)`, from differentiable pieces
-/// (candle's `binary_cross_entropy_with_logit` goes through `sigmoid` then `log` and overflows).
-pub fn softplus(x: &Tensor) -> Result<Tensor> {
-    Ok(s2m_core::gan::softplus(x)?)
-}
-
 /// Mean over the spatial dims of `[B, C, H, W]` -> `[B, C]`.
 pub fn spatial_mean(x: &Tensor) -> Result<Tensor> {
     Ok(x.mean(D::Minus1)?.mean(D::Minus1)?)
@@ -157,21 +151,5 @@ mod tests {
         );
         let small = Tensor::zeros((1, 1, 2, 5), DType::F32, &Device::Cpu).unwrap();
         assert!(reflect_pad2d(&small, 2).is_err());
-    }
-
-    #[test]
-    fn softplus_is_stable_and_exact() {
-        let x = Tensor::new(&[-1000f64, -3.0, 0.0, 2.5, 1000.0], &Device::Cpu).unwrap();
-        let y = softplus(&x).unwrap().to_vec1::<f64>().unwrap();
-        let want = [
-            0.0,
-            (1.0 + (-3f64).exp()).ln(),
-            2f64.ln(),
-            (1.0 + 2.5f64.exp()).ln(),
-            1000.0,
-        ];
-        for (a, b) in y.iter().zip(want) {
-            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
-        }
     }
 }

@@ -1,4 +1,4 @@
-//! Gradients of every loss against central finite differences (`s2m_core::gradcheck`), in f64,
+//! Gradients of every loss against central finite differences (`s2m_train::gradcheck`), in f64,
 //! on tiny inputs. The perceptual networks are checked on a small patch of the input (the
 //! patch is added to a fixed image through zero padding, so its gradient is exactly the
 //! gradient of those input pixels) to keep the number of forward passes small.
@@ -26,7 +26,7 @@ use losses::{
     Dists, Lpips, LpipsNet, MocoConfig, MocoLoss, Perceptual, SimilarityLoss, StLpips,
     d_logistic_loss, g_nonsaturating_loss, l2_loss, r1_penalty,
 };
-use s2m_core::gradcheck::{DEFAULT_EPS, check_grad, check_grads};
+use s2m_train::gradcheck::{DEFAULT_EPS, check_grad, check_grads};
 
 const TOL: f64 = 1e-5;
 

@@ -1,6 +1,6 @@
 //! 20-step smoke optimisation: an image (a `Var`, 1x3x32x32, another phantom image plus a
 //! deterministic noise pattern) is optimised towards a phantom target with `L_sim`
-//! (ST-LPIPS-alex with the shipped weights + L2, no MoCo) and `s2m_core::optim::Adam`.
+//! (ST-LPIPS-alex with the shipped weights + L2, no MoCo) and `s2m_train::optim::Adam`.
 //! The loss must fall to well under half of its start.
 //!
 //! The image pairs come from `tests/fixtures/pairs/`, generated (with the reference values) by
@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Var};
 use common::{pairs, wave};
 use losses::weights::shipped_weights_dir;
 use losses::{LpipsNet, Perceptual, SimilarityLoss, StLpips};
-use s2m_core::optim::{Adam, AdamConfig};
+use s2m_train::optim::{Adam, AdamConfig};
 
 #[test]
 fn similarity_loss_optimisation_decreases() {

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use e4e_encoder::run::{TrainError, sha256_file};
 use hyperstyle_refiner::Result;
+use s2m_train::TrainError;
+use s2m_train::bundle::sha256_file;
 use serde::{Deserialize, Serialize};
 use stylegan2::{Discriminator, StyleGan2Config};
 
@@ -75,5 +76,5 @@ pub fn load_discriminator(
 /// `D` finds the images real. Its gradient reaches `image` only.
 pub fn realism_loss(d: &Discriminator, image: &Tensor) -> Result<Tensor> {
     let logits = d.forward(image)?;
-    Ok(s2m_core::gan::g_nonsaturating_loss(&logits)?)
+    Ok(s2m_train::gan::g_nonsaturating_loss(&logits)?)
 }

@@ -1,8 +1,8 @@
 //! The region colour loss on the targets' label maps (NOTE: not in HyperStyle or the paper).
 
 use candle_core::{DType, Tensor};
-use e4e_encoder::run::TrainError;
 use hyperstyle_refiner::Result;
+use s2m_train::TrainError;
 
 /// The region loss: for every structure (class) `c` of each target's label map, the squared
 /// distance between the mean colours of `image` and `target` over the region of class `c`

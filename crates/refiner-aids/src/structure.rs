@@ -39,17 +39,19 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Module, VarBuilder, VarMap};
 use e4e_encoder::bundle::DataInfo;
-use e4e_encoder::run::{
-    EpochOrder, PairDataset, Pairs, TrainError, check_finite, checkpoint_meta, create_run_folders,
-    open_log, read_bundle_json, scalar, trainable_vars, unix_time, varmap_tensors, verify_sha256,
-    write_strip, write_weights_bundle,
-};
+use e4e_encoder::data::{PairDataset, Pairs, write_strip};
 use rand::Rng as _;
 use s2m_core::anatomy::Class;
-use s2m_core::checkpoint::{Checkpoint, latest_checkpoint};
-use s2m_core::logcsv::CsvLogger;
-use s2m_core::optim::{Adam, AdamConfig, load_varmap};
 use s2m_core::rng::{derive_seed, randn_vec, rng_from_seed};
+use s2m_train::TrainError;
+use s2m_train::bundle::{read_bundle_json, verify_sha256, write_weights_bundle};
+use s2m_train::checkpoint::{Checkpoint, latest_checkpoint};
+use s2m_train::logcsv::CsvLogger;
+use s2m_train::optim::{Adam, AdamConfig, load_varmap, varmap_tensors};
+use s2m_train::run::{
+    EpochOrder, check_finite, checkpoint_meta, create_run_folders, open_log, scalar,
+    trainable_vars, unix_time,
+};
 use serde::{Deserialize, Serialize};
 
 use hyperstyle_refiner::{RefinerError, Result};
@@ -689,7 +691,7 @@ impl StructureTrainer {
 
     /// Redraws `<out>/loss.png`.
     pub fn write_loss_plot(&self) -> Result<()> {
-        Ok(e4e_encoder::run::write_loss_plot(
+        Ok(s2m_train::run::write_loss_plot(
             &self.out,
             "Structure net",
             &COLUMNS[..3],
@@ -833,7 +835,7 @@ impl StructureBundle {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let meta: StructureMeta =
             read_bundle_json(dir, STRUCTURE_JSON, "structure net", STRUCTURE_FORMAT)?;
-        let path = e4e_encoder::run::bundle_file(dir, STRUCTURE_WEIGHTS, "structure net")?;
+        let path = s2m_train::bundle::bundle_file(dir, STRUCTURE_WEIGHTS, "structure net")?;
         verify_sha256(&path, &meta.weights_sha256)?;
         let tensors = candle_core::safetensors::load(&path, &Device::Cpu)?;
         let what = path.display().to_string();

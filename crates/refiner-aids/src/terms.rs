@@ -6,11 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use e4e_encoder::run::{FrozenGenerator, Pairs, TrainError};
+use e4e_encoder::data::Pairs;
+use e4e_encoder::generator::FrozenGenerator;
 use hyperstyle_refiner::{
     BatchLoss, ExtraLoss, ExtraTerms, RefinerMeta, RefinerTrainConfig, RefinerTrainer, Result,
 };
 use losses::SimilarityLoss;
+use s2m_train::TrainError;
 use serde::{Deserialize, Serialize};
 use stylegan2::{Discriminator, StyleGan2Config};
 

@@ -13,7 +13,7 @@ use refiner_aids::structure::{
     StructureNetConfig, StructureTrainConfig, StructureTrainer, label_classes, one_hot,
     structure_feature_distance, structure_loss,
 };
-use s2m_core::gradcheck::check_grad;
+use s2m_train::gradcheck::check_grad;
 
 fn tiny() -> StructureNetConfig {
     StructureNetConfig {

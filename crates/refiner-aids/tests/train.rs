@@ -184,7 +184,7 @@ fn discriminator_files(dir: &Path) -> (stylegan2::Discriminator, PathBuf, PathBu
         &Device::Cpu,
     )
     .unwrap();
-    let bare = s2m_core::optim::varmap_tensors(&vars);
+    let bare = s2m_train::optim::varmap_tensors(&vars);
     let mut ckpt: HashMap<String, candle_core::Tensor> = bare
         .iter()
         .map(|(k, v)| (format!("d.{k}"), v.clone()))

@@ -7,33 +7,20 @@
 //! - [`rng`]: seeded, platform-stable random streams (candle's CPU RNG cannot be seeded);
 //! - [`imageio`]: image <-> candle tensor conversion in the model range [-1, 1];
 //! - [`fsio`]: atomic file writes (temp file + rename) so nothing is left half-written;
-//! - [`init`]: seeded initial values for any model built through a `VarBuilder`.
+//! - [`init`]: seeded initial values for any model built through a `VarBuilder`;
+//! - [`error`]: [`CoreError`], the error of everything above;
+//! - [`testing`]: helpers for parity tests against committed PyTorch fixtures.
 //!
-//! Training infrastructure shared by every training loop:
-//! - [`optim`]: Adam/AdamW (PyTorch semantics) with checkpointable state, grad-norm clipping;
-//! - [`checkpoint`]: one-file safetensors checkpoints (models, optimisers, JSON header with step,
-//!   seed, config and RNG positions), latest-checkpoint lookup and keep-last-N rotation;
-//! - [`logcsv`]: append-only CSV logs of training scalars, truncated on resume;
-//! - [`plot`]: loss curves to PNG (bundled font, no system dependencies);
-//! - [`gradcheck`]: finite-difference checks of first- and second-order gradients for tests.
+//! Training (optimisers, checkpoints, logs, plots) lives in `s2m-train`, the convolution kernels
+//! in `s2m-kernels`.
 
 pub mod anatomy;
-pub mod autograd;
 pub mod error;
 pub mod fsio;
-pub mod gan;
 pub mod imageio;
 pub mod init;
 pub mod rng;
 pub mod testing;
-
-// Training infrastructure.
-pub mod checkpoint;
-pub mod conv;
-pub mod gradcheck;
-pub mod logcsv;
-pub mod optim;
-pub mod plot;
 
 pub use anatomy::{Class, InstanceMask, LabelMap};
 pub use error::CoreError;

@@ -108,7 +108,7 @@ fn schedule_and_trainable_parameters() {
 }
 
 fn values(t: &Trainer) -> Vec<(String, Vec<u32>)> {
-    s2m_core::optim::varmap_named_vars(t.vars())
+    s2m_train::optim::varmap_named_vars(t.vars())
         .into_iter()
         .map(|(n, v)| {
             let bits = v
@@ -160,7 +160,7 @@ fn resume_is_exact_and_budget_stops() {
         .unwrap();
     assert_eq!(resumed_losses, losses[2..].to_vec());
     assert_eq!(values(&resumed), values(&straight));
-    let log = s2m_core::logcsv::read_csv_log(dir.path().join("log.csv")).unwrap();
+    let log = s2m_train::logcsv::read_csv_log(dir.path().join("log.csv")).unwrap();
     assert_eq!(log.series("loss").unwrap().len(), 4);
     assert!(dir.path().join("loss.png").exists());
 
@@ -169,7 +169,7 @@ fn resume_is_exact_and_budget_stops() {
         .unwrap()
         .train(&data, 10, Some(Duration::ZERO), |_| {})
         .unwrap();
-    assert_eq!(zero, StopReason::TimeBudget);
+    assert_eq!(zero, StopReason::Budget);
 
     // Another model config in the same folder is refused, naming the checkpoint.
     let other = TrainConfig {

@@ -49,7 +49,7 @@ pub enum StyleGan2Error {
     #[error("cannot parse {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error(transparent)]
-    SecondOrder(#[from] s2m_core::autograd::SecondOrderError),
+    SecondOrder(#[from] s2m_train::autograd::SecondOrderError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -18,8 +18,8 @@ use rayon::prelude::*;
 use crate::error::{Result, StyleGan2Error};
 use crate::ops::{LRELU_GAIN, LRELU_SLOPE};
 
-use s2m_core::conv::contiguous_f32 as f32_data;
-pub use s2m_core::conv::cpu_f32_untracked as applies;
+use s2m_kernels::conv::contiguous_f32 as f32_data;
+pub use s2m_kernels::conv::cpu_f32_untracked as applies;
 
 /// col2im of a stride-`stride` transposed convolution without padding: `cols`
 /// `[B, out·k·k, H·W]` -> `[B, out, (H−1)·stride + k, (W−1)·stride + k]`, where

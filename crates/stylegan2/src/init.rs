@@ -75,7 +75,7 @@ pub fn init_generator_frozen(
     Generator::new_with_noise_buffers(
         cfg,
         noises,
-        VarBuilder::from_tensors(s2m_core::optim::varmap_tensors(&varmap), dtype, dev),
+        VarBuilder::from_tensors(s2m_train::optim::varmap_tensors(&varmap), dtype, dev),
     )
 }
 

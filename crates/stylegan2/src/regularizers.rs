@@ -1,14 +1,17 @@
 //! GAN losses and regularisers of rosinality `train.py`: non-saturating logistic losses
 //! (`d_logistic_loss`, `g_nonsaturating_loss`), R1 (`d_r1_loss`) and the path-length penalty
-//! (`g_path_regularize`).
+//! (`g_path_regularize`). The logistic losses and R1 are [`s2m_train::gan`]'s, shared with the
+//! latent discriminator; the path-length penalty is StyleGAN2's own.
 //!
 //! candle has no `create_graph`: the gradient of a gradient works only when the process runs
 //! with `CANDLE_GRAD_DO_NOT_DETACH=1`, so R1 and path length call
-//! [`s2m_core::autograd::ensure_second_order_gradients`] first and refuse otherwise.
+//! [`s2m_train::autograd::ensure_second_order_gradients`] first and refuse otherwise.
 
 use candle_core::{DType, Tensor, Var};
-use s2m_core::autograd::ensure_second_order_gradients;
 use s2m_core::rng::{Rng, randn_vec};
+use s2m_train::autograd::ensure_second_order_gradients;
+use s2m_train::gan::R1Error;
+pub use s2m_train::gan::R1Output;
 
 use crate::discriminator::Discriminator;
 use crate::error::{Result, StyleGan2Error};
@@ -16,40 +19,37 @@ use crate::generator::{Generator, GeneratorInput, GeneratorOutput};
 
 /// D loss: `mean softplus(−D(real)) + mean softplus(D(fake))`.
 pub fn d_logistic_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Result<Tensor> {
-    Ok(s2m_core::gan::d_logistic_loss(real_logits, fake_logits)?)
+    Ok(s2m_train::gan::d_logistic_loss(real_logits, fake_logits)?)
 }
 
 /// G loss: `mean softplus(−D(fake))`.
 pub fn g_nonsaturating_loss(fake_logits: &Tensor) -> Result<Tensor> {
-    Ok(s2m_core::gan::g_nonsaturating_loss(fake_logits)?)
+    Ok(s2m_train::gan::g_nonsaturating_loss(fake_logits)?)
 }
 
-/// Result of [`r1_penalty`].
-#[derive(Debug, Clone)]
-pub struct R1Output {
-    /// Scalar `mean_b ‖∂D/∂x_b‖²`, differentiable w.r.t. D's parameters. The training loss is
-    /// `γ/2 · penalty · d_reg_every` (rosinality).
-    pub penalty: Tensor,
-    /// `D(real)` `[B,1]` from the same forward pass.
-    pub logits: Tensor,
-}
-
-/// R1 = mean over the batch of ‖∂ΣD(x)/∂x‖² at `x = real` (rosinality `d_r1_loss`).
+/// R1 = mean over the batch of ‖∂ΣD(x)/∂x‖² at `x = real` (rosinality `d_r1_loss`):
+/// [`s2m_train::gan::r1_penalty`] with this crate's discriminator and error type.
 ///
 /// The input gradient comes from a first `backward()` with the gradient graph kept, so a second
 /// `backward()` of the penalty reaches D's weights (a second-order gradient).
 pub fn r1_penalty(d: &Discriminator, real: &Tensor) -> Result<R1Output> {
-    ensure_second_order_gradients()?;
-    // A fresh leaf: the penalty must not flow into whatever produced `real`.
-    let x = Var::from_tensor(&real.detach())?;
-    let logits = d.forward(x.as_tensor())?;
-    let grads = logits.sum_all()?.backward()?;
-    let g = grads.get(x.as_tensor()).ok_or_else(|| {
-        StyleGan2Error::Input("R1: the discriminator output does not depend on its input".into())
-    })?;
-    // [B,3,H,W] -> ‖·‖² per sample [B] -> mean.
-    let penalty = g.sqr()?.flatten_from(1)?.sum(1)?.mean_all()?;
-    Ok(R1Output { penalty, logits })
+    s2m_train::gan::r1_penalty(|x: &Tensor| d.forward(x), real)
+}
+
+impl From<R1Error> for StyleGan2Error {
+    fn from(e: R1Error) -> Self {
+        match e {
+            R1Error::SecondOrder(e) => StyleGan2Error::SecondOrder(e),
+            R1Error::EmptyBatch(got) => StyleGan2Error::Shape {
+                what: "R1 real batch".into(),
+                expected: "[B, ...] with B >= 1".into(),
+                got,
+            },
+            R1Error::NoInputGradient => StyleGan2Error::Input(
+                "R1: the discriminator output does not depend on its input".into(),
+            ),
+        }
+    }
 }
 
 /// Result of [`path_length_penalty`].

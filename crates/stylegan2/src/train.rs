@@ -20,12 +20,15 @@ use std::time::Instant;
 use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::Rng as _;
-use s2m_core::checkpoint::{Checkpoint, CheckpointMeta, RngState, latest_checkpoint};
 use s2m_core::imageio::{image_grid, tensor_to_rgb_batch};
-use s2m_core::logcsv::CsvLogger;
-use s2m_core::optim::{Adam, AdamConfig, varmap_named_vars};
-use s2m_core::plot::plot_training_log;
-use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed, seeded_permutation};
+use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed};
+use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
+use s2m_train::logcsv::CsvLogger;
+use s2m_train::optim::{Adam, AdamConfig, varmap_named_vars};
+use s2m_train::run::{
+    EpochOrder, TrainLoop, check_finite, checkpoint_meta, create_run_folders, open_log,
+    run_training, scalar, write_loss_plot,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::StyleGan2Config;
@@ -36,33 +39,16 @@ use crate::init::{init_discriminator, init_generator};
 use crate::regularizers::{d_logistic_loss, g_nonsaturating_loss, path_length_penalty, r1_penalty};
 use crate::weights::{KeyKind, generator_keys};
 
-/// Errors of a training run.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Model(#[from] StyleGan2Error),
-    #[error(transparent)]
-    Core(#[from] s2m_core::CoreError),
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
-    #[error(
-        "training diverged at step {step}: {what} is {value} (not finite); the last checkpoint in {dir} is intact"
-    )]
-    Diverged {
-        step: u64,
-        what: &'static str,
-        value: f64,
-        dir: PathBuf,
-    },
-    #[error("data: {0}")]
-    Data(String),
-    #[error("cannot resume from {path}: {message}")]
-    Resume { path: PathBuf, message: String },
-    #[error("invalid training config: {0}")]
-    Config(String),
-}
+pub use s2m_train::TrainError;
 
+/// Result alias of the trainer.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+impl From<StyleGan2Error> for TrainError {
+    fn from(e: StyleGan2Error) -> Self {
+        Self::model(e)
+    }
+}
 
 /// Real images for GAN training.
 pub trait ImageDataset: Sync {
@@ -207,7 +193,6 @@ const LOG_COLUMNS: [&str; 7] = [
     "fake_score",
     "sec_per_step",
 ];
-const DATA_STREAM: u64 = 0xDA7A;
 const TRAIN_RNG: &str = "train";
 
 /// A StyleGAN2 training run in a folder: `checkpoints/`, `log.csv`, `loss.png`, `samples/`.
@@ -228,7 +213,7 @@ pub struct Trainer {
     mean_path_length: f64,
     grid_z: Tensor,
     logger: CsvLogger,
-    epoch_cache: Option<(u64, Vec<usize>)>,
+    order: EpochOrder,
 }
 
 fn copy_varmap(src: &VarMap) -> Result<VarMap> {
@@ -249,19 +234,13 @@ fn copy_varmap(src: &VarMap) -> Result<VarMap> {
     Ok(dst)
 }
 
-fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
-}
-
 impl Trainer {
     /// Opens the run in `out`: resumes from its latest checkpoint if there is one (the model
     /// config must match), else starts fresh from `cfg.seed`.
     pub fn open(cfg: TrainConfig, out: impl AsRef<Path>, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let out = out.as_ref().to_path_buf();
-        for dir in [out.clone(), out.join("checkpoints"), out.join("samples")] {
-            std::fs::create_dir_all(&dir).map_err(|e| s2m_core::CoreError::io(&dir, e))?;
-        }
+        create_run_folders(&out)?;
         let dtype = DType::F32;
         let mut init_rng = rng_from_seed(derive_seed(cfg.seed, 0x1417, 0));
         let (g, g_vars) = init_generator(&cfg.model, &mut init_rng, dtype, device)?;
@@ -325,12 +304,8 @@ impl Trainer {
                 .and_then(|v| v.as_f64())
                 .unwrap_or(0.0);
         }
-        let log_path = out.join("log.csv");
-        let logger = if step > 0 && log_path.exists() {
-            CsvLogger::resume(&log_path, &LOG_COLUMNS, step)?
-        } else {
-            CsvLogger::create(&log_path, &LOG_COLUMNS)?
-        };
+        let logger = open_log(&out, &LOG_COLUMNS, step)?;
+        let cfg_seed = cfg.seed;
         Ok(Self {
             cfg,
             out,
@@ -348,7 +323,7 @@ impl Trainer {
             mean_path_length,
             grid_z,
             logger,
-            epoch_cache: None,
+            order: EpochOrder::new(cfg_seed),
         })
     }
 
@@ -366,34 +341,13 @@ impl Trainer {
         &self.cfg
     }
 
-    /// Indices of the real images of `step`: the epoch order is a seeded shuffle of
-    /// (seed, epoch), so it does not depend on the training RNG.
-    fn batch_indices(&mut self, step: u64, n: usize) -> Vec<usize> {
-        let b = self.cfg.batch as u64;
-        (0..b)
-            .map(|i| {
-                let pos = step * b + i;
-                let epoch = pos / n as u64;
-                let within = (pos % n as u64) as usize;
-                if self.epoch_cache.as_ref().map(|(e, _)| *e) != Some(epoch) {
-                    let seed = derive_seed(self.cfg.seed, DATA_STREAM, epoch);
-                    self.epoch_cache = Some((epoch, seeded_permutation(n, seed)));
-                }
-                self.epoch_cache
-                    .as_ref()
-                    .map(|(_, o)| o[within])
-                    .unwrap_or(within)
-            })
-            .collect()
-    }
-
     /// Real images of this step, flipped at random.
     fn real_batch(&mut self, data: &dyn ImageDataset) -> Result<Tensor> {
         let n = data.len();
         if n == 0 {
             return Err(TrainError::Data("the dataset is empty".into()));
         }
-        let indices = self.batch_indices(self.step, n);
+        let indices = self.order.indices(self.step, self.cfg.batch, n);
         let real = data.load(&indices, &self.device)?;
         let size = self.cfg.model.size;
         let dims = real.dims().to_vec();
@@ -438,17 +392,8 @@ impl Trainer {
         Ok(input.with_noise(NoiseMode::Random { seed: noise_seed }))
     }
 
-    fn check_finite(&self, what: &'static str, value: f64) -> Result<()> {
-        if value.is_finite() {
-            Ok(())
-        } else {
-            Err(TrainError::Diverged {
-                step: self.step,
-                what,
-                value,
-                dir: self.out.join("checkpoints"),
-            })
-        }
+    fn check_finite(&self, what: &str, value: f64) -> Result<()> {
+        check_finite(self.step, what, value, &self.out)
     }
 
     /// One training step (D, lazy R1, G, lazy path length, EMA).
@@ -577,9 +522,7 @@ impl Trainer {
 
     /// Writes a checkpoint of the whole run state to `<out>/checkpoints` (atomic, rotated).
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
-        let mut meta = CheckpointMeta::new(self.step, self.cfg.seed);
-        meta.config = serde_json::to_value(&self.cfg)
-            .map_err(|e| TrainError::Config(format!("cannot serialise the config: {e}")))?;
+        let mut meta = checkpoint_meta(self.step, self.cfg.seed, &self.cfg, &[])?;
         meta.rng
             .insert(TRAIN_RNG.into(), RngState::capture(&self.rng));
         meta.extra
@@ -611,12 +554,11 @@ impl Trainer {
 
     /// Redraws `<out>/loss.png` from `<out>/log.csv`.
     pub fn write_loss_plot(&self) -> Result<()> {
-        Ok(plot_training_log(
-            self.out.join("log.csv"),
-            self.out.join("loss.png"),
+        write_loss_plot(
+            &self.out,
             "StyleGAN2 training",
             &["d_loss", "g_loss", "r1", "path", "real_score", "fake_score"],
-        )?)
+        )
     }
 
     /// Trains until `until_step`, with checkpoints, samples and loss curves on schedule, and a
@@ -638,24 +580,9 @@ impl Trainer {
         data: &dyn ImageDataset,
         until_step: u64,
         budget: Option<std::time::Duration>,
-        mut on_step: impl FnMut(&StepStats),
+        on_step: impl FnMut(&StepStats),
     ) -> Result<()> {
-        let started = Instant::now();
-        while self.step < until_step && budget.is_none_or(|b| started.elapsed() < b) {
-            let stats = self.train_step(data)?;
-            on_step(&stats);
-            let s = self.step;
-            if self.cfg.checkpoint_every > 0 && s.is_multiple_of(self.cfg.checkpoint_every) {
-                self.save_checkpoint()?;
-            }
-            if self.cfg.sample_every > 0 && s.is_multiple_of(self.cfg.sample_every) {
-                self.write_samples(self.out.join("samples").join(format!("step{s:07}.png")))?;
-                self.write_loss_plot()?;
-            }
-        }
-        self.save_checkpoint()?;
-        self.write_samples(self.out.join("samples").join("final.png"))?;
-        self.write_loss_plot()?;
+        run_training(self, data, until_step, budget, on_step)?;
         Ok(())
     }
 
@@ -663,6 +590,36 @@ impl Trainer {
     /// with its config in `<path>.json`, loadable with [`crate::weights::Checkpoint::open`].
     pub fn export_generator(&self, path: impl AsRef<Path>) -> Result<()> {
         export_generator(&self.g_ema, &self.ema_vars, path)
+    }
+}
+
+impl<'d> TrainLoop<'d> for Trainer {
+    type Stats = StepStats;
+    type Error = TrainError;
+    type Data = dyn ImageDataset + 'd;
+    fn step(&self) -> u64 {
+        self.step
+    }
+    fn out_dir(&self) -> &Path {
+        &self.out
+    }
+    fn schedule(&self) -> (u64, u64) {
+        (self.cfg.checkpoint_every, self.cfg.sample_every)
+    }
+    fn prepare(&mut self, _data: &(dyn ImageDataset + 'd)) -> Result<()> {
+        Ok(())
+    }
+    fn train_step(&mut self, data: &(dyn ImageDataset + 'd)) -> Result<StepStats> {
+        Trainer::train_step(self, data)
+    }
+    fn save_checkpoint(&self) -> Result<PathBuf> {
+        Trainer::save_checkpoint(self)
+    }
+    fn write_samples(&self, path: &Path) -> Result<()> {
+        Trainer::write_samples(self, path)
+    }
+    fn write_loss_plot(&self) -> Result<()> {
+        Trainer::write_loss_plot(self)
     }
 }
 

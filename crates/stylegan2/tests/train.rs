@@ -93,7 +93,7 @@ fn resumed_training_equals_uninterrupted_training() {
     assert!(losses_a[0].r1.is_finite() && losses_a[1].r1.is_nan() && losses_a[2].r1.is_finite());
     assert!(losses_a[0].path.is_finite() && losses_a[1].path.is_nan());
     // The log has one row per step, without duplicates after the resume.
-    let log = s2m_core::logcsv::read_csv_log(dir.path().join("b").join("log.csv")).unwrap();
+    let log = s2m_train::logcsv::read_csv_log(dir.path().join("b").join("log.csv")).unwrap();
     let steps: Vec<f64> = log
         .series("d_loss")
         .unwrap()
@@ -124,7 +124,7 @@ fn train_writes_outputs_and_exports_a_loadable_generator() {
     assert!(dir.path().join("samples/final.png").is_file());
     assert!(dir.path().join("loss.png").is_file());
     assert!(
-        s2m_core::checkpoint::latest_checkpoint(dir.path().join("checkpoints"))
+        s2m_train::checkpoint::latest_checkpoint(dir.path().join("checkpoints"))
             .unwrap()
             .is_some()
     );

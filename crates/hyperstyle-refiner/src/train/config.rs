@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use e4e_encoder::run::TrainError;
 use losses::SimilarityLoss;
+use s2m_train::TrainError;
 use serde::{Deserialize, Serialize};
 
 use crate::config::HyperConfig;

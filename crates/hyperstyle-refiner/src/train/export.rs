@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use e4e_encoder::bundle::{DataInfo, GeneratorRef, LossInfo};
-use e4e_encoder::run::{unix_time, varmap_tensors, write_weights_bundle};
+use s2m_train::bundle::write_weights_bundle;
+use s2m_train::optim::varmap_tensors;
+use s2m_train::run::unix_time;
 
 use super::trainer::RefinerTrainer;
 use crate::bundle::{EncoderRef, REFINER_FORMAT, REFINER_JSON, REFINER_WEIGHTS, RefinerMeta};

@@ -1,7 +1,7 @@
 //! The hook for extra loss terms (training aids that are not HyperStyle).
 
 use candle_core::Tensor;
-use e4e_encoder::run::Pairs;
+use e4e_encoder::data::Pairs;
 
 use crate::error::Result;
 #[cfg(doc)]

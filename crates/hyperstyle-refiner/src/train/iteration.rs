@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
-use e4e_encoder::run::{Pairs, TrainError, check_finite, check_pairs, scalar, trainable_vars};
+use e4e_encoder::data::{Pairs, check_pairs};
+use s2m_train::TrainError;
+use s2m_train::run::{check_finite, scalar, trainable_vars};
 
 use super::extra::BatchLoss;
 use super::trainer::RefinerTrainer;

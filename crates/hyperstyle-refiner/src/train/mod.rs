@@ -48,7 +48,7 @@ mod resume;
 mod trainer;
 
 pub use config::RefinerTrainConfig;
-pub use e4e_encoder::run::{StopReason, run_training};
 pub use extra::{BatchLoss, ExtraLoss, ExtraTerms};
 pub use iteration::IterationLosses;
+pub use s2m_train::run::{StopReason, run_training};
 pub use trainer::{RefinerStepStats, RefinerTrainer};

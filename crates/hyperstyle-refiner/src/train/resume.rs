@@ -4,9 +4,10 @@ use std::path::Path;
 
 use candle_core::Device;
 use candle_nn::VarMap;
-use e4e_encoder::run::{TrainError, verify_sha256};
-use s2m_core::checkpoint::Checkpoint;
-use s2m_core::optim::Adam;
+use s2m_train::TrainError;
+use s2m_train::bundle::verify_sha256;
+use s2m_train::checkpoint::Checkpoint;
+use s2m_train::optim::Adam;
 
 use super::config::RefinerTrainConfig;
 use crate::bundle::{InitRef, REFINER_JSON, read_export};
@@ -97,7 +98,7 @@ pub(super) fn load_init(
             path: weights.clone(),
             message: format!("unreadable safetensors: {e}"),
         })?;
-    s2m_core::optim::load_varmap(&tensors, h_vars, "init_from refiner", "")
+    s2m_train::optim::load_varmap(&tensors, h_vars, "init_from refiner", "")
         .map_err(|e| e.in_file(&weights))?;
     Ok(InitRef {
         dir: dir.display().to_string(),

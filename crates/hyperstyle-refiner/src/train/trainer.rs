@@ -6,16 +6,16 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use e4e_encoder::run::{
-    EpochOrder, FrozenGenerator, PairDataset, Pairs, TrainError, checkpoint_meta,
-    create_run_folders, load_validation, open_log, trainable_vars, write_strip,
-};
+use e4e_encoder::data::{PairDataset, Pairs, load_validation, write_strip};
+use e4e_encoder::generator::FrozenGenerator;
 use e4e_encoder::{Encoder, EncoderBundle};
 use losses::SimilarityLoss;
-use s2m_core::checkpoint::{Checkpoint, latest_checkpoint};
-use s2m_core::logcsv::CsvLogger;
-use s2m_core::optim::{Adam, AdamConfig};
 use s2m_core::rng::derive_seed;
+use s2m_train::TrainError;
+use s2m_train::checkpoint::{Checkpoint, latest_checkpoint};
+use s2m_train::logcsv::CsvLogger;
+use s2m_train::optim::{Adam, AdamConfig};
+use s2m_train::run::{EpochOrder, checkpoint_meta, create_run_folders, open_log, trainable_vars};
 use stylegan2::StyleGan2Config;
 
 use super::config::RefinerTrainConfig;
@@ -372,7 +372,7 @@ impl RefinerTrainer {
             .map(String::as_str)
             .filter(|c| *c != "sec_per_step")
             .collect();
-        Ok(e4e_encoder::run::write_loss_plot(
+        Ok(s2m_train::run::write_loss_plot(
             &self.out,
             "Phase 2: refiner H",
             &cols,

@@ -96,7 +96,7 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> SoloError {
 /// a temporary sibling and renamed into place).
 pub fn export_model(vars: &VarMap, info: &ExportInfo, dir: impl AsRef<Path>) -> Result<()> {
     let dir = dir.as_ref();
-    let tensors: HashMap<String, candle_core::Tensor> = s2m_core::optim::varmap_named_vars(vars)
+    let tensors: HashMap<String, candle_core::Tensor> = s2m_train::optim::varmap_named_vars(vars)
         .into_iter()
         .map(|(n, v)| Ok((n, v.as_tensor().to_dtype(DType::F32)?.detach())))
         .collect::<Result<_>>()?;

@@ -6,9 +6,11 @@
 //!   (p = sigmoid of the dynamic-conv logits at 1/4 resolution), summed over all targets and
 //!   divided by `num_pos`, weight 3 (0 when the batch has no positive).
 //!
-//! Everything is built from differentiable candle ops (softplus as relu + log1p(exp(-|x|))).
+//! Everything is built from differentiable candle ops (the stable softplus of
+//! [`s2m_train::gan::softplus`], relu + log(1 + exp(-|x|))).
 
 use candle_core::{D, Tensor};
+use s2m_train::gan::softplus;
 
 use super::config::SoloV2Config;
 use super::error::{Result, SoloError};
@@ -26,11 +28,6 @@ pub struct SoloLosses {
     pub total: Tensor,
     /// Distinct positive cells in the batch.
     pub num_pos: usize,
-}
-
-fn softplus(x: &Tensor) -> Result<Tensor> {
-    let t = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    Ok((x.relu()? + t)?)
 }
 
 /// Sigmoid focal loss, summed over all elements (mmcv `sigmoid_focal_loss`, reduction sum):

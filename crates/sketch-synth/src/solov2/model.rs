@@ -27,7 +27,7 @@ pub const GN_EPS: f64 = 1e-5;
 pub const CLS_PRIOR: f64 = 0.01;
 
 /// A stride-1 `k x k` convolution with padding `k / 2` (PyTorch `Conv2d`): the forward is
-/// candle's `conv2d`, the backward [`s2m_core::conv::conv2d`]'s gemm-based input gradient
+/// candle's `conv2d`, the backward [`s2m_kernels::conv::conv2d`]'s gemm-based input gradient
 /// (candle's is a direct loop, several times slower than the forward on the CPU).
 #[derive(Debug, Clone)]
 pub struct Conv {
@@ -45,7 +45,7 @@ impl Conv {
 
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = s2m_core::conv::conv2d(x, &self.weight, self.padding, 1)?;
+        let y = s2m_kernels::conv::conv2d(x, &self.weight, self.padding, 1)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
             None => Ok(y),

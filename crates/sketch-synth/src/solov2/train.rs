@@ -30,13 +30,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarMap;
-use s2m_core::checkpoint::{Checkpoint, CheckpointMeta, RngState, latest_checkpoint};
-use s2m_core::logcsv::CsvLogger;
-use s2m_core::optim::{Adam, AdamConfig, varmap_named_vars};
-use s2m_core::plot::plot_training_log;
-use s2m_core::rng::{Rng, derive_seed, rng_from_seed, seeded_permutation};
+use s2m_core::rng::{Rng, derive_seed, rng_from_seed};
+use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
+use s2m_train::logcsv::CsvLogger;
+use s2m_train::optim::{Adam, AdamConfig, varmap_named_vars};
+use s2m_train::run::{EpochOrder, checkpoint_meta, scalar, write_loss_plot};
 use serde::{Deserialize, Serialize};
 
 use super::config::SoloV2Config;
@@ -47,47 +47,17 @@ use super::loss::solo_loss;
 use super::model::SoloV2;
 use super::targets::build_targets;
 
-/// Errors of a training run.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// The model, its input or the data.
-    #[error(transparent)]
-    Model(#[from] SoloError),
-    /// Checkpoints, logs, plots, the optimiser.
-    #[error(transparent)]
-    Core(#[from] s2m_core::CoreError),
-    /// A candle operation.
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
-    /// A loss or gradient norm became NaN or infinite.
-    #[error(
-        "training diverged at step {step}: {what} is {value}; the last checkpoint in {dir} is intact"
-    )]
-    Diverged {
-        /// Step at which it happened.
-        step: u64,
-        /// Which value.
-        what: &'static str,
-        /// The value.
-        value: f64,
-        /// The checkpoint folder.
-        dir: PathBuf,
-    },
-    /// A checkpoint that cannot continue this run.
-    #[error("cannot resume from {path}: {message}")]
-    Resume {
-        /// The checkpoint.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
-    /// A configuration value.
-    #[error("invalid training config: {0}")]
-    Config(String),
-}
+pub use s2m_train::TrainError;
+pub use s2m_train::run::StopReason;
 
 /// Result alias of the trainer.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+impl From<SoloError> for TrainError {
+    fn from(e: SoloError) -> Self {
+        Self::model(e)
+    }
+}
 
 /// How the backbone's BatchNorm layers normalise during training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,15 +223,6 @@ pub struct StepStats {
     pub seconds: f64,
 }
 
-/// Why [`Trainer::train`] returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// The requested step was reached.
-    Finished,
-    /// The wall-clock budget would have been exceeded by another step.
-    TimeBudget,
-}
-
 const LOG_COLUMNS: [&str; 7] = [
     "loss",
     "cls",
@@ -277,10 +238,6 @@ const TRAIN_STREAM: u64 = 0x7EA1;
 const TRAIN_RNG: &str = "train";
 const TRAIN_SECONDS: &str = "train_seconds";
 
-fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
-}
-
 /// A SOLOv2 training run in a folder: `checkpoints/`, `log.csv`, `loss.png`.
 pub struct Trainer {
     cfg: TrainConfig,
@@ -293,7 +250,7 @@ pub struct Trainer {
     step: u64,
     train_seconds: f64,
     logger: CsvLogger,
-    epoch_order: Option<(u64, Vec<usize>)>,
+    order: EpochOrder,
 }
 
 impl Trainer {
@@ -373,6 +330,7 @@ impl Trainer {
         } else {
             CsvLogger::create(&log_path, &LOG_COLUMNS)?
         };
+        let cfg_seed = cfg.seed;
         Ok(Self {
             cfg,
             out,
@@ -384,7 +342,7 @@ impl Trainer {
             step,
             train_seconds,
             logger,
-            epoch_order: None,
+            order: EpochOrder::with_stream(cfg_seed, DATA_STREAM),
         })
     }
 
@@ -418,27 +376,10 @@ impl Trainer {
         self.opt.names()
     }
 
-    /// Dataset indices of step `step`: a seeded permutation per epoch of (seed, epoch).
-    fn batch_indices(&mut self, step: u64, n: usize) -> Vec<usize> {
-        let b = self.cfg.batch as u64;
-        let mut out = Vec::with_capacity(self.cfg.batch);
-        for pos in step * b..(step + 1) * b {
-            let epoch = pos / n as u64;
-            if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                let seed = derive_seed(self.cfg.seed, DATA_STREAM, epoch);
-                self.epoch_order = Some((epoch, seeded_permutation(n, seed)));
-            }
-            if let Some((_, order)) = &self.epoch_order {
-                out.push(order[(pos % n as u64) as usize]);
-            }
-        }
-        out
-    }
-
-    fn diverged(&self, what: &'static str, value: f64) -> TrainError {
+    fn diverged(&self, what: &str, value: f64) -> TrainError {
         TrainError::Diverged {
             step: self.step,
-            what,
+            what: what.to_string(),
             value,
             dir: self.out.join("checkpoints"),
         }
@@ -452,7 +393,7 @@ impl Trainer {
             return Err(SoloError::Input("the training set is empty".into()).into());
         }
         let size = self.cfg.model.input_size as u32;
-        let indices = self.batch_indices(self.step, n);
+        let indices = self.order.indices(self.step, self.cfg.batch, n);
         let mut samples = Vec::with_capacity(indices.len());
         let mut targets = Vec::with_capacity(indices.len());
         for &i in &indices {
@@ -482,7 +423,7 @@ impl Trainer {
             self.opt.clip_grad_norm(&mut grads, self.cfg.grad_clip)?
         } else {
             let vars: Vec<_> = self.opt.vars().map(|(_, v)| v.clone()).collect();
-            s2m_core::optim::grad_norm(&grads, &vars.iter().collect::<Vec<_>>())?
+            s2m_train::optim::grad_norm(&grads, &vars.iter().collect::<Vec<_>>())?
         };
         if !grad_norm.is_finite() {
             return Err(self.diverged("the gradient norm", grad_norm));
@@ -521,9 +462,7 @@ impl Trainer {
 
     /// Writes a checkpoint of the whole run state to `<out>/checkpoints` (atomic, rotated).
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
-        let mut meta = CheckpointMeta::new(self.step, self.cfg.seed);
-        meta.config = serde_json::to_value(&self.cfg)
-            .map_err(|e| TrainError::Config(format!("cannot serialise the config: {e}")))?;
+        let mut meta = checkpoint_meta(self.step, self.cfg.seed, &self.cfg, &[])?;
         meta.rng
             .insert(TRAIN_RNG.into(), RngState::capture(&self.rng));
         meta.extra
@@ -539,12 +478,7 @@ impl Trainer {
 
     /// Redraws `<out>/loss.png` from `<out>/log.csv` (loss, its parts and the lr).
     pub fn write_loss_plot(&self) -> Result<()> {
-        Ok(plot_training_log(
-            self.out.join("log.csv"),
-            self.out.join("loss.png"),
-            "SOLOv2 training",
-            &["loss", "cls", "mask", "lr"],
-        )?)
+        write_loss_plot(&self.out, "SOLOv2 training", &["loss", "cls", "mask", "lr"])
     }
 
     /// Trains until `until_step` or until another step would exceed `budget` (wall clock from
@@ -564,7 +498,7 @@ impl Trainer {
             if let Some(b) = budget
                 && start.elapsed().as_secs_f64() + last > b.as_secs_f64()
             {
-                reason = StopReason::TimeBudget;
+                reason = StopReason::Budget;
                 break;
             }
             let stats = self.train_step(data)?;

@@ -185,7 +185,7 @@ impl ModulatedConv2d {
             Ok(x.conv_transpose2d(&wt, 0, 0, 2, 1)?)
         } else if crate::fast::applies(&[x, w]) {
             // Inference on the CPU: the block im2col + GEMM convolution.
-            Ok(s2m_core::conv::conv2d(x, w, self.kernel / 2, 1)?)
+            Ok(s2m_kernels::conv::conv2d(x, w, self.kernel / 2, 1)?)
         } else {
             Ok(x.conv2d(&w.contiguous()?, self.kernel / 2, 1, 1, 1)?)
         }

@@ -17,8 +17,8 @@
 //! noise do not dominate it. Each check costs two evaluations of `f` per input element: keep
 //! the inputs small (tens to a few hundred elements).
 
-use crate::error::{CoreError, Result};
 use candle_core::{DType, Tensor, Var};
+use s2m_core::error::{CoreError, Result};
 
 /// Default finite-difference step for `f64` inputs.
 pub const DEFAULT_EPS: f64 = 1e-6;

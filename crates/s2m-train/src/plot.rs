@@ -13,12 +13,12 @@
 //!   there is no chart to make.
 //!
 //! Rendering uses plotters' in-memory bitmap backend; the RGB buffer is encoded with the `image`
-//! crate and written atomically ([`crate::imageio::save_png`]). Text uses DejaVu Sans, bundled
+//! crate and written atomically ([`s2m_core::imageio::save_png`]). Text uses DejaVu Sans, bundled
 //! in `assets/` (licence in `assets/DejaVu-LICENSE.txt`), so no system font is needed.
 
-use crate::error::{CoreError, Result};
 use image::RgbImage;
 use plotters::prelude::*;
+use s2m_core::error::{CoreError, Result};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -346,7 +346,7 @@ pub fn plot_curves(
 ) -> Result<()> {
     let path = path.as_ref();
     let img = render_curves(title, series, opts).map_err(|e| e.in_file(path))?;
-    crate::imageio::save_png(path, &img)
+    s2m_core::imageio::save_png(path, &img)
 }
 
 /// The training runs' loss figure: redraws `png` from the CSV log at `log_csv`, one panel

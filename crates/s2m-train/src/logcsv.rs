@@ -14,8 +14,8 @@
 //! Each row is written with one `write` call and flushed, so another process (a plotting
 //! script, [`read_csv_log`]) can read the file while training runs.
 
-use crate::error::{CoreError, Result};
-use crate::fsio::atomic_write;
+use s2m_core::error::{CoreError, Result};
+use s2m_core::fsio::atomic_write;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

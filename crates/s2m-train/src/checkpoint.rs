@@ -9,7 +9,7 @@
 //!   [`CheckpointMeta`] (step, seed, training config, RNG positions, free-form extras). Any
 //!   safetensors reader can list and load the tensors and read the header.
 //!
-//! Writing is atomic (temp file + rename, [`crate::fsio`]): a crash mid-save leaves the previous
+//! Writing is atomic (temp file + rename, [`s2m_core::fsio`]): a crash mid-save leaves the previous
 //! checkpoint intact. Loading validates the file (a garbage or truncated file is a
 //! [`CoreError::BadCheckpoint`] naming it) and restoring validates every key and shape before
 //! anything is changed: a missing or mis-shaped key is named together with the file.
@@ -19,8 +19,8 @@
 //! [`rotate_checkpoints`] keeps the last N.
 //!
 //! ```no_run
-//! # use s2m_core::checkpoint::*;
-//! # use s2m_core::optim::{Adam, AdamConfig};
+//! # use s2m_train::checkpoint::*;
+//! # use s2m_train::optim::{Adam, AdamConfig};
 //! # fn main() -> s2m_core::error::Result<()> {
 //! let g = candle_nn::VarMap::new();
 //! let mut opt_g = Adam::from_varmap(&g, AdamConfig::stylegan2(2e-3))?;
@@ -42,13 +42,13 @@
 //! # Ok(()) }
 //! ```
 
-use crate::error::{CoreError, Result};
-use crate::fsio::atomic_write;
 use crate::optim::Adam;
-use crate::rng::Rng;
 use candle_core::safetensors::Load;
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
+use s2m_core::error::{CoreError, Result};
+use s2m_core::fsio::atomic_write;
+use s2m_core::rng::Rng;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -442,10 +442,10 @@ pub fn rotate_checkpoints(dir: impl AsRef<Path>, keep_last: usize) -> Result<Vec
 mod tests {
     use super::*;
     use crate::optim::AdamConfig;
-    use crate::rng::rng_from_seed;
     use candle_core::DType;
     use candle_nn::{Init, VarMap};
     use rand::Rng as _;
+    use s2m_core::rng::rng_from_seed;
 
     fn varmap(seed: f64) -> VarMap {
         let vm = VarMap::new();

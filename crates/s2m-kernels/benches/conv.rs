@@ -1,11 +1,11 @@
-//! candle's conv2d / conv_transpose2d vs the gemm-based versions in `s2m_core::conv`:
+//! candle's conv2d / conv_transpose2d vs the gemm-based versions in `s2m_kernels::conv`:
 //! forward + backward (input and kernel gradients) and the transposed-conv forward.
 //! `cargo bench -p s2m-core --bench conv`.
 
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use s2m_core::conv::{conv_transpose2d, conv2d};
 use s2m_core::rng::{randn_vec, rng_from_seed};
+use s2m_kernels::conv::{conv_transpose2d, conv2d};
 
 fn randn(shape: &[usize]) -> Tensor {
     let n = shape.iter().product();

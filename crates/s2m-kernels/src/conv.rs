@@ -412,8 +412,8 @@ impl CustomOp2 for FastConv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{randn_vec, rng_from_seed};
     use candle_core::Var;
+    use s2m_core::rng::{randn_vec, rng_from_seed};
 
     fn randn(seed: u64, shape: &[usize], dtype: DType) -> Tensor {
         let n = shape.iter().product();
@@ -574,7 +574,7 @@ mod tests {
                 (y * v)?.sum_all()
             };
             let penalty = |g: &Tensor| g.sqr()?.sum_all();
-            let checks = crate::gradcheck::check_grad_of_grad(
+            let checks = s2m_train::gradcheck::check_grad_of_grad(
                 d,
                 penalty,
                 &x,

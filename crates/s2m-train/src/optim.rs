@@ -34,9 +34,9 @@
 //! gradients carry their own graph, and keeping it alive in the moments would leak memory
 //! across steps.
 
-use crate::error::{CoreError, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
+use s2m_core::error::{CoreError, Result};
 use std::collections::{BTreeSet, HashMap};
 
 /// Prefix of the first-moment keys in [`Adam::state_tensors`].
