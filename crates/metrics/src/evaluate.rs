@@ -39,7 +39,7 @@ use crate::clip_iqa::ClipIqa;
 use crate::dice::{ClassDice, SegmentationModel, dice_per_class, load_label_map, pair_by_stem};
 use crate::features::error::{MetricsError, Result};
 use crate::features::{
-    FeatureExtractor, InceptionFeatures, StLpipsAlexFeatures, extract_features, list_images,
+    FeatureExtractor, InceptionFeatures, StLpipsAlexFeatures, extract_features, image_files,
     load_image_unit,
 };
 use crate::fid::{fd_from_stats, reference_stats};
@@ -346,11 +346,11 @@ pub fn evaluate_with(cfg: &EvaluateConfig, mut models: Models, device: &Device) 
     let mut metrics = cfg.metrics.clone();
     metrics.sort();
     metrics.dedup();
-    let ref_files = list_images(&cfg.reference_images)?;
+    let ref_files = image_files(&cfg.reference_images)?;
     let gen_files: Vec<Vec<PathBuf>> = cfg
         .methods
         .iter()
-        .map(|m| list_images(&m.images))
+        .map(|m| image_files(&m.images))
         .collect::<Result<_>>()?;
 
     // Pairing checks before any model runs.
@@ -677,7 +677,7 @@ fn merge_skipped(into: &mut Vec<(PathBuf, String)>, new: Vec<(PathBuf, String)>)
 type DiceOut = (MetricValue, BTreeMap<String, Option<f64>>);
 
 fn mask_pairs(masks_dir: &Path, images: &[PathBuf], what: &str) -> Result<Vec<PathBuf>> {
-    let masks = list_images(masks_dir)?;
+    let masks = image_files(masks_dir)?;
     Ok(pair_by_stem(images, &masks, what)?
         .into_iter()
         .map(|(_, m)| m)

@@ -102,8 +102,8 @@ pub fn fd_between_folders(
     batch_size: usize,
     device: &Device,
 ) -> Result<FdValue> {
-    let g = crate::features::list_images(generated)?;
-    let r = crate::features::list_images(reference)?;
+    let g = crate::features::image_files(generated)?;
+    let r = crate::features::image_files(reference)?;
     let gs = extract_features(extractor, &g, batch_size, false, device, None)?.stats()?;
     let rs = extract_features(extractor, &r, batch_size, false, device, None)?.stats()?;
     fd_from_stats(&extractor.fd_label(), &gs, &rs)

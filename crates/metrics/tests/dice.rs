@@ -88,7 +88,7 @@ fn dice_from_phantom_masks_and_pairing_errors() {
     // A folder missing one mask: the error names it.
     let other = dir.path().join("gen");
     std::fs::create_dir(&other).unwrap();
-    let files = metrics::features::list_images(&masks).unwrap();
+    let files = metrics::features::image_files(&masks).unwrap();
     for f in &files[1..] {
         std::fs::copy(f, other.join(f.file_name().unwrap())).unwrap();
     }

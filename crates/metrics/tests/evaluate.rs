@@ -34,7 +34,7 @@ fn make_sets(root: &Path) {
         command: "metrics evaluate test".into(),
     };
     pharynx_phantom::export::build_dataset(&cfg).unwrap();
-    let files = metrics::features::list_images(&ph.join("images")).unwrap();
+    let files = metrics::features::image_files(&ph.join("images")).unwrap();
     assert!(files.len() >= N);
     for d in ["real", "masks", "blur1", "blur2", "noise"] {
         std::fs::create_dir_all(root.join(d)).unwrap();

@@ -29,8 +29,7 @@ use std::path::{Path, PathBuf};
 /// Stream id of the epoch shuffles in [`derive_seed`].
 const SHUFFLE_STREAM: u64 = 0x5EED;
 
-/// File extensions (lower case) listed by [`DatasetSource::image_folder`].
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+pub use s2m_core::imageio::IMAGE_EXTENSIONS;
 
 /// Errors of the dataset loader. Each names the file or setting at fault.
 #[derive(Debug, thiserror::Error)]
@@ -160,9 +159,9 @@ impl DatasetSource {
         sketches_dir: Option<&Path>,
     ) -> Result<Self> {
         let images_dir = images_dir.as_ref();
-        let images = list_images(images_dir)?;
-        let masks = masks_dir.map(list_images).transpose()?;
-        let sketches = sketches_dir.map(list_images).transpose()?;
+        let images = images_by_stem(images_dir)?;
+        let masks = masks_dir.map(images_by_stem).transpose()?;
+        let sketches = sketches_dir.map(images_by_stem).transpose()?;
         // Finds the companion file of `id` or reports the file it expected.
         let companion = |files: &Option<BTreeMap<String, PathBuf>>,
                          dir: Option<&Path>,
@@ -298,26 +297,16 @@ fn last_key(prefix: &str) -> Option<String> {
 }
 
 /// The images of a folder by stem (see [`DatasetSource::image_folder`]).
-fn list_images(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| CoreError::io(dir, e))?;
-    let mut paths = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| CoreError::io(dir, e))?.path();
+fn images_by_stem(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    let mut by_stem = BTreeMap::new();
+    for path in imageio::list_images(dir)? {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        let ext_ok = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
         // Hidden files are editor/OS litter (e.g. macOS `._x.png`) or unfinished atomic writes.
-        if ext_ok && !name.starts_with('.') && path.is_file() {
-            paths.push(path);
+        if name.starts_with('.') {
+            continue;
         }
-    }
-    paths.sort();
-    let mut by_stem = BTreeMap::new();
-    for path in paths {
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())
