@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
+use s2m_core::progress::Progress;
 use serde::{Deserialize, Serialize};
 
 use crate::clip_iqa::ClipIqa;
@@ -156,12 +156,11 @@ pub struct EvaluateConfig {
     pub batch_size: usize,
     /// Fail on the first unreadable image instead of skipping it.
     pub strict: bool,
-    pub progress: bool,
 }
 
 impl EvaluateConfig {
     /// Defaults: all metrics, `weights/`, automatic FD extractor, KID 100 subsets of <= 1000,
-    /// batch 16, progress bars on.
+    /// batch 16.
     pub fn new(reference_images: impl Into<PathBuf>, methods: Vec<MethodInput>) -> Self {
         Self {
             methods,
@@ -175,7 +174,6 @@ impl EvaluateConfig {
             kid: KidConfig::default(),
             batch_size: 16,
             strict: false,
-            progress: true,
         }
     }
 }
@@ -189,21 +187,6 @@ pub struct Models<'a> {
     pub segmenter: Option<&'a dyn SegmentationModel>,
     /// LPIPS, DISTS, ST-LPIPS implementations (keyed by [`Metric::Lpips`] etc.).
     pub paired: BTreeMap<Metric, Box<dyn PairedMetric + 'a>>,
-}
-
-fn bar(progress: bool, len: usize, msg: &str) -> ProgressBar {
-    if !progress {
-        return ProgressBar::hidden();
-    }
-    let b = ProgressBar::new(len as u64);
-    b.set_style(
-        ProgressStyle::with_template(
-            "{msg:>28} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    b.set_message(msg.to_string());
-    b
 }
 
 fn load_extractor(cfg: &EvaluateConfig, device: &Device) -> Result<Box<dyn FeatureExtractor>> {
@@ -242,7 +225,7 @@ fn nr_scores(
     batch_size: usize,
     strict: bool,
     device: &Device,
-    pb: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<(Vec<f64>, Skipped)> {
     let mut scores = Vec::new();
     let mut skipped = Vec::new();
@@ -263,7 +246,7 @@ fn nr_scores(
             }
             scores.push(*v as f64);
         }
-        pb.inc(pending.len() as u64);
+        progress.inc(pending.len() as u64);
         pending.clear();
         Ok(())
     };
@@ -278,7 +261,7 @@ fn nr_scores(
             }
             Err(e) if !strict => {
                 skipped.push((f.clone(), e.to_string()));
-                pb.inc(1);
+                progress.inc(1);
             }
             Err(e) => return Err(e),
         }
@@ -322,13 +305,19 @@ fn segment_files(
         .collect()
 }
 
-/// Runs the evaluation with models loaded from `cfg.weights_dir`.
-pub fn evaluate(cfg: &EvaluateConfig, device: &Device) -> Result<Report> {
-    evaluate_with(cfg, Models::default(), device)
+/// Runs the evaluation with models loaded from `cfg.weights_dir`, reporting each pass over a
+/// folder as a stage on `progress` (use [`s2m_core::progress::NoProgress`] to report nothing).
+pub fn evaluate(cfg: &EvaluateConfig, device: &Device, progress: &dyn Progress) -> Result<Report> {
+    evaluate_with(cfg, Models::default(), device, progress)
 }
 
-/// Runs the evaluation with injected models (see [`Models`]).
-pub fn evaluate_with(cfg: &EvaluateConfig, mut models: Models, device: &Device) -> Result<Report> {
+/// Runs the evaluation with injected models (see [`Models`]); progress as in [`evaluate`].
+pub fn evaluate_with(
+    cfg: &EvaluateConfig,
+    mut models: Models,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Report> {
     if cfg.methods.is_empty() {
         return Err(MetricsError::Invalid(
             "no generated folder (method) given".into(),
@@ -422,34 +411,30 @@ pub fn evaluate_with(cfg: &EvaluateConfig, mut models: Models, device: &Device) 
             }
             Ok(ext) => {
                 fd_extractor_name = Some(ext.name().to_string());
-                let pb = bar(
-                    cfg.progress,
-                    ref_files.len(),
-                    &format!("{} reference", ext.name()),
-                );
+                progress.start(&format!("{} reference", ext.name()), ref_files.len() as u64);
                 let (ref_stats, ref_set) = reference_stats(
                     ext.as_ref(),
                     &ref_files,
                     cfg.reference_stats.as_deref(),
                     cfg.batch_size,
                     device,
-                    Some(&pb),
+                    progress,
                 )?;
-                pb.finish_and_clear();
+                progress.finish();
                 let ref_set = match (ref_set, metrics.contains(&Metric::Kid)) {
                     (Some(s), _) => Some(s),
                     // KID needs the features, not only the cached statistics.
                     (None, true) => {
-                        let pb = bar(cfg.progress, ref_files.len(), "reference features (KID)");
+                        progress.start("reference features (KID)", ref_files.len() as u64);
                         let s = extract_features(
                             ext.as_ref(),
                             &ref_files,
                             cfg.batch_size,
                             cfg.strict,
                             device,
-                            Some(&pb),
+                            progress,
                         )?;
-                        pb.finish_and_clear();
+                        progress.finish();
                         Some(s)
                     }
                     (None, false) => None,
@@ -463,16 +448,16 @@ pub fn evaluate_with(cfg: &EvaluateConfig, mut models: Models, device: &Device) 
                     warnings.push(format!("reference: {w}"));
                 }
                 for (r, g) in reports.iter_mut().zip(&gen_files) {
-                    let pb = bar(cfg.progress, g.len(), &format!("{} {}", ext.name(), r.name));
+                    progress.start(&format!("{} {}", ext.name(), r.name), g.len() as u64);
                     let set = extract_features(
                         ext.as_ref(),
                         g,
                         cfg.batch_size,
                         cfg.strict,
                         device,
-                        Some(&pb),
+                        progress,
                     )?;
-                    pb.finish_and_clear();
+                    progress.finish();
                     r.skipped.extend(set.skipped.iter().cloned());
                     if metrics.contains(&Metric::Fd) {
                         let stats = set.stats()?;
@@ -536,14 +521,16 @@ pub fn evaluate_with(cfg: &EvaluateConfig, mut models: Models, device: &Device) 
             }
             Ok(model) => {
                 for (r, g) in reports.iter_mut().zip(&gen_files) {
-                    let pb = bar(
-                        cfg.progress,
-                        g.len(),
-                        &format!("{} {}", metric.label(), r.name),
-                    );
-                    let (scores, skipped) =
-                        nr_scores(model.as_ref(), g, cfg.batch_size, cfg.strict, device, &pb)?;
-                    pb.finish_and_clear();
+                    progress.start(&format!("{} {}", metric.label(), r.name), g.len() as u64);
+                    let (scores, skipped) = nr_scores(
+                        model.as_ref(),
+                        g,
+                        cfg.batch_size,
+                        cfg.strict,
+                        device,
+                        progress,
+                    )?;
+                    progress.finish();
                     merge_skipped(&mut r.skipped, skipped);
                     let v = match mean_std(&scores) {
                         Some((m, s)) => {
@@ -598,11 +585,7 @@ pub fn evaluate_with(cfg: &EvaluateConfig, mut models: Models, device: &Device) 
             },
         };
         for (r, pr) in reports.iter_mut().zip(&pairs) {
-            let pb = bar(
-                cfg.progress,
-                pr.len(),
-                &format!("{} {}", metric.label(), r.name),
-            );
+            progress.start(&format!("{} {}", metric.label(), r.name), pr.len() as u64);
             let mut d = Vec::new();
             for (rf, gf) in pr {
                 let (x, y) = match (load_image_unit(gf, device), load_image_unit(rf, device)) {
@@ -612,7 +595,7 @@ pub fn evaluate_with(cfg: &EvaluateConfig, mut models: Models, device: &Device) 
                             return Err(e);
                         }
                         merge_skipped(&mut r.skipped, vec![(gf.clone(), e.to_string())]);
-                        pb.inc(1);
+                        progress.inc(1);
                         continue;
                     }
                 };
@@ -637,9 +620,9 @@ pub fn evaluate_with(cfg: &EvaluateConfig, mut models: Models, device: &Device) 
                     }
                     d.push(s as f64);
                 }
-                pb.inc(1);
+                progress.inc(1);
             }
-            pb.finish_and_clear();
+            progress.finish();
             let v = match mean_std(&d) {
                 Some((m, s)) => MetricValue::value(metric.label(), m, Some(s), d.len()),
                 None => MetricValue::unavailable(metric.label(), "no readable pair"),

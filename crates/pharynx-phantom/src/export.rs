@@ -10,10 +10,10 @@ use crate::layout::{self, Layout, Split};
 use crate::manifest::{GENERATOR_VERSION, MANIFEST_KIND, Manifest};
 use crate::render::check_size;
 use crate::sample::{FreehandRecord, SampleRecord, Stream, draw_freehand, generate};
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use s2m_core::anatomy::Class;
 use s2m_core::imageio::{PngSource, encode_png};
+use s2m_core::progress::Progress;
 use serde::{Deserialize, Serialize};
 use sketch_synth::{DrawerStyle, SketchConfig, drawer_styles};
 use std::collections::BTreeMap;
@@ -92,8 +92,6 @@ pub struct BuildConfig {
     /// Replace a non-empty output folder.
     pub force: bool,
     pub sketch: SketchConfig,
-    /// Show a progress bar (hidden anyway when stderr is not a terminal).
-    pub progress: bool,
     /// The command line, recorded in the manifest.
     pub command: String,
 }
@@ -167,8 +165,9 @@ fn check_output(out: &Path, force: bool) -> Result<()> {
 }
 
 /// Builds a dataset folder. On error nothing is left under `cfg.out` (a pre-existing folder
-/// replaced with `force` is only removed once the new one is complete).
-pub fn build_dataset(cfg: &BuildConfig) -> Result<BuildReport> {
+/// replaced with `force` is only removed once the new one is complete). The images are
+/// reported on `progress` as one stage, `phantom`, of one unit per generated sample.
+pub fn build_dataset(cfg: &BuildConfig, progress: &dyn Progress) -> Result<BuildReport> {
     check_size(cfg.size)?;
     cfg.sketch.validate()?;
     let counts = Counts::scaled(cfg.scale)?;
@@ -192,7 +191,7 @@ pub fn build_dataset(cfg: &BuildConfig) -> Result<BuildReport> {
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| PhantomError::io(&staging, e))?;
     }
-    let result = write_all(cfg, counts, &staging);
+    let result = write_all(cfg, counts, &staging, progress);
     match result {
         Ok(report) => {
             if cfg.out.exists() {
@@ -213,7 +212,12 @@ pub fn build_dataset(cfg: &BuildConfig) -> Result<BuildReport> {
     }
 }
 
-fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildReport> {
+fn write_all(
+    cfg: &BuildConfig,
+    counts: Counts,
+    root: &Path,
+    progress: &dyn Progress,
+) -> Result<BuildReport> {
     let start = Instant::now();
     let layout = Layout::new(root);
     for dir in [
@@ -228,18 +232,7 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
     }
     let styles = drawer_styles();
     let total = counts.train + counts.freehand;
-    let bar = if cfg.progress {
-        ProgressBar::new(total as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message("phantom");
+    progress.start("phantom", total as u64);
 
     // The generation set.
     let records: Vec<SampleRecord> = (0..counts.train)
@@ -250,7 +243,7 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
             write_png(&layout.image(&id), &s.phantom.image)?;
             write_png(&layout.mask(&id), s.phantom.labels.as_gray())?;
             write_png(&layout.sketch(&id), &s.sketch)?;
-            bar.inc(1);
+            progress.inc(1);
             Ok(s.record(id))
         })
         .collect::<Result<_>>()?;
@@ -268,7 +261,7 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
             write_png(&layout.mask(&id), s.phantom.labels.as_gray())?;
             write_png(&layout.sketch(&id), &s.sketch)?;
             write_png(&layout.freehand(&id), &sketch)?;
-            bar.inc(1);
+            progress.inc(1);
             let rec = FreehandRecord {
                 id: id.clone(),
                 style: style.name.clone(),
@@ -280,7 +273,7 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
             Ok((s.record(id), rec))
         })
         .collect::<Result<_>>()?;
-    bar.finish_and_clear();
+    progress.finish();
 
     // Split lists: the annotated images are the first seg_train + seg_val generation images.
     let train_ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();

@@ -24,6 +24,7 @@ pub mod fsio;
 pub mod gan;
 pub mod imageio;
 pub mod init;
+pub mod progress;
 pub mod rng;
 pub mod testing;
 

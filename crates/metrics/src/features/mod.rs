@@ -31,8 +31,8 @@ pub mod error;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use indicatif::ProgressBar;
 use s2m_core::CoreError;
+use s2m_core::progress::Progress;
 use serde::{Deserialize, Serialize};
 
 use crate::features::error::{MetricsError, Result};
@@ -321,14 +321,15 @@ pub fn check_finite(values: &[f32], dim: usize, files: &[PathBuf], extractor: &s
 
 /// Extracts features of `files` in batches of up to `batch_size` consecutive equal-size
 /// images. Unreadable images are skipped and listed in [`FeatureSet::skipped`] (or fail the
-/// call when `strict`); non-finite features always fail, naming the image.
+/// call when `strict`); non-finite features always fail, naming the image. Every image read or
+/// skipped counts one unit on `progress` (the caller starts and finishes the stage).
 pub fn extract_features(
     extractor: &dyn FeatureExtractor,
     files: &[PathBuf],
     batch_size: usize,
     strict: bool,
     device: &Device,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
 ) -> Result<FeatureSet> {
     let batch_size = batch_size.max(1);
     let mut set = FeatureSet {
@@ -361,9 +362,7 @@ pub fn extract_features(
         check_finite(&v, set.dim, &names, &set.extractor)?;
         set.values.extend_from_slice(&v);
         set.files.extend(names);
-        if let Some(pb) = progress {
-            pb.inc(pending.len() as u64);
-        }
+        progress.inc(pending.len() as u64);
         pending.clear();
         Ok(())
     };
@@ -378,9 +377,7 @@ pub fn extract_features(
             }
             Err(e) if !strict => {
                 set.skipped.push((path.clone(), e.to_string()));
-                if let Some(pb) = progress {
-                    pb.inc(1);
-                }
+                progress.inc(1);
             }
             Err(e) => return Err(e),
         }
