@@ -233,9 +233,53 @@ fn write_all(
     let styles = drawer_styles();
     let total = counts.train + counts.freehand;
     progress.start("phantom", total as u64);
+    let records = write_generation_set(cfg, counts, &layout, progress)?;
+    let drawn = write_references(cfg, counts, &layout, &styles, progress)?;
+    progress.finish();
 
-    // The generation set.
-    let records: Vec<SampleRecord> = (0..counts.train)
+    write_split_lists(counts, &layout, &records, &drawn)?;
+    let all_records: Vec<&SampleRecord> =
+        records.iter().chain(drawn.iter().map(|(s, _)| s)).collect();
+    write_jsonl(&layout.samples_index(), &all_records)?;
+    let freehand_records: Vec<&FreehandRecord> = drawn.iter().map(|(_, f)| f).collect();
+    write_jsonl(&layout.freehand_index(), &freehand_records)?;
+
+    let mut tonsil_histogram = [0usize; 3];
+    for r in &all_records {
+        tonsil_histogram[(r.tonsils as usize).min(2)] += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let report = BuildReport {
+        counts,
+        images_written: total,
+        seconds,
+        images_per_second: total as f64 / seconds.max(1e-9),
+        styles: style_reports(&styles, &freehand_records),
+        empty_sketches: all_records.iter().filter(|r| r.empty_sketch).count(),
+        tonsil_histogram,
+    };
+    let report_path = root.join("build_report.json");
+    write_file(
+        &report_path,
+        serde_json::to_string_pretty(&report)
+            .map_err(|e| PhantomError::Parse {
+                path: report_path.clone(),
+                message: e.to_string(),
+            })?
+            .as_bytes(),
+    )?;
+    write_manifest(cfg, counts, &layout, &styles)?;
+    Ok(report)
+}
+
+/// The generation set: image, mask and synthesized sketch of every training id.
+fn write_generation_set(
+    cfg: &BuildConfig,
+    counts: Counts,
+    layout: &Layout,
+    progress: &dyn Progress,
+) -> Result<Vec<SampleRecord>> {
+    (0..counts.train)
         .into_par_iter()
         .map(|i| {
             let id = layout::train_id(i);
@@ -246,10 +290,18 @@ fn write_all(
             progress.inc(1);
             Ok(s.record(id))
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
 
-    // Held-out references and their free-hand sketches (style i % 12, so styles are balanced).
-    let drawn: Vec<(SampleRecord, FreehandRecord)> = (0..counts.freehand)
+/// Held-out references and their free-hand sketches (style i % 12, so styles are balanced).
+fn write_references(
+    cfg: &BuildConfig,
+    counts: Counts,
+    layout: &Layout,
+    styles: &[DrawerStyle],
+    progress: &dyn Progress,
+) -> Result<Vec<(SampleRecord, FreehandRecord)>> {
+    (0..counts.freehand)
         .into_par_iter()
         .map(|i| {
             let id = layout::reference_id(i);
@@ -272,10 +324,16 @@ fn write_all(
             };
             Ok((s.record(id), rec))
         })
-        .collect::<Result<_>>()?;
-    progress.finish();
+        .collect()
+}
 
-    // Split lists: the annotated images are the first seg_train + seg_val generation images.
+/// Split lists: the annotated images are the first seg_train + seg_val generation images.
+fn write_split_lists(
+    counts: Counts,
+    layout: &Layout,
+    records: &[SampleRecord],
+    drawn: &[(SampleRecord, FreehandRecord)],
+) -> Result<()> {
     let train_ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     let seg_end = (counts.seg_train + counts.seg_val).min(train_ids.len());
     let seg_train_end = counts.seg_train.min(seg_end);
@@ -293,17 +351,16 @@ fn write_all(
         text.push('\n');
         write_file(&layout.split(*split), text.as_bytes())?;
     }
-    let all_records: Vec<&SampleRecord> =
-        records.iter().chain(drawn.iter().map(|(s, _)| s)).collect();
-    write_jsonl(&layout.samples_index(), &all_records)?;
-    let freehand_records: Vec<&FreehandRecord> = drawn.iter().map(|(_, f)| f).collect();
-    write_jsonl(&layout.freehand_index(), &freehand_records)?;
+    Ok(())
+}
 
-    let style_reports: Vec<StyleReport> = styles
+/// Per-style summary of the free-hand sketches.
+fn style_reports(styles: &[DrawerStyle], freehand: &[&FreehandRecord]) -> Vec<StyleReport> {
+    styles
         .iter()
         .enumerate()
         .map(|(k, style)| {
-            let values: Vec<f32> = freehand_records
+            let values: Vec<f32> = freehand
                 .iter()
                 .filter(|r| r.style_index == k)
                 .filter_map(|r| r.chamfer_px)
@@ -319,33 +376,16 @@ fn write_all(
                 expected_chamfer_px: style.expected_chamfer,
             }
         })
-        .collect();
-    let mut tonsil_histogram = [0usize; 3];
-    for r in &all_records {
-        tonsil_histogram[(r.tonsils as usize).min(2)] += 1;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    let report = BuildReport {
-        counts,
-        images_written: total,
-        seconds,
-        images_per_second: total as f64 / seconds.max(1e-9),
-        styles: style_reports,
-        empty_sketches: all_records.iter().filter(|r| r.empty_sketch).count(),
-        tonsil_histogram,
-    };
-    let report_path = root.join("build_report.json");
-    write_file(
-        &report_path,
-        serde_json::to_string_pretty(&report)
-            .map_err(|e| PhantomError::Parse {
-                path: report_path.clone(),
-                message: e.to_string(),
-            })?
-            .as_bytes(),
-    )?;
+        .collect()
+}
 
-    // The manifest goes last: its presence marks a complete folder.
+/// The manifest goes last: its presence marks a complete folder.
+fn write_manifest(
+    cfg: &BuildConfig,
+    counts: Counts,
+    layout: &Layout,
+    styles: &[DrawerStyle],
+) -> Result<()> {
     let manifest = Manifest {
         kind: MANIFEST_KIND.to_string(),
         generator_version: GENERATOR_VERSION.to_string(),
@@ -370,5 +410,5 @@ fn write_all(
         message: e.to_string(),
     })?;
     s2m_core::fsio::atomic_write(&manifest_path, text.as_bytes())?;
-    Ok(report)
+    Ok(())
 }
