@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use metrics::dice::{load_label_map, pair_by_stem};
-use metrics::features::list_images;
+use metrics::features::image_files;
 use refiner_aids::StructureBundle;
 use refiner_aids::structure::{HeldOutDice, hard_dice_counts, label_classes};
 
@@ -26,9 +26,9 @@ fn main() -> anyhow::Result<()> {
     );
     let dev = Device::Cpu;
     let net = StructureBundle::load(&args[0], &dev)?.net;
-    let masks = list_images(&args[1])?;
+    let masks = image_files(&args[1])?;
     for dir in &args[2..] {
-        let pairs = pair_by_stem(&list_images(dir)?, &masks, &dir.display().to_string())?;
+        let pairs = pair_by_stem(&image_files(dir)?, &masks, &dir.display().to_string())?;
         anyhow::ensure!(!pairs.is_empty(), "{}: no images", dir.display());
         let mut sums = [(0.0, 0.0); 4];
         for (image_path, mask_path) in &pairs {

@@ -11,7 +11,6 @@ use clap::{Args, Subcommand};
 use e4e_encoder::train::run_training;
 use e4e_encoder::train::{FrozenGenerator, PairDataset, Pairs, StopReason, TrainResult};
 use e4e_encoder::{EncoderConfig, EncoderTrainConfig, EncoderTrainer, TrainError};
-use indicatif::{ProgressBar, ProgressStyle};
 use losses::SimilarityLoss;
 use pharynx_phantom::layout::{Layout, Split};
 use pharynx_phantom::{DatasetSource, Loader, LoaderConfig};
@@ -258,6 +257,9 @@ pub fn load_inputs(args: &CommonTrainArgs, masks: bool, device: &Device) -> anyh
         .unwrap_or_else(losses::weights::shipped_weights_dir);
     let loss = SimilarityLoss::from_dir(&dir, candle_core::DType::F32, device)
         .with_context(|| format!("loading the loss networks from {}", dir.display()))?;
+    for n in loss.notes() {
+        eprintln!("losses::SimilarityLoss: {n}");
+    }
     Ok(Inputs {
         train,
         val,
@@ -275,16 +277,6 @@ pub fn budget(max_minutes: Option<f64>) -> anyhow::Result<Option<Duration>> {
         Some(m) => Ok(Some(Duration::from_secs_f64(m * 60.0))),
         None => Ok(None),
     }
-}
-
-pub fn progress_bar(steps: u64, start: u64) -> ProgressBar {
-    let bar = ProgressBar::new(steps);
-    bar.set_position(start);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} {wide_bar} {pos}/{len} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
 }
 
 /// Prints how the run ended and what L_sim left out.
@@ -368,7 +360,7 @@ fn train(args: EncoderTrainArgs) -> anyhow::Result<()> {
         trainer.set_validation(val)?;
     }
     let start = trainer.step();
-    let bar = progress_bar(c.steps, start);
+    let bar = crate::cli::progress::progress_bar(c.steps, start);
     let reason = run_training(&mut trainer, &inputs.train, c.steps, budget, |s| {
         bar.set_position(s.step);
         bar.set_message(format!(

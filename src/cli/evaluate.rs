@@ -1,5 +1,6 @@
 //! `sketch2medi evaluate`: the paper's Table I metrics over folders of generated images.
 
+use crate::cli::progress::StageBars;
 use anyhow::Context;
 use clap::Args;
 use metrics::evaluate::{EvaluateConfig, MethodInput, evaluate};
@@ -110,15 +111,16 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let bars = StageBars::new("{msg:>28} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec})");
     let report = match &segmenter {
         Some(seg) => {
             let models = metrics::evaluate::Models {
                 segmenter: Some(seg),
                 ..Default::default()
             };
-            metrics::evaluate::evaluate_with(&cfg, models, &device)
+            metrics::evaluate::evaluate_with(&cfg, models, &device, &bars)
         }
-        None => evaluate(&cfg, &device),
+        None => evaluate(&cfg, &device, &bars),
     }
     .context("evaluating")?;
     let (json, md) = report.write(&args.out)?;

@@ -106,10 +106,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 fn generate_folder(model: &Sketch2MedI, args: &GenerateArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
     // The PNG/JPEG files of the folder, sorted; an error when there is none.
-    let files = metrics::features::list_images(&args.sketch)?;
+    let files = metrics::features::image_files(&args.sketch)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let bar = indicatif::ProgressBar::new(files.len() as u64);
+    let bar = crate::cli::progress::bar(files.len() as u64, crate::cli::progress::PLAIN);
     let t = Instant::now();
     let (mut skipped, mut warned) = (0usize, 0usize);
     for chunk in files.chunks(args.batch) {

@@ -5,6 +5,7 @@ mod encoder;
 mod evaluate;
 mod generate;
 mod phantom;
+mod progress;
 mod refiner;
 mod solov2;
 mod stylegan2;

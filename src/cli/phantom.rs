@@ -1,5 +1,6 @@
 //! `sketch2medi phantom ...`: dataset folders and contact sheets of the pharynx phantom.
 
+use crate::cli::progress::StageBars;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use pharynx_phantom::{BuildConfig, build_dataset, contact_sheet};
@@ -74,10 +75,12 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         seed: args.seed,
         force: args.force,
         sketch: sketch.clone(),
-        progress: true,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
-    let report = build_dataset(&cfg)
+    let bars = StageBars::new(
+        "{spinner} {msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
+    );
+    let report = build_dataset(&cfg, &bars)
         .with_context(|| format!("building the phantom dataset in {}", args.out.display()))?;
     let c = report.counts;
     println!(

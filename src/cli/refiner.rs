@@ -14,7 +14,7 @@ use refiner_aids::{AidsConfig, StructureNetConfig, StructureTrainConfig, Structu
 
 use crate::cli::encoder::{
     CommonTrainArgs, Preset, ScheduleArgs, budget, load_inputs, phantom_pairs, preset_or_json,
-    progress_bar, report,
+    report,
 };
 
 #[derive(Debug, Subcommand)]
@@ -177,7 +177,7 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
         );
     }
     let start = trainer.step();
-    let bar = progress_bar(c.steps, start);
+    let bar = crate::cli::progress::progress_bar(c.steps, start);
     let reason = run_training(&mut trainer, &inputs.train, c.steps, budget, |s| {
         bar.set_position(s.step);
         let steps: Vec<String> = s.sim_t.iter().map(|v| format!("{v:.3}")).collect();
@@ -240,7 +240,7 @@ fn structure_net(args: StructureNetArgs) -> anyhow::Result<()> {
         trainer.set_validation(val)?;
     }
     let start = trainer.step();
-    let bar = progress_bar(args.steps, start);
+    let bar = crate::cli::progress::progress_bar(args.steps, start);
     let reason = run_training(&mut trainer, &train, args.steps, budget, |s| {
         bar.set_position(s.step);
         bar.set_message(format!(

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::cli::progress::bar;
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use pharynx_phantom::DatasetSource;
 use pharynx_phantom::layout::Split;
 use rayon::prelude::*;
@@ -167,14 +167,6 @@ fn split(name: &str) -> anyhow::Result<Split> {
     Split::from_name(name).ok_or_else(|| {
         anyhow::anyhow!("unknown split `{name}` (train, seg_train, seg_val, freehand)")
     })
-}
-
-fn bar(len: u64, template: &str) -> ProgressBar {
-    let b = ProgressBar::new(len);
-    b.set_style(
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    b
 }
 
 fn train(a: TrainArgs) -> anyhow::Result<()> {

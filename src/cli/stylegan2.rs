@@ -1,9 +1,9 @@
 //! `sketch2medi stylegan2 ...`: train the generator G on a dataset folder, sample from it.
 
+use crate::cli::progress;
 use anyhow::Context;
 use candle_core::Device;
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use pharynx_phantom::layout::Split;
 use pharynx_phantom::{DatasetSource, Loader, LoaderConfig};
 use std::path::PathBuf;
@@ -139,12 +139,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     let mut trainer = Trainer::open(cfg, &args.out, &device)
         .with_context(|| format!("opening the run in {}", args.out.display()))?;
     let start = trainer.step();
-    let bar = ProgressBar::new(args.steps);
-    bar.set_position(start);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} {wide_bar} {pos}/{len} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress::progress_bar(args.steps, start);
     let data = LoaderImages(loader);
     let budget = crate::cli::encoder::budget(args.schedule.max_minutes)?;
     trainer.train_for(&data, args.steps, budget, |s| {
@@ -182,7 +177,7 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let bar = ProgressBar::new(args.n as u64);
+    let bar = progress::bar(args.n as u64, progress::PLAIN);
     let mut done = 0;
     while done < args.n {
         let b = (args.n - done).min(16);

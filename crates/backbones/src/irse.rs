@@ -184,10 +184,7 @@ impl IrSe {
         dtype: candle_core::DType,
         device: &candle_core::Device,
     ) -> Result<Self> {
-        let t = crate::weights::read_safetensors(path, device)?;
-        crate::weights::build_verified(&path.display().to_string(), t, dtype, device, |vb| {
-            Self::new(config, vb)
-        })
+        crate::weights::load_verified(path, dtype, device, |vb| Self::new(config, vb))
     }
 
     pub fn config(&self) -> &IrSeConfig {

@@ -121,6 +121,18 @@ pub fn build_verified<M>(
     build(VarBuilder::from_tensors(tensors, dtype, device))
 }
 
+/// Reads a safetensors file and builds the model with [`build_verified`] (the file's path
+/// names it in errors): the `load` of every backbone.
+pub fn load_verified<M>(
+    path: &Path,
+    dtype: DType,
+    device: &Device,
+    build: impl Fn(VarBuilder) -> Result<M>,
+) -> Result<M> {
+    let tensors = read_safetensors(path, device)?;
+    build_verified(&path.display().to_string(), tensors, dtype, device, build)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,11 +13,9 @@
 //! [`SimilarityLoss::cpu_default`] works offline out of the box: it uses LPIPS-alex and MoCo
 //! when their user-supplied trunk files are in the weights folder and otherwise falls back to
 //! the shipped ST-LPIPS alex and leaves the MoCo term out. What it chose is listed by
-//! [`SimilarityLoss::notes`] and printed to stderr **once per process** (a `OnceLock`; no
-//! logging framework is involved).
+//! [`SimilarityLoss::notes`] (the library prints nothing; the CLI prints the notes).
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
 
@@ -110,8 +108,6 @@ pub struct SimilarityLoss {
     notes: Vec<String>,
 }
 
-static ANNOUNCED: OnceLock<()> = OnceLock::new();
-
 impl SimilarityLoss {
     /// e4e `l2_lambda`.
     pub const DEFAULT_L2: f64 = 1.0;
@@ -157,7 +153,7 @@ impl SimilarityLoss {
     /// CPU, f32, from a weights folder (use [`weights::shipped_weights_dir`] for the repository's):
     /// LPIPS-alex if [`weights::ALEXNET_TRUNK`] is there (else the shipped
     /// [`weights::STLPIPS_ALEX`]), MoCo if [`weights::MOCO_V2`] is there (else left out). The
-    /// choices are in [`Self::notes`] and printed to stderr once per process.
+    /// choices are in [`Self::notes`].
     pub fn cpu_default(weights_dir: &Path) -> Result<Self> {
         Self::from_dir(weights_dir, DType::F32, &Device::Cpu)
     }
@@ -191,13 +187,6 @@ impl SimilarityLoss {
             ));
             None
         };
-        if !notes.is_empty() {
-            ANNOUNCED.get_or_init(|| {
-                for n in &notes {
-                    eprintln!("losses::SimilarityLoss: {n}");
-                }
-            });
-        }
         let mut s = Self::new(perceptual, moco);
         s.notes = notes;
         Ok(s)

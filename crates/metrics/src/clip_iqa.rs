@@ -27,7 +27,7 @@ use std::path::Path;
 
 use backbones::BatchNorm2d;
 use candle_core::{D, DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_nn::{Linear, Module, VarBuilder, linear};
 
 use crate::features::error::{MetricsError, Result};
 
@@ -111,24 +111,6 @@ impl ClipBottleneck {
     }
 }
 
-struct Linear {
-    w: Tensor,
-    b: Tensor,
-}
-
-impl Linear {
-    fn new(cin: usize, cout: usize, vb: VarBuilder) -> backbones::Result<Self> {
-        Ok(Self {
-            w: vb.get((cout, cin), "weight")?,
-            b: vb.get(cout, "bias")?,
-        })
-    }
-    /// `x [.., cin] -> [.., cout]`.
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.broadcast_matmul(&self.w.t()?)?.broadcast_add(&self.b)
-    }
-}
-
 /// OpenAI CLIP `AttentionPool2d` without the positional embedding.
 struct AttentionPool {
     q: Linear,
@@ -205,10 +187,10 @@ impl ClipRn50Visual {
         let a = vb.pp("attnpool");
         let e = width * 32;
         let attnpool = AttentionPool {
-            q: Linear::new(e, e, a.pp("q_proj"))?,
-            k: Linear::new(e, e, a.pp("k_proj"))?,
-            v: Linear::new(e, e, a.pp("v_proj"))?,
-            c: Linear::new(e, 1024, a.pp("c_proj"))?,
+            q: linear(e, e, a.pp("q_proj"))?,
+            k: linear(e, e, a.pp("k_proj"))?,
+            v: linear(e, e, a.pp("v_proj"))?,
+            c: linear(e, 1024, a.pp("c_proj"))?,
             heads: 32,
         };
         Ok(Self {

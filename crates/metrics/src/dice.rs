@@ -179,8 +179,8 @@ pub struct DiceResult {
 
 /// DICE between the label-map PNGs of two folders, paired by file name.
 pub fn dice_from_masks(reference_dir: &Path, generated_dir: &Path) -> Result<DiceResult> {
-    let r = crate::features::list_images(reference_dir)?;
-    let g = crate::features::list_images(generated_dir)?;
+    let r = crate::features::image_files(reference_dir)?;
+    let g = crate::features::image_files(generated_dir)?;
     dice_from_mask_files(&pair_by_stem(&r, &g, "DICE masks")?)
 }
 

@@ -32,17 +32,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
+use s2m_core::progress::Progress;
 use serde::{Deserialize, Serialize};
 
 use crate::clip_iqa::ClipIqa;
 use crate::dice::{ClassDice, SegmentationModel, dice_per_class, load_label_map, pair_by_stem};
 use crate::features::error::{MetricsError, Result};
 use crate::features::{
-    FeatureExtractor, InceptionFeatures, StLpipsAlexFeatures, extract_features, list_images,
-    load_image_unit,
+    FeatureExtractor, FeatureSet, InceptionFeatures, StLpipsAlexFeatures, extract_features,
+    image_files, load_image_unit,
 };
 use crate::fid::{fd_from_stats, reference_stats};
+use crate::frechet::GaussianStats;
 use crate::kid::{KidConfig, kid};
 use crate::report::{MethodReport, Metric, MetricValue, Report};
 
@@ -156,12 +157,11 @@ pub struct EvaluateConfig {
     pub batch_size: usize,
     /// Fail on the first unreadable image instead of skipping it.
     pub strict: bool,
-    pub progress: bool,
 }
 
 impl EvaluateConfig {
     /// Defaults: all metrics, `weights/`, automatic FD extractor, KID 100 subsets of <= 1000,
-    /// batch 16, progress bars on.
+    /// batch 16.
     pub fn new(reference_images: impl Into<PathBuf>, methods: Vec<MethodInput>) -> Self {
         Self {
             methods,
@@ -175,7 +175,6 @@ impl EvaluateConfig {
             kid: KidConfig::default(),
             batch_size: 16,
             strict: false,
-            progress: true,
         }
     }
 }
@@ -189,21 +188,6 @@ pub struct Models<'a> {
     pub segmenter: Option<&'a dyn SegmentationModel>,
     /// LPIPS, DISTS, ST-LPIPS implementations (keyed by [`Metric::Lpips`] etc.).
     pub paired: BTreeMap<Metric, Box<dyn PairedMetric + 'a>>,
-}
-
-fn bar(progress: bool, len: usize, msg: &str) -> ProgressBar {
-    if !progress {
-        return ProgressBar::hidden();
-    }
-    let b = ProgressBar::new(len as u64);
-    b.set_style(
-        ProgressStyle::with_template(
-            "{msg:>28} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    b.set_message(msg.to_string());
-    b
 }
 
 fn load_extractor(cfg: &EvaluateConfig, device: &Device) -> Result<Box<dyn FeatureExtractor>> {
@@ -242,7 +226,7 @@ fn nr_scores(
     batch_size: usize,
     strict: bool,
     device: &Device,
-    pb: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<(Vec<f64>, Skipped)> {
     let mut scores = Vec::new();
     let mut skipped = Vec::new();
@@ -263,7 +247,7 @@ fn nr_scores(
             }
             scores.push(*v as f64);
         }
-        pb.inc(pending.len() as u64);
+        progress.inc(pending.len() as u64);
         pending.clear();
         Ok(())
     };
@@ -278,7 +262,7 @@ fn nr_scores(
             }
             Err(e) if !strict => {
                 skipped.push((f.clone(), e.to_string()));
-                pb.inc(1);
+                progress.inc(1);
             }
             Err(e) => return Err(e),
         }
@@ -322,247 +306,359 @@ fn segment_files(
         .collect()
 }
 
-/// Runs the evaluation with models loaded from `cfg.weights_dir`.
-pub fn evaluate(cfg: &EvaluateConfig, device: &Device) -> Result<Report> {
-    evaluate_with(cfg, Models::default(), device)
+/// Runs the evaluation with models loaded from `cfg.weights_dir`, reporting each pass over a
+/// folder as a stage on `progress` (use [`s2m_core::progress::NoProgress`] to report nothing).
+pub fn evaluate(cfg: &EvaluateConfig, device: &Device, progress: &dyn Progress) -> Result<Report> {
+    evaluate_with(cfg, Models::default(), device, progress)
 }
 
-/// Runs the evaluation with injected models (see [`Models`]).
-pub fn evaluate_with(cfg: &EvaluateConfig, mut models: Models, device: &Device) -> Result<Report> {
-    if cfg.methods.is_empty() {
-        return Err(MetricsError::Invalid(
-            "no generated folder (method) given".into(),
-        ));
-    }
-    let mut names = std::collections::BTreeSet::new();
-    for m in &cfg.methods {
-        if !names.insert(m.name.clone()) {
-            return Err(MetricsError::Invalid(format!(
-                "method name `{}` given twice",
-                m.name
-            )));
-        }
-    }
-    let mut metrics = cfg.metrics.clone();
-    metrics.sort();
-    metrics.dedup();
-    let ref_files = list_images(&cfg.reference_images)?;
-    let gen_files: Vec<Vec<PathBuf>> = cfg
-        .methods
-        .iter()
-        .map(|m| list_images(&m.images))
-        .collect::<Result<_>>()?;
-
-    // Pairing checks before any model runs.
-    let paired_requested = metrics.iter().any(|m| m.paired());
-    let mut pairs: Vec<Vec<(PathBuf, PathBuf)>> = Vec::new();
-    if paired_requested {
-        for (m, g) in cfg.methods.iter().zip(&gen_files) {
-            pairs.push(pair_by_stem(
-                &ref_files,
-                g,
-                &format!(
-                    "method `{}` ({}) vs reference ({}) for {}",
-                    m.name,
-                    m.images.display(),
-                    cfg.reference_images.display(),
-                    metrics
-                        .iter()
-                        .filter(|x| x.paired())
-                        .map(|x| x.id())
-                        .collect::<Vec<_>>()
-                        .join("/")
-                ),
-            )?);
-        }
-    }
-
+/// Runs the evaluation with injected models (see [`Models`]); progress as in [`evaluate`].
+pub fn evaluate_with(
+    cfg: &EvaluateConfig,
+    mut models: Models,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Report> {
+    let run = Run::new(cfg, device, progress)?;
+    let mut reports = run.empty_reports();
     let mut warnings = Vec::new();
-    let mut reports: Vec<MethodReport> = cfg
-        .methods
-        .iter()
-        .zip(&gen_files)
-        .map(|(m, g)| MethodReport {
-            name: m.name.clone(),
-            images: m.images.clone(),
-            n_images: g.len(),
-            values: BTreeMap::new(),
-            dice_per_class: None,
-            skipped: Vec::new(),
-        })
-        .collect();
-    let mut settings = BTreeMap::new();
-    settings.insert("batch_size".into(), cfg.batch_size.to_string());
-    settings.insert(
-        "kid".into(),
-        format!(
-            "{} subsets of min(n, {}), seed {}",
-            cfg.kid.subsets, cfg.kid.subset_size, cfg.kid.seed
-        ),
-    );
-    settings.insert("device".into(), format!("{device:?}"));
-    let mut fd_extractor_name = None;
-
-    // FD and KID.
-    if metrics.contains(&Metric::Fd) || metrics.contains(&Metric::Kid) {
-        let ext = match models.extractor.take() {
-            Some(e) => Ok(e),
-            None => load_extractor(cfg, device),
-        };
-        match ext {
-            Err(e) => {
-                for r in &mut reports {
-                    for m in [Metric::Fd, Metric::Kid] {
-                        if metrics.contains(&m) {
-                            r.values
-                                .insert(m, MetricValue::unavailable(m.label(), e.to_string()));
-                        }
-                    }
-                }
-            }
-            Ok(ext) => {
-                fd_extractor_name = Some(ext.name().to_string());
-                let pb = bar(
-                    cfg.progress,
-                    ref_files.len(),
-                    &format!("{} reference", ext.name()),
-                );
-                let (ref_stats, ref_set) = reference_stats(
-                    ext.as_ref(),
-                    &ref_files,
-                    cfg.reference_stats.as_deref(),
-                    cfg.batch_size,
-                    device,
-                    Some(&pb),
-                )?;
-                pb.finish_and_clear();
-                let ref_set = match (ref_set, metrics.contains(&Metric::Kid)) {
-                    (Some(s), _) => Some(s),
-                    // KID needs the features, not only the cached statistics.
-                    (None, true) => {
-                        let pb = bar(cfg.progress, ref_files.len(), "reference features (KID)");
-                        let s = extract_features(
-                            ext.as_ref(),
-                            &ref_files,
-                            cfg.batch_size,
-                            cfg.strict,
-                            device,
-                            Some(&pb),
-                        )?;
-                        pb.finish_and_clear();
-                        Some(s)
-                    }
-                    (None, false) => None,
-                };
-                if let Some(s) = &ref_set {
-                    for (p, why) in &s.skipped {
-                        warnings.push(format!("reference image {} skipped: {why}", p.display()));
-                    }
-                }
-                if let Some(w) = ref_stats.singular_warning() {
-                    warnings.push(format!("reference: {w}"));
-                }
-                for (r, g) in reports.iter_mut().zip(&gen_files) {
-                    let pb = bar(cfg.progress, g.len(), &format!("{} {}", ext.name(), r.name));
-                    let set = extract_features(
-                        ext.as_ref(),
-                        g,
-                        cfg.batch_size,
-                        cfg.strict,
-                        device,
-                        Some(&pb),
-                    )?;
-                    pb.finish_and_clear();
-                    r.skipped.extend(set.skipped.iter().cloned());
-                    if metrics.contains(&Metric::Fd) {
-                        let stats = set.stats()?;
-                        let v = fd_from_stats(&ext.fd_label(), &stats, &ref_stats)?;
-                        if let Some(w) = stats.singular_warning() {
-                            warnings.push(format!("{}: {w}", r.name));
-                        }
-                        r.values.insert(
-                            Metric::Fd,
-                            MetricValue::value(&v.label, v.value, None, v.n_generated),
-                        );
-                    }
-                    if metrics.contains(&Metric::Kid) {
-                        let label = ext.kid_label();
-                        let val = match &ref_set {
-                            Some(rs) => match kid(&set.values, &rs.values, set.dim, &cfg.kid) {
-                                Ok(k) => {
-                                    MetricValue::value(&label, k.mean, Some(k.std), k.subset_size)
-                                }
-                                Err(e) => MetricValue::unavailable(&label, e.to_string()),
-                            },
-                            None => {
-                                MetricValue::unavailable(&label, "reference features unavailable")
-                            }
-                        };
-                        r.values.insert(Metric::Kid, val);
-                    }
-                }
-            }
+    let mut fd_extractor = None;
+    if run.wants(Metric::Fd) || run.wants(Metric::Kid) {
+        fd_extractor = run.fd_and_kid(models.extractor.take(), &mut reports, &mut warnings)?;
+    }
+    for metric in [Metric::Tres, Metric::ClipIqa] {
+        if run.wants(metric) {
+            let injected = match metric {
+                Metric::Tres => models.tres.take(),
+                _ => models.clip_iqa.take(),
+            };
+            run.no_reference(metric, injected, &mut reports)?;
         }
     }
-
-    // No-reference metrics.
-    for metric in [Metric::Tres, Metric::ClipIqa] {
-        if !metrics.contains(&metric) {
-            continue;
+    if run.wants(Metric::Dice) {
+        run.dice(models.segmenter, &mut reports);
+    }
+    for metric in [Metric::Lpips, Metric::Dists, Metric::StLpips] {
+        if run.wants(metric) {
+            run.paired(metric, models.paired.remove(&metric), &mut reports)?;
         }
-        let injected = match metric {
-            Metric::Tres => models.tres.take(),
-            _ => models.clip_iqa.take(),
+    }
+    for r in &reports {
+        for (p, why) in &r.skipped {
+            warnings.push(format!("{}: image {} skipped: {why}", r.name, p.display()));
+        }
+    }
+    Ok(Report {
+        format: Report::FORMAT.into(),
+        reference_images: cfg.reference_images.clone(),
+        n_reference: run.ref_files.len(),
+        reference_masks: cfg.reference_masks.clone(),
+        settings: run.settings(),
+        metrics: run.metrics,
+        fd_extractor,
+        methods: reports,
+        warnings,
+    })
+}
+
+/// One evaluation: the checked inputs every step reads.
+struct Run<'a> {
+    cfg: &'a EvaluateConfig,
+    /// Requested metrics, sorted (column order) and without repeats.
+    metrics: Vec<Metric>,
+    ref_files: Vec<PathBuf>,
+    /// The images of each method, in `cfg.methods` order.
+    gen_files: Vec<Vec<PathBuf>>,
+    /// (reference, generated) pairs of each method; empty when no paired metric is requested.
+    pairs: Vec<Vec<(PathBuf, PathBuf)>>,
+    device: &'a Device,
+    progress: &'a dyn Progress,
+}
+
+impl<'a> Run<'a> {
+    /// Checks the methods, lists every folder and pairs them (when a paired metric is
+    /// requested) before any model runs.
+    fn new(
+        cfg: &'a EvaluateConfig,
+        device: &'a Device,
+        progress: &'a dyn Progress,
+    ) -> Result<Self> {
+        if cfg.methods.is_empty() {
+            return Err(MetricsError::Invalid(
+                "no generated folder (method) given".into(),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for m in &cfg.methods {
+            if !names.insert(m.name.clone()) {
+                return Err(MetricsError::Invalid(format!(
+                    "method name `{}` given twice",
+                    m.name
+                )));
+            }
+        }
+        let mut metrics = cfg.metrics.clone();
+        metrics.sort();
+        metrics.dedup();
+        let ref_files = image_files(&cfg.reference_images)?;
+        let gen_files: Vec<Vec<PathBuf>> = cfg
+            .methods
+            .iter()
+            .map(|m| image_files(&m.images))
+            .collect::<Result<_>>()?;
+        let mut run = Self {
+            cfg,
+            metrics,
+            ref_files,
+            gen_files,
+            pairs: Vec::new(),
+            device,
+            progress,
         };
+        run.pairs = run.pair_methods()?;
+        Ok(run)
+    }
+
+    fn wants(&self, metric: Metric) -> bool {
+        self.metrics.contains(&metric)
+    }
+
+    /// Pairs every method's images with the reference images by file stem.
+    fn pair_methods(&self) -> Result<Vec<Vec<(PathBuf, PathBuf)>>> {
+        if !self.metrics.iter().any(|m| m.paired()) {
+            return Ok(Vec::new());
+        }
+        let paired_ids = self
+            .metrics
+            .iter()
+            .filter(|x| x.paired())
+            .map(|x| x.id())
+            .collect::<Vec<_>>()
+            .join("/");
+        self.cfg
+            .methods
+            .iter()
+            .zip(&self.gen_files)
+            .map(|(m, g)| {
+                pair_by_stem(
+                    &self.ref_files,
+                    g,
+                    &format!(
+                        "method `{}` ({}) vs reference ({}) for {paired_ids}",
+                        m.name,
+                        m.images.display(),
+                        self.cfg.reference_images.display(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    fn empty_reports(&self) -> Vec<MethodReport> {
+        self.cfg
+            .methods
+            .iter()
+            .zip(&self.gen_files)
+            .map(|(m, g)| MethodReport {
+                name: m.name.clone(),
+                images: m.images.clone(),
+                n_images: g.len(),
+                values: BTreeMap::new(),
+                dice_per_class: None,
+                skipped: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// The settings recorded in the report.
+    fn settings(&self) -> BTreeMap<String, String> {
+        let cfg = self.cfg;
+        let mut settings = BTreeMap::new();
+        settings.insert("batch_size".into(), cfg.batch_size.to_string());
+        settings.insert(
+            "kid".into(),
+            format!(
+                "{} subsets of min(n, {}), seed {}",
+                cfg.kid.subsets, cfg.kid.subset_size, cfg.kid.seed
+            ),
+        );
+        settings.insert("device".into(), format!("{:?}", self.device));
+        settings
+    }
+
+    /// FD and KID of every method (the ones requested); returns the extractor's name, or `None`
+    /// when it is not available (then both metrics are `n/a` with the reason).
+    fn fd_and_kid(
+        &self,
+        injected: Option<Box<dyn FeatureExtractor + '_>>,
+        reports: &mut [MethodReport],
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<String>> {
+        let ext = match injected {
+            Some(e) => e,
+            None => match load_extractor(self.cfg, self.device) {
+                Ok(e) => e,
+                Err(e) => {
+                    for r in reports.iter_mut() {
+                        for m in [Metric::Fd, Metric::Kid] {
+                            if self.wants(m) {
+                                r.values
+                                    .insert(m, MetricValue::unavailable(m.label(), e.to_string()));
+                            }
+                        }
+                    }
+                    return Ok(None);
+                }
+            },
+        };
+        let (ref_stats, ref_set) = self.reference_features(ext.as_ref(), warnings)?;
+        for (r, g) in reports.iter_mut().zip(&self.gen_files) {
+            self.progress
+                .start(&format!("{} {}", ext.name(), r.name), g.len() as u64);
+            let set = extract_features(
+                ext.as_ref(),
+                g,
+                self.cfg.batch_size,
+                self.cfg.strict,
+                self.device,
+                self.progress,
+            )?;
+            self.progress.finish();
+            r.skipped.extend(set.skipped.iter().cloned());
+            if self.wants(Metric::Fd) {
+                let stats = set.stats()?;
+                let v = fd_from_stats(&ext.fd_label(), &stats, &ref_stats)?;
+                if let Some(w) = stats.singular_warning() {
+                    warnings.push(format!("{}: {w}", r.name));
+                }
+                r.values.insert(
+                    Metric::Fd,
+                    MetricValue::value(&v.label, v.value, None, v.n_generated),
+                );
+            }
+            if self.wants(Metric::Kid) {
+                let label = ext.kid_label();
+                let val = match &ref_set {
+                    Some(rs) => match kid(&set.values, &rs.values, set.dim, &self.cfg.kid) {
+                        Ok(k) => MetricValue::value(&label, k.mean, Some(k.std), k.subset_size),
+                        Err(e) => MetricValue::unavailable(&label, e.to_string()),
+                    },
+                    None => MetricValue::unavailable(&label, "reference features unavailable"),
+                };
+                r.values.insert(Metric::Kid, val);
+            }
+        }
+        Ok(Some(ext.name().to_string()))
+    }
+
+    /// The reference statistics (from the cache when valid) and, when computed or needed for
+    /// KID, the reference features; their warnings go to `warnings`.
+    fn reference_features(
+        &self,
+        ext: &dyn FeatureExtractor,
+        warnings: &mut Vec<String>,
+    ) -> Result<(GaussianStats, Option<FeatureSet>)> {
+        let n = self.ref_files.len() as u64;
+        self.progress.start(&format!("{} reference", ext.name()), n);
+        let (ref_stats, ref_set) = reference_stats(
+            ext,
+            &self.ref_files,
+            self.cfg.reference_stats.as_deref(),
+            self.cfg.batch_size,
+            self.device,
+            self.progress,
+        )?;
+        self.progress.finish();
+        let ref_set = match (ref_set, self.wants(Metric::Kid)) {
+            (Some(s), _) => Some(s),
+            // KID needs the features, not only the cached statistics.
+            (None, true) => {
+                self.progress.start("reference features (KID)", n);
+                let s = extract_features(
+                    ext,
+                    &self.ref_files,
+                    self.cfg.batch_size,
+                    self.cfg.strict,
+                    self.device,
+                    self.progress,
+                )?;
+                self.progress.finish();
+                Some(s)
+            }
+            (None, false) => None,
+        };
+        if let Some(s) = &ref_set {
+            for (p, why) in &s.skipped {
+                warnings.push(format!("reference image {} skipped: {why}", p.display()));
+            }
+        }
+        if let Some(w) = ref_stats.singular_warning() {
+            warnings.push(format!("reference: {w}"));
+        }
+        Ok((ref_stats, ref_set))
+    }
+
+    /// A no-reference metric (TReS or CLIP-IQA) of every method: mean and std over images.
+    fn no_reference(
+        &self,
+        metric: Metric,
+        injected: Option<Box<dyn NoReferenceMetric + '_>>,
+        reports: &mut [MethodReport],
+    ) -> Result<()> {
+        let cfg = self.cfg;
         let model: Result<Box<dyn NoReferenceMetric + '_>> = match injected {
             Some(m) => Ok(m),
             None => match metric {
-                Metric::Tres => {
-                    crate::tres::Tres::load(&cfg.weights_dir.join(&cfg.weight_files.tres), device)
-                        .map(|m| Box::new(m) as Box<dyn NoReferenceMetric>)
-                }
-                _ => ClipIqa::load(&cfg.weights_dir.join(&cfg.weight_files.clip_iqa), device)
-                    .map(|m| Box::new(m) as Box<dyn NoReferenceMetric>),
+                Metric::Tres => crate::tres::Tres::load(
+                    &cfg.weights_dir.join(&cfg.weight_files.tres),
+                    self.device,
+                )
+                .map(|m| Box::new(m) as Box<dyn NoReferenceMetric>),
+                _ => ClipIqa::load(
+                    &cfg.weights_dir.join(&cfg.weight_files.clip_iqa),
+                    self.device,
+                )
+                .map(|m| Box::new(m) as Box<dyn NoReferenceMetric>),
             },
         };
-        match model {
+        let model = match model {
+            Ok(m) => m,
             Err(e) => {
-                for r in &mut reports {
+                for r in reports.iter_mut() {
                     r.values.insert(
                         metric,
                         MetricValue::unavailable(metric.label(), e.to_string()),
                     );
                 }
+                return Ok(());
             }
-            Ok(model) => {
-                for (r, g) in reports.iter_mut().zip(&gen_files) {
-                    let pb = bar(
-                        cfg.progress,
-                        g.len(),
-                        &format!("{} {}", metric.label(), r.name),
-                    );
-                    let (scores, skipped) =
-                        nr_scores(model.as_ref(), g, cfg.batch_size, cfg.strict, device, &pb)?;
-                    pb.finish_and_clear();
-                    merge_skipped(&mut r.skipped, skipped);
-                    let v = match mean_std(&scores) {
-                        Some((m, s)) => {
-                            MetricValue::value(metric.label(), m, Some(s), scores.len())
-                        }
-                        None => MetricValue::unavailable(metric.label(), "no readable image"),
-                    };
-                    r.values.insert(metric, v);
-                }
-            }
+        };
+        for (r, g) in reports.iter_mut().zip(&self.gen_files) {
+            self.progress
+                .start(&format!("{} {}", metric.label(), r.name), g.len() as u64);
+            let (scores, skipped) = nr_scores(
+                model.as_ref(),
+                g,
+                cfg.batch_size,
+                cfg.strict,
+                self.device,
+                self.progress,
+            )?;
+            self.progress.finish();
+            merge_skipped(&mut r.skipped, skipped);
+            let v = match mean_std(&scores) {
+                Some((m, s)) => MetricValue::value(metric.label(), m, Some(s), scores.len()),
+                None => MetricValue::unavailable(metric.label(), "no readable image"),
+            };
+            r.values.insert(metric, v);
         }
+        Ok(())
     }
 
-    // DICE.
-    if metrics.contains(&Metric::Dice) {
-        let seg = models.segmenter;
-        for ((r, m), pr) in reports.iter_mut().zip(&cfg.methods).zip(&pairs) {
-            let val = dice_for_method(cfg, m, pr, seg, device);
-            match val {
+    /// DICE of every method (a method whose masks cannot be had shows `n/a` with the reason).
+    fn dice(&self, seg: Option<&dyn SegmentationModel>, reports: &mut [MethodReport]) {
+        for ((r, m), pr) in reports.iter_mut().zip(&self.cfg.methods).zip(&self.pairs) {
+            match dice_for_method(self.cfg, m, pr, seg, self.device) {
                 Ok((v, pc)) => {
                     r.values.insert(Metric::Dice, v);
                     r.dice_per_class = Some(pc);
@@ -577,93 +673,92 @@ pub fn evaluate_with(cfg: &EvaluateConfig, mut models: Models, device: &Device) 
         }
     }
 
-    // LPIPS / DISTS / ST-LPIPS through the hook.
-    for metric in [Metric::Lpips, Metric::Dists, Metric::StLpips] {
-        if !metrics.contains(&metric) {
-            continue;
-        }
-        let model = match models.paired.remove(&metric) {
+    /// A paired metric (LPIPS, DISTS, ST-LPIPS) of every method: mean and std over pairs.
+    fn paired(
+        &self,
+        metric: Metric,
+        injected: Option<Box<dyn PairedMetric + '_>>,
+        reports: &mut [MethodReport],
+    ) -> Result<()> {
+        let model = match injected {
             Some(m) => m,
-            None => match load_paired(metric, &cfg.weights_dir, device) {
+            None => match load_paired(metric, &self.cfg.weights_dir, self.device) {
                 Ok(m) => m,
                 Err(e) => {
-                    for r in &mut reports {
+                    for r in reports.iter_mut() {
                         r.values.insert(
                             metric,
                             MetricValue::unavailable(metric.label(), e.to_string()),
                         );
                     }
-                    continue;
+                    return Ok(());
                 }
             },
         };
-        for (r, pr) in reports.iter_mut().zip(&pairs) {
-            let pb = bar(
-                cfg.progress,
-                pr.len(),
-                &format!("{} {}", metric.label(), r.name),
-            );
-            let mut d = Vec::new();
-            for (rf, gf) in pr {
-                let (x, y) = match (load_image_unit(gf, device), load_image_unit(rf, device)) {
-                    (Ok(x), Ok(y)) => (x, y),
-                    (Err(e), _) | (_, Err(e)) => {
-                        if cfg.strict {
-                            return Err(e);
-                        }
-                        merge_skipped(&mut r.skipped, vec![(gf.clone(), e.to_string())]);
-                        pb.inc(1);
-                        continue;
-                    }
-                };
-                if x.dims() != y.dims() {
-                    return Err(MetricsError::Mismatch(format!(
-                        "{}: {} is {:?} but its reference {} is {:?}",
-                        metric.label(),
-                        gf.display(),
-                        x.dims(),
-                        rf.display(),
-                        y.dims()
-                    )));
-                }
-                let v = model.distance(&x.unsqueeze(0)?, &y.unsqueeze(0)?)?;
-                for s in v {
-                    if !s.is_finite() {
-                        return Err(MetricsError::NonFinite {
-                            image: gf.display().to_string(),
-                            extractor: metric.label().into(),
-                            value: s as f64,
-                        });
-                    }
-                    d.push(s as f64);
-                }
-                pb.inc(1);
-            }
-            pb.finish_and_clear();
+        for (r, pr) in reports.iter_mut().zip(&self.pairs) {
+            self.progress
+                .start(&format!("{} {}", metric.label(), r.name), pr.len() as u64);
+            let d = self.distances(metric, model.as_ref(), pr, r)?;
+            self.progress.finish();
             let v = match mean_std(&d) {
                 Some((m, s)) => MetricValue::value(metric.label(), m, Some(s), d.len()),
                 None => MetricValue::unavailable(metric.label(), "no readable pair"),
             };
             r.values.insert(metric, v);
         }
+        Ok(())
     }
 
-    for r in &reports {
-        for (p, why) in &r.skipped {
-            warnings.push(format!("{}: image {} skipped: {why}", r.name, p.display()));
+    /// The distances of the readable pairs of one method (unreadable ones are skipped into
+    /// `r.skipped` unless `strict`).
+    fn distances(
+        &self,
+        metric: Metric,
+        model: &dyn PairedMetric,
+        pairs: &[(PathBuf, PathBuf)],
+        r: &mut MethodReport,
+    ) -> Result<Vec<f64>> {
+        let mut d = Vec::new();
+        for (rf, gf) in pairs {
+            let (x, y) = match (
+                load_image_unit(gf, self.device),
+                load_image_unit(rf, self.device),
+            ) {
+                (Ok(x), Ok(y)) => (x, y),
+                (Err(e), _) | (_, Err(e)) => {
+                    if self.cfg.strict {
+                        return Err(e);
+                    }
+                    merge_skipped(&mut r.skipped, vec![(gf.clone(), e.to_string())]);
+                    self.progress.inc(1);
+                    continue;
+                }
+            };
+            if x.dims() != y.dims() {
+                return Err(MetricsError::Mismatch(format!(
+                    "{}: {} is {:?} but its reference {} is {:?}",
+                    metric.label(),
+                    gf.display(),
+                    x.dims(),
+                    rf.display(),
+                    y.dims()
+                )));
+            }
+            let v = model.distance(&x.unsqueeze(0)?, &y.unsqueeze(0)?)?;
+            for s in v {
+                if !s.is_finite() {
+                    return Err(MetricsError::NonFinite {
+                        image: gf.display().to_string(),
+                        extractor: metric.label().into(),
+                        value: s as f64,
+                    });
+                }
+                d.push(s as f64);
+            }
+            self.progress.inc(1);
         }
+        Ok(d)
     }
-    Ok(Report {
-        format: Report::FORMAT.into(),
-        reference_images: cfg.reference_images.clone(),
-        n_reference: ref_files.len(),
-        reference_masks: cfg.reference_masks.clone(),
-        metrics,
-        fd_extractor: fd_extractor_name,
-        methods: reports,
-        warnings,
-        settings,
-    })
 }
 
 fn merge_skipped(into: &mut Vec<(PathBuf, String)>, new: Vec<(PathBuf, String)>) {
@@ -677,7 +772,7 @@ fn merge_skipped(into: &mut Vec<(PathBuf, String)>, new: Vec<(PathBuf, String)>)
 type DiceOut = (MetricValue, BTreeMap<String, Option<f64>>);
 
 fn mask_pairs(masks_dir: &Path, images: &[PathBuf], what: &str) -> Result<Vec<PathBuf>> {
-    let masks = list_images(masks_dir)?;
+    let masks = image_files(masks_dir)?;
     Ok(pair_by_stem(images, &masks, what)?
         .into_iter()
         .map(|(_, m)| m)

@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use indicatif::ProgressBar;
+use s2m_core::progress::{NoProgress, Progress};
 use serde::{Deserialize, Serialize};
 
 use crate::features::error::{MetricsError, Result};
@@ -62,21 +62,20 @@ pub fn fd_from_stats(
 }
 
 /// Reference statistics of `files`, read from `cache` when it exists and was computed with the
-/// same extractor, else computed (and written to `cache` when given).
+/// same extractor, else computed (and written to `cache` when given). Each image counts one
+/// unit on `progress`.
 pub fn reference_stats(
     extractor: &dyn FeatureExtractor,
     files: &[PathBuf],
     cache: Option<&Path>,
     batch_size: usize,
     device: &Device,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
 ) -> Result<(GaussianStats, Option<FeatureSet>)> {
     if let Some(c) = cache.filter(|c| c.exists()) {
         let s = GaussianStats::load(c)?;
         if s.extractor == extractor.name() {
-            if let Some(pb) = progress {
-                pb.inc(files.len() as u64);
-            }
+            progress.inc(files.len() as u64);
             return Ok((s, None));
         }
         return Err(MetricsError::Mismatch(format!(
@@ -102,9 +101,9 @@ pub fn fd_between_folders(
     batch_size: usize,
     device: &Device,
 ) -> Result<FdValue> {
-    let g = crate::features::list_images(generated)?;
-    let r = crate::features::list_images(reference)?;
-    let gs = extract_features(extractor, &g, batch_size, false, device, None)?.stats()?;
-    let rs = extract_features(extractor, &r, batch_size, false, device, None)?.stats()?;
+    let g = crate::features::image_files(generated)?;
+    let r = crate::features::image_files(reference)?;
+    let gs = extract_features(extractor, &g, batch_size, false, device, &NoProgress)?.stats()?;
+    let rs = extract_features(extractor, &r, batch_size, false, device, &NoProgress)?.stats()?;
     fd_from_stats(&extractor.fd_label(), &gs, &rs)
 }

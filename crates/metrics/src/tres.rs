@@ -28,7 +28,7 @@ use std::path::Path;
 
 use backbones::{ResNet, ResNetConfig};
 use candle_core::{D, DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_nn::{Linear, Module, VarBuilder, linear};
 use serde::{Deserialize, Serialize};
 
 use crate::features::error::{MetricsError, Result};
@@ -72,23 +72,6 @@ impl TresConfig {
     }
 }
 
-struct Lin {
-    w: Tensor,
-    b: Tensor,
-}
-
-impl Lin {
-    fn new(cin: usize, cout: usize, vb: VarBuilder) -> backbones::Result<Self> {
-        Ok(Self {
-            w: vb.get((cout, cin), "weight")?,
-            b: vb.get(cout, "bias")?,
-        })
-    }
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.broadcast_matmul(&self.w.t()?)?.broadcast_add(&self.b)
-    }
-}
-
 struct LayerNorm {
     w: Tensor,
     b: Tensor,
@@ -109,9 +92,9 @@ impl LayerNorm {
 struct EncoderLayer {
     in_w: Tensor,
     in_b: Tensor,
-    out: Lin,
-    linear1: Lin,
-    linear2: Lin,
+    out: Linear,
+    linear1: Linear,
+    linear2: Linear,
     norm1: LayerNorm,
     norm2: LayerNorm,
     heads: usize,
@@ -123,9 +106,9 @@ impl EncoderLayer {
         Ok(Self {
             in_w: a.get((3 * d, d), "in_proj_weight")?,
             in_b: a.get(3 * d, "in_proj_bias")?,
-            out: Lin::new(d, d, a.pp("out_proj"))?,
-            linear1: Lin::new(d, ffn, vb.pp("linear1"))?,
-            linear2: Lin::new(ffn, d, vb.pp("linear2"))?,
+            out: linear(d, d, a.pp("out_proj"))?,
+            linear1: linear(d, ffn, vb.pp("linear1"))?,
+            linear2: linear(ffn, d, vb.pp("linear2"))?,
             norm1: LayerNorm::new(d, vb.pp("norm1"))?,
             norm2: LayerNorm::new(d, vb.pp("norm2"))?,
             heads,
@@ -236,8 +219,8 @@ pub struct Tres {
     backbone: ResNet,
     layers: Vec<EncoderLayer>,
     norm: LayerNorm,
-    fc2: Lin,
-    fc: Lin,
+    fc2: Linear,
+    fc: Linear,
     pos: Tensor,
     device: Device,
 }
@@ -261,8 +244,8 @@ impl Tres {
             backbone,
             layers,
             norm: LayerNorm::new(d, enc.pp("norm"))?,
-            fc2: Lin::new(d, c5, vb.pp("fc2"))?,
-            fc: Lin::new(2 * c5, 1, vb.pp("fc"))?,
+            fc2: linear(d, c5, vb.pp("fc2"))?,
+            fc: linear(2 * c5, 1, vb.pp("fc"))?,
             pos,
             device,
         })

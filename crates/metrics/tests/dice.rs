@@ -4,6 +4,7 @@
 use image::{GrayImage, Luma};
 use metrics::dice::{dice_from_masks, dice_per_class, image_dice, summarize};
 use s2m_core::anatomy::{Class, LabelMap, encode_label};
+use s2m_core::progress::NoProgress;
 
 /// A label map with `class` (instance `inst`) on the rectangle [x0, x1) x [y0, y1).
 fn rect(m: &mut GrayImage, class: Class, inst: u8, x0: u32, x1: u32, y0: u32, y1: u32) {
@@ -75,10 +76,9 @@ fn dice_from_phantom_masks_and_pairing_errors() {
         seed: 5,
         force: false,
         sketch: sketch_synth::SketchConfig::default(),
-        progress: false,
         command: "test".into(),
     };
-    pharynx_phantom::export::build_dataset(&cfg).unwrap();
+    pharynx_phantom::export::build_dataset(&cfg, &NoProgress).unwrap();
     let masks = root.join("masks");
     let r = dice_from_masks(&masks, &masks).unwrap();
     assert!(r.summary.images >= 10, "{}", r.summary.images);
@@ -88,7 +88,7 @@ fn dice_from_phantom_masks_and_pairing_errors() {
     // A folder missing one mask: the error names it.
     let other = dir.path().join("gen");
     std::fs::create_dir(&other).unwrap();
-    let files = metrics::features::list_images(&masks).unwrap();
+    let files = metrics::features::image_files(&masks).unwrap();
     for f in &files[1..] {
         std::fs::copy(f, other.join(f.file_name().unwrap())).unwrap();
     }

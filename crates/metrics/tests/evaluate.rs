@@ -12,6 +12,7 @@ use metrics::clip_iqa::{ClipIqa, ClipRn50Visual};
 use metrics::evaluate::{EvaluateConfig, MethodInput, Models, evaluate_with};
 use metrics::report::{Metric, Report};
 use rand::{Rng, SeedableRng};
+use s2m_core::progress::NoProgress;
 
 const N: usize = 24;
 
@@ -30,11 +31,10 @@ fn make_sets(root: &Path) {
         seed: 11,
         force: false,
         sketch: sketch_synth::SketchConfig::default(),
-        progress: false,
         command: "metrics evaluate test".into(),
     };
-    pharynx_phantom::export::build_dataset(&cfg).unwrap();
-    let files = metrics::features::list_images(&ph.join("images")).unwrap();
+    pharynx_phantom::export::build_dataset(&cfg, &NoProgress).unwrap();
+    let files = metrics::features::image_files(&ph.join("images")).unwrap();
     assert!(files.len() >= N);
     for d in ["real", "masks", "blur1", "blur2", "noise"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
@@ -101,14 +101,13 @@ fn report_orders_degradations_and_handles_missing_weights() {
     cfg.weight_files.tres = "tres_absent_for_test.safetensors".into();
     cfg.weight_files.inception = "inception_absent_for_test.safetensors".into();
     cfg.kid.subsets = 10;
-    cfg.progress = false;
     cfg.reference_stats = Some(root.join("ref_stats.safetensors"));
     let models = Models {
         clip_iqa: Some(Box::new(synthetic_clip_iqa())),
         ..Models::default()
     };
     let dev = Device::Cpu;
-    let report = evaluate_with(&cfg, models, &dev).unwrap();
+    let report = evaluate_with(&cfg, models, &dev, &NoProgress).unwrap();
     println!("{}", report.to_markdown());
 
     assert_eq!(report.fd_extractor.as_deref(), Some("stlpips-alex"));
@@ -180,7 +179,7 @@ fn report_orders_degradations_and_handles_missing_weights() {
     cfg2.metrics = vec![Metric::Fd];
     cfg2.methods.truncate(2);
     assert!(cfg2.reference_stats.as_ref().unwrap().exists());
-    let r2 = evaluate_with(&cfg2, Models::default(), &dev).unwrap();
+    let r2 = evaluate_with(&cfg2, Models::default(), &dev, &NoProgress).unwrap();
     assert_eq!(r2.get("blur1", Metric::Fd).unwrap().mean, Some(fd("blur1")));
 }
 
@@ -209,10 +208,9 @@ fn bad_input_gives_clear_messages() {
         }],
     );
     cfg.weights_dir = weights_dir();
-    cfg.progress = false;
     // Paired metric with unequal folders: fails before computing, naming the unmatched file.
     cfg.metrics = vec![Metric::StLpips];
-    let e = evaluate_with(&cfg, Models::default(), &Device::Cpu)
+    let e = evaluate_with(&cfg, Models::default(), &Device::Cpu, &NoProgress)
         .unwrap_err()
         .to_string();
     assert!(
@@ -222,7 +220,7 @@ fn bad_input_gives_clear_messages() {
     // Unpaired metric: fine; an unreadable image is skipped and named in the warnings.
     std::fs::write(b.join("broken.png"), b"not an image").unwrap();
     cfg.metrics = vec![Metric::Fd];
-    let r = evaluate_with(&cfg, Models::default(), &Device::Cpu).unwrap();
+    let r = evaluate_with(&cfg, Models::default(), &Device::Cpu, &NoProgress).unwrap();
     assert!(
         r.warnings.iter().any(|w| w.contains("broken.png")),
         "{:?}",
@@ -232,7 +230,7 @@ fn bad_input_gives_clear_messages() {
     assert_eq!(r.get("m", Metric::Fd).unwrap().n, 3);
     // Strict: the unreadable image fails the run, naming the file.
     cfg.strict = true;
-    let e = evaluate_with(&cfg, Models::default(), &Device::Cpu)
+    let e = evaluate_with(&cfg, Models::default(), &Device::Cpu, &NoProgress)
         .unwrap_err()
         .to_string();
     assert!(e.contains("broken.png"), "{e}");

@@ -10,10 +10,10 @@ use crate::layout::{self, Layout, Split};
 use crate::manifest::{GENERATOR_VERSION, MANIFEST_KIND, Manifest};
 use crate::render::check_size;
 use crate::sample::{FreehandRecord, SampleRecord, Stream, draw_freehand, generate};
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use s2m_core::anatomy::Class;
 use s2m_core::imageio::{PngSource, encode_png};
+use s2m_core::progress::Progress;
 use serde::{Deserialize, Serialize};
 use sketch_synth::{DrawerStyle, SketchConfig, drawer_styles};
 use std::collections::BTreeMap;
@@ -92,8 +92,6 @@ pub struct BuildConfig {
     /// Replace a non-empty output folder.
     pub force: bool,
     pub sketch: SketchConfig,
-    /// Show a progress bar (hidden anyway when stderr is not a terminal).
-    pub progress: bool,
     /// The command line, recorded in the manifest.
     pub command: String,
 }
@@ -167,8 +165,9 @@ fn check_output(out: &Path, force: bool) -> Result<()> {
 }
 
 /// Builds a dataset folder. On error nothing is left under `cfg.out` (a pre-existing folder
-/// replaced with `force` is only removed once the new one is complete).
-pub fn build_dataset(cfg: &BuildConfig) -> Result<BuildReport> {
+/// replaced with `force` is only removed once the new one is complete). The images are
+/// reported on `progress` as one stage, `phantom`, of one unit per generated sample.
+pub fn build_dataset(cfg: &BuildConfig, progress: &dyn Progress) -> Result<BuildReport> {
     check_size(cfg.size)?;
     cfg.sketch.validate()?;
     let counts = Counts::scaled(cfg.scale)?;
@@ -192,7 +191,7 @@ pub fn build_dataset(cfg: &BuildConfig) -> Result<BuildReport> {
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| PhantomError::io(&staging, e))?;
     }
-    let result = write_all(cfg, counts, &staging);
+    let result = write_all(cfg, counts, &staging, progress);
     match result {
         Ok(report) => {
             if cfg.out.exists() {
@@ -213,7 +212,12 @@ pub fn build_dataset(cfg: &BuildConfig) -> Result<BuildReport> {
     }
 }
 
-fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildReport> {
+fn write_all(
+    cfg: &BuildConfig,
+    counts: Counts,
+    root: &Path,
+    progress: &dyn Progress,
+) -> Result<BuildReport> {
     let start = Instant::now();
     let layout = Layout::new(root);
     for dir in [
@@ -228,21 +232,54 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
     }
     let styles = drawer_styles();
     let total = counts.train + counts.freehand;
-    let bar = if cfg.progress {
-        ProgressBar::new(total as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message("phantom");
+    progress.start("phantom", total as u64);
+    let records = write_generation_set(cfg, counts, &layout, progress)?;
+    let drawn = write_references(cfg, counts, &layout, &styles, progress)?;
+    progress.finish();
 
-    // The generation set.
-    let records: Vec<SampleRecord> = (0..counts.train)
+    write_split_lists(counts, &layout, &records, &drawn)?;
+    let all_records: Vec<&SampleRecord> =
+        records.iter().chain(drawn.iter().map(|(s, _)| s)).collect();
+    write_jsonl(&layout.samples_index(), &all_records)?;
+    let freehand_records: Vec<&FreehandRecord> = drawn.iter().map(|(_, f)| f).collect();
+    write_jsonl(&layout.freehand_index(), &freehand_records)?;
+
+    let mut tonsil_histogram = [0usize; 3];
+    for r in &all_records {
+        tonsil_histogram[(r.tonsils as usize).min(2)] += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let report = BuildReport {
+        counts,
+        images_written: total,
+        seconds,
+        images_per_second: total as f64 / seconds.max(1e-9),
+        styles: style_reports(&styles, &freehand_records),
+        empty_sketches: all_records.iter().filter(|r| r.empty_sketch).count(),
+        tonsil_histogram,
+    };
+    let report_path = root.join("build_report.json");
+    write_file(
+        &report_path,
+        serde_json::to_string_pretty(&report)
+            .map_err(|e| PhantomError::Parse {
+                path: report_path.clone(),
+                message: e.to_string(),
+            })?
+            .as_bytes(),
+    )?;
+    write_manifest(cfg, counts, &layout, &styles)?;
+    Ok(report)
+}
+
+/// The generation set: image, mask and synthesized sketch of every training id.
+fn write_generation_set(
+    cfg: &BuildConfig,
+    counts: Counts,
+    layout: &Layout,
+    progress: &dyn Progress,
+) -> Result<Vec<SampleRecord>> {
+    (0..counts.train)
         .into_par_iter()
         .map(|i| {
             let id = layout::train_id(i);
@@ -250,13 +287,21 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
             write_png(&layout.image(&id), &s.phantom.image)?;
             write_png(&layout.mask(&id), s.phantom.labels.as_gray())?;
             write_png(&layout.sketch(&id), &s.sketch)?;
-            bar.inc(1);
+            progress.inc(1);
             Ok(s.record(id))
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
 
-    // Held-out references and their free-hand sketches (style i % 12, so styles are balanced).
-    let drawn: Vec<(SampleRecord, FreehandRecord)> = (0..counts.freehand)
+/// Held-out references and their free-hand sketches (style i % 12, so styles are balanced).
+fn write_references(
+    cfg: &BuildConfig,
+    counts: Counts,
+    layout: &Layout,
+    styles: &[DrawerStyle],
+    progress: &dyn Progress,
+) -> Result<Vec<(SampleRecord, FreehandRecord)>> {
+    (0..counts.freehand)
         .into_par_iter()
         .map(|i| {
             let id = layout::reference_id(i);
@@ -268,7 +313,7 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
             write_png(&layout.mask(&id), s.phantom.labels.as_gray())?;
             write_png(&layout.sketch(&id), &s.sketch)?;
             write_png(&layout.freehand(&id), &sketch)?;
-            bar.inc(1);
+            progress.inc(1);
             let rec = FreehandRecord {
                 id: id.clone(),
                 style: style.name.clone(),
@@ -279,10 +324,16 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
             };
             Ok((s.record(id), rec))
         })
-        .collect::<Result<_>>()?;
-    bar.finish_and_clear();
+        .collect()
+}
 
-    // Split lists: the annotated images are the first seg_train + seg_val generation images.
+/// Split lists: the annotated images are the first seg_train + seg_val generation images.
+fn write_split_lists(
+    counts: Counts,
+    layout: &Layout,
+    records: &[SampleRecord],
+    drawn: &[(SampleRecord, FreehandRecord)],
+) -> Result<()> {
     let train_ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     let seg_end = (counts.seg_train + counts.seg_val).min(train_ids.len());
     let seg_train_end = counts.seg_train.min(seg_end);
@@ -300,17 +351,16 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
         text.push('\n');
         write_file(&layout.split(*split), text.as_bytes())?;
     }
-    let all_records: Vec<&SampleRecord> =
-        records.iter().chain(drawn.iter().map(|(s, _)| s)).collect();
-    write_jsonl(&layout.samples_index(), &all_records)?;
-    let freehand_records: Vec<&FreehandRecord> = drawn.iter().map(|(_, f)| f).collect();
-    write_jsonl(&layout.freehand_index(), &freehand_records)?;
+    Ok(())
+}
 
-    let style_reports: Vec<StyleReport> = styles
+/// Per-style summary of the free-hand sketches.
+fn style_reports(styles: &[DrawerStyle], freehand: &[&FreehandRecord]) -> Vec<StyleReport> {
+    styles
         .iter()
         .enumerate()
         .map(|(k, style)| {
-            let values: Vec<f32> = freehand_records
+            let values: Vec<f32> = freehand
                 .iter()
                 .filter(|r| r.style_index == k)
                 .filter_map(|r| r.chamfer_px)
@@ -326,33 +376,16 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
                 expected_chamfer_px: style.expected_chamfer,
             }
         })
-        .collect();
-    let mut tonsil_histogram = [0usize; 3];
-    for r in &all_records {
-        tonsil_histogram[(r.tonsils as usize).min(2)] += 1;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    let report = BuildReport {
-        counts,
-        images_written: total,
-        seconds,
-        images_per_second: total as f64 / seconds.max(1e-9),
-        styles: style_reports,
-        empty_sketches: all_records.iter().filter(|r| r.empty_sketch).count(),
-        tonsil_histogram,
-    };
-    let report_path = root.join("build_report.json");
-    write_file(
-        &report_path,
-        serde_json::to_string_pretty(&report)
-            .map_err(|e| PhantomError::Parse {
-                path: report_path.clone(),
-                message: e.to_string(),
-            })?
-            .as_bytes(),
-    )?;
+        .collect()
+}
 
-    // The manifest goes last: its presence marks a complete folder.
+/// The manifest goes last: its presence marks a complete folder.
+fn write_manifest(
+    cfg: &BuildConfig,
+    counts: Counts,
+    layout: &Layout,
+    styles: &[DrawerStyle],
+) -> Result<()> {
     let manifest = Manifest {
         kind: MANIFEST_KIND.to_string(),
         generator_version: GENERATOR_VERSION.to_string(),
@@ -377,5 +410,5 @@ fn write_all(cfg: &BuildConfig, counts: Counts, root: &Path) -> Result<BuildRepo
         message: e.to_string(),
     })?;
     s2m_core::fsio::atomic_write(&manifest_path, text.as_bytes())?;
-    Ok(report)
+    Ok(())
 }

@@ -9,7 +9,7 @@
 use crate::error::{PhantomError, Result};
 use crate::params::PhantomParams;
 use crate::scene::{Geometry, Scene, Surface};
-use crate::texture::{TILE, bank};
+use crate::texture::{TILE, TextureBank, bank};
 use image::RgbImage;
 use rand::Rng as _;
 use rand_distr::{Distribution, StandardNormal};
@@ -102,34 +102,113 @@ fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
 /// Renders a phantom at `size` x `size` pixels.
 pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
     check_size(size)?;
-    let n = size as usize;
-    let npx = n * n;
     let scene = Scene::new(p);
     let bank = bank();
     let mut rng = rng_from_seed(p.detail_seed);
+    let camera = Camera::new(p, size as usize);
+    let colours = Colours::new(p);
 
-    // Pixel -> scene mapping (inverse camera): scene = R(-roll) (frame - shift) / zoom.
-    let (sin_r, cos_r) = p.rotation_deg.to_radians().sin_cos();
-    let inv_zoom = 1.0 / p.zoom;
-    let to_scene = |px: f32, py: f32| -> (f32, f32) {
+    let mut visible = visible_surfaces(p, &scene, bank, &camera);
+    let tonsil_count = drop_tonsil_slivers(&mut visible.surf);
+    let labels = label_map(&visible.surf, size);
+    let mut fields = surface_fields(p, &scene, bank, &colours, &visible);
+    splat_details(p, &camera, &colours, &visible.surf, &mut fields, &mut rng);
+    let mut rgb = flash_shading(p, &camera, &visible.surf, &fields);
+    draw_bubbles(
+        &mut rgb,
+        &visible.surf,
+        camera.n,
+        camera.unit_px,
+        p,
+        &mut rng,
+        &|x, y| camera.surface_at(&visible.surf, x, y),
+    );
+    apply_lens(p, &mut rgb, camera.n);
+    let image = sensor_image(p, &rgb, size, &mut rng);
+    Ok(Phantom {
+        image,
+        labels,
+        tonsil_count,
+    })
+}
+
+/// The pixel <-> scene mapping of one rendering.
+struct Camera<'a> {
+    p: &'a PhantomParams,
+    /// Image side in pixels.
+    n: usize,
+    sin_r: f32,
+    cos_r: f32,
+    inv_zoom: f32,
+    /// Pixels per scene unit, for derivatives and splat radii.
+    unit_px: f32,
+}
+
+impl<'a> Camera<'a> {
+    fn new(p: &'a PhantomParams, n: usize) -> Self {
+        let (sin_r, cos_r) = p.rotation_deg.to_radians().sin_cos();
+        Self {
+            p,
+            n,
+            sin_r,
+            cos_r,
+            inv_zoom: 1.0 / p.zoom,
+            unit_px: n as f32 * 0.5 * p.zoom,
+        }
+    }
+
+    /// Pixel -> scene (inverse camera): scene = R(-roll) (frame - shift) / zoom.
+    fn to_scene(&self, px: f32, py: f32) -> (f32, f32) {
+        let (n, p) = (self.n, self.p);
         let fx = px / n as f32 * 2.0 - 1.0 - p.shift[0];
         let fy = py / n as f32 * 2.0 - 1.0 - p.shift[1];
         (
-            (cos_r * fx + sin_r * fy) * inv_zoom,
-            (-sin_r * fx + cos_r * fy) * inv_zoom,
+            (self.cos_r * fx + self.sin_r * fy) * self.inv_zoom,
+            (-self.sin_r * fx + self.cos_r * fy) * self.inv_zoom,
         )
-    };
-    // Scene units per pixel, for derivatives and splat radii.
-    let unit_px = n as f32 * 0.5 * p.zoom;
-    let [ox, oy] = p.texture_offset;
+    }
 
-    // Pass 1: warped scene coordinates and visible surfaces.
+    /// The pixel index under scene point (x, y) and its surface, if inside the image.
+    fn surface_at(&self, surf: &[u8], x: f32, y: f32) -> Option<(usize, u8)> {
+        let (n, p) = (self.n, self.p);
+        let (fx, fy) = ((x * p.zoom) + 0.0, (y * p.zoom) + 0.0);
+        // Forward camera: frame = R(roll) scene * zoom + shift.
+        let frx = self.cos_r * fx - self.sin_r * fy + p.shift[0];
+        let fry = self.sin_r * fx + self.cos_r * fy + p.shift[1];
+        let px = ((frx + 1.0) * 0.5 * n as f32) as isize;
+        let py = ((fry + 1.0) * 0.5 * n as f32) as isize;
+        (px >= 0 && py >= 0 && (px as usize) < n && (py as usize) < n).then(|| {
+            (
+                py as usize * n + px as usize,
+                surf[py as usize * n + px as usize],
+            )
+        })
+    }
+}
+
+/// Per pixel: the warped scene coordinates and the visible surface (`Surface as u8`).
+struct Visible {
+    wxs: Vec<f32>,
+    wys: Vec<f32>,
+    surf: Vec<u8>,
+}
+
+/// Pass 1: warped scene coordinates and visible surfaces.
+fn visible_surfaces(
+    p: &PhantomParams,
+    scene: &Scene,
+    bank: &TextureBank,
+    camera: &Camera,
+) -> Visible {
+    let n = camera.n;
+    let npx = n * n;
+    let [ox, oy] = p.texture_offset;
     let mut wxs = vec![0f32; npx];
     let mut wys = vec![0f32; npx];
     let mut surf = vec![0u8; npx];
     for py in 0..n {
         for px in 0..n {
-            let (x, y) = to_scene(px as f32 + 0.5, py as f32 + 0.5);
+            let (x, y) = camera.to_scene(px as f32 + 0.5, py as f32 + 0.5);
             let tx = x * 48.0 + ox;
             let ty = y * 48.0 + oy;
             let wx = x + p.outline_warp * bank.warp.sample(tx, ty);
@@ -142,9 +221,14 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
             surf[i] = scene.surface(&g, [lobe, lobe]) as u8;
         }
     }
-    // Tiny tonsil slivers become wall.
+    Visible { wxs, wys, surf }
+}
+
+/// Turns tiny tonsil slivers into wall; returns the number of tonsils left visible.
+fn drop_tonsil_slivers(surf: &mut [u8]) -> u8 {
+    let npx = surf.len();
     let mut tonsil_area = [0usize; 2];
-    for &s in &surf {
+    for &s in surf.iter() {
         match Surface::from_u8(s) {
             Surface::TonsilLeft => tonsil_area[0] += 1,
             Surface::TonsilRight => tonsil_area[1] += 1,
@@ -164,10 +248,13 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
             *area = 0;
         }
     }
+    tonsil_area.iter().filter(|a| **a > 0).count() as u8
+}
 
-    // Label map from the surfaces.
+/// The instance label map of the visible surfaces.
+fn label_map(surf: &[u8], size: u32) -> LabelMap {
     let mut labels = LabelMap::new(size, size);
-    for (l, &s) in labels.as_raw_mut().iter_mut().zip(&surf) {
+    for (l, &s) in labels.as_raw_mut().iter_mut().zip(surf) {
         *l = match Surface::from_u8(s) {
             Surface::Lips | Surface::Palate => 0,
             Surface::Wall => encode_label(Class::PharyngealWall, 0),
@@ -177,10 +264,27 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
             Surface::Tongue => encode_label(Class::Tongue, 0),
         };
     }
-    let tonsil_count = tonsil_area.iter().filter(|a| **a > 0).count() as u8;
+    labels
+}
 
-    // Pass 2: height field, albedo and wetness per surface.
-    let col = Colours::new(p);
+/// Per pixel: height, albedo and wetness of the visible surface.
+struct Fields {
+    height: Vec<f32>,
+    albedo: Vec<[f32; 3]>,
+    wet: Vec<f32>,
+}
+
+/// Pass 2: height field, albedo and wetness per surface.
+fn surface_fields(
+    p: &PhantomParams,
+    scene: &Scene,
+    bank: &TextureBank,
+    col: &Colours,
+    visible: &Visible,
+) -> Fields {
+    let Visible { wxs, wys, surf } = visible;
+    let npx = surf.len();
+    let [ox, oy] = p.texture_offset;
     let mut height = vec![0f32; npx];
     let mut albedo = vec![[0f32; 3]; npx];
     let mut wet = vec![0f32; npx];
@@ -271,21 +375,25 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
         wet[i] = w * smoothstep(-0.6, 0.9, bank.fbm.sample(wx * 90.0 + oy, wy * 90.0 + ox));
     }
 
-    // Splatted details: lymphoid follicles on the wall, exudate spots on the tonsils.
-    let surface_at = |x: f32, y: f32| -> Option<(usize, u8)> {
-        let (fx, fy) = ((x * p.zoom) + 0.0, (y * p.zoom) + 0.0);
-        // Forward camera: frame = R(roll) scene * zoom + shift.
-        let frx = cos_r * fx - sin_r * fy + p.shift[0];
-        let fry = sin_r * fx + cos_r * fy + p.shift[1];
-        let px = ((frx + 1.0) * 0.5 * n as f32) as isize;
-        let py = ((fry + 1.0) * 0.5 * n as f32) as isize;
-        (px >= 0 && py >= 0 && (px as usize) < n && (py as usize) < n).then(|| {
-            (
-                py as usize * n + px as usize,
-                surf[py as usize * n + px as usize],
-            )
-        })
-    };
+    Fields {
+        height,
+        albedo,
+        wet,
+    }
+}
+
+/// Splatted details: lymphoid follicles on the wall, exudate spots on the tonsils.
+fn splat_details(
+    p: &PhantomParams,
+    camera: &Camera,
+    col: &Colours,
+    surf: &[u8],
+    fields: &mut Fields,
+    rng: &mut Rng,
+) {
+    let n = camera.n;
+    let unit_px = camera.unit_px;
+    let Fields { height, albedo, .. } = fields;
     let mut splat = |rng: &mut Rng,
                      count: usize,
                      target: &[Surface],
@@ -300,7 +408,7 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
             }
             let x = rng.random::<f32>() * 2.4 - 1.2;
             let y = rng.random::<f32>() * 2.4 - 1.2;
-            let Some((centre, s)) = surface_at(x, y) else {
+            let Some((centre, s)) = camera.surface_at(surf, x, y) else {
                 continue;
             };
             if !target.iter().any(|t| *t as u8 == s) {
@@ -331,7 +439,7 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
         }
     };
     splat(
-        &mut rng,
+        rng,
         p.follicles as usize,
         &[Surface::Wall],
         (0.015, 0.035),
@@ -341,7 +449,7 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
     );
     let spots = (p.exudate * 16.0).round() as usize;
     splat(
-        &mut rng,
+        rng,
         spots,
         &[Surface::TonsilLeft, Surface::TonsilRight],
         (0.008, 0.025),
@@ -349,16 +457,30 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
         col.exudate,
         0.9,
     );
+}
 
+/// Pass 3: flash shading (diffuse, wet specular highlights, light falloff, ambient
+/// occlusion) of the height field and albedo.
+fn flash_shading(
+    p: &PhantomParams,
+    camera: &Camera,
+    surf: &[u8],
+    fields: &Fields,
+) -> Vec<[f32; 3]> {
+    let (n, unit_px) = (camera.n, camera.unit_px);
+    let Fields {
+        height,
+        albedo,
+        wet,
+    } = fields;
     // Ambient occlusion: points lower than their surroundings (crevices, the wall next to the
     // uvula and tonsils) receive less light.
-    let blurred = box_blur(&height, n, ((0.05 * unit_px) as usize).max(1));
+    let blurred = box_blur(height, n, ((0.05 * unit_px) as usize).max(1));
 
-    // Pass 3: flash shading.
     let light = normalise([0.0, -0.22, 1.0]);
     let half = normalise([light[0], light[1], light[2] + 1.0]);
     let step = 1.0 / unit_px; // scene units per pixel
-    let mut rgb = vec![[0f32; 3]; npx];
+    let mut rgb = vec![[0f32; 3]; n * n];
     for py in 0..n {
         for px in 0..n {
             let i = py * n + px;
@@ -404,10 +526,11 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
             ];
         }
     }
+    rgb
+}
 
-    draw_bubbles(&mut rgb, &surf, n, unit_px, p, &mut rng, &surface_at);
-
-    // Camera: vignetting, white balance, blur, sensor noise, tone curve.
+/// Camera optics: vignetting, white balance and blur.
+fn apply_lens(p: &PhantomParams, rgb: &mut [[f32; 3]], n: usize) {
     for py in 0..n {
         for px in 0..n {
             let fx = (px as f32 + 0.5) / n as f32 * 2.0 - 1.0;
@@ -421,21 +544,21 @@ pub fn render(p: &PhantomParams, size: u32) -> Result<Phantom> {
         }
     }
     let sigma = p.blur_px * n as f32 / 256.0;
-    gaussian_blur_rgb(&mut rgb, n, sigma);
+    gaussian_blur_rgb(rgb, n, sigma);
+}
+
+/// The sensor: noise and tone curve, quantised to 8 bits.
+fn sensor_image(p: &PhantomParams, rgb: &[[f32; 3]], size: u32, rng: &mut Rng) -> RgbImage {
     let mut image = RgbImage::new(size, size);
-    for (px, c) in image.pixels_mut().zip(&rgb) {
+    for (px, c) in image.pixels_mut().zip(rgb) {
         for (out, &ck) in px.0.iter_mut().zip(c) {
-            let noise: f32 = StandardNormal.sample(&mut rng);
+            let noise: f32 = StandardNormal.sample(rng);
             let v = tone(ck) + p.noise * noise;
             *out = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
         }
     }
 
-    Ok(Phantom {
-        image,
-        labels,
-        tonsil_count,
-    })
+    image
 }
 
 /// Saliva bubbles: small transparent spheres with a bright rim and a specular dot.

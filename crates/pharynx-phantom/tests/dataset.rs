@@ -7,6 +7,7 @@ use pharynx_phantom::sample::{FreehandRecord, SampleRecord};
 use pharynx_phantom::{
     BuildConfig, Counts, DatasetSource, Loader, LoaderConfig, PhantomError, build_dataset,
 };
+use s2m_core::progress::NoProgress;
 use sketch_synth::SketchConfig;
 use std::path::Path;
 
@@ -18,7 +19,6 @@ fn config(out: &Path, scale: f64, size: u32) -> BuildConfig {
         seed: 5,
         force: false,
         sketch: SketchConfig::default(),
-        progress: false,
         command: "test".into(),
     }
 }
@@ -53,7 +53,7 @@ fn counts_follow_the_paper_and_reject_empty_splits() {
 fn build_writes_a_complete_consistent_folder() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ds");
-    let report = build_dataset(&config(&out, 0.0025, 64)).unwrap();
+    let report = build_dataset(&config(&out, 0.0025, 64), &NoProgress).unwrap();
     let layout = Layout::new(&out);
     let manifest: Manifest =
         serde_json::from_str(&std::fs::read_to_string(layout.manifest()).unwrap()).unwrap();
@@ -106,8 +106,8 @@ fn build_writes_a_complete_consistent_folder() {
 fn same_seed_gives_byte_identical_folders() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    build_dataset(&config(&a, 0.0025, 32)).unwrap();
-    build_dataset(&config(&b, 0.0025, 32)).unwrap();
+    build_dataset(&config(&a, 0.0025, 32), &NoProgress).unwrap();
+    build_dataset(&config(&b, 0.0025, 32), &NoProgress).unwrap();
     for sub in ["images", "masks", "sketches", "freehand"] {
         let mut names: Vec<_> = std::fs::read_dir(a.join(sub))
             .unwrap()
@@ -131,29 +131,29 @@ fn same_seed_gives_byte_identical_folders() {
 fn bad_arguments_are_clear_errors_and_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ds");
-    let err = build_dataset(&config(&out, 0.0025, 60)).unwrap_err();
+    let err = build_dataset(&config(&out, 0.0025, 60), &NoProgress).unwrap_err();
     assert!(matches!(err, PhantomError::BadSize(60)), "{err}");
-    let err = build_dataset(&config(&out, 0.0, 64)).unwrap_err();
+    let err = build_dataset(&config(&out, 0.0, 64), &NoProgress).unwrap_err();
     assert!(err.to_string().contains("--scale"), "{err}");
     assert!(!out.exists());
 
     // A non-empty output folder needs --force.
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("keep.txt"), "x").unwrap();
-    let err = build_dataset(&config(&out, 0.0025, 32)).unwrap_err();
+    let err = build_dataset(&config(&out, 0.0025, 32), &NoProgress).unwrap_err();
     assert!(matches!(err, PhantomError::OutputNotEmpty(_)), "{err}");
     assert!(err.to_string().contains("--force"));
     assert!(out.join("keep.txt").exists());
     let mut forced = config(&out, 0.0025, 32);
     forced.force = true;
-    build_dataset(&forced).unwrap();
+    build_dataset(&forced, &NoProgress).unwrap();
     assert!(!out.join("keep.txt").exists());
     assert!(out.join("manifest.json").exists());
 
     // An output path below a file cannot be created.
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, "x").unwrap();
-    let err = build_dataset(&config(&blocker.join("ds"), 0.0025, 32)).unwrap_err();
+    let err = build_dataset(&config(&blocker.join("ds"), 0.0025, 32), &NoProgress).unwrap_err();
     assert!(err.to_string().contains("file"), "{err}");
 }
 
@@ -161,7 +161,7 @@ fn bad_arguments_are_clear_errors_and_leave_nothing_behind() {
 fn built_folder_loads_as_tensors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ds");
-    build_dataset(&config(&out, 0.0025, 32)).unwrap();
+    build_dataset(&config(&out, 0.0025, 32), &NoProgress).unwrap();
     let cfg = LoaderConfig {
         batch_size: 4,
         shuffle_seed: Some(1),

@@ -16,7 +16,32 @@ use candle_core::{DType, Device, Tensor};
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{DynamicImage, GrayImage, ImageBuffer, ImageResult, PixelWithColorType, RgbImage};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// File extensions (compared in lower case) of the image files [`list_images`] lists: the
+/// formats the `image` crate is built with (PNG, JPEG).
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// The image files of a folder (not recursive): regular files whose extension is one of
+/// [`IMAGE_EXTENSIONS`] in any case, sorted by path. Hidden files are listed too (callers that
+/// treat them as litter filter them out); an empty list is not an error.
+pub fn list_images(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let dir = dir.as_ref();
+    let entries = std::fs::read_dir(dir).map_err(|e| CoreError::io(dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| CoreError::io(dir, e))?.path();
+        let is_image = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        if is_image && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
 
 /// Decodes an image file of any supported format and colour mode.
 ///
@@ -284,6 +309,25 @@ pub fn image_grid(images: &[RgbImage], cols: usize, pad: u32) -> Result<RgbImage
 mod tests {
     use super::*;
     use image::{Luma, Rgb};
+
+    #[test]
+    fn list_images_lists_png_and_jpeg_files_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.PNG", "a.jpg", "c.jpeg", ".hidden.png", "notes.txt", "d"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("folder.png")).unwrap();
+        let names: Vec<String> = list_images(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [".hidden.png", "a.jpg", "b.PNG", "c.jpeg"]);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(list_images(empty.path()).unwrap().is_empty());
+        let err = list_images(dir.path().join("absent")).unwrap_err();
+        assert!(err.to_string().contains("absent"), "{err}");
+    }
 
     fn ramp_rgb(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| {

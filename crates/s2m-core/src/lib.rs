@@ -19,6 +19,7 @@ pub mod error;
 pub mod fsio;
 pub mod imageio;
 pub mod init;
+pub mod progress;
 pub mod rng;
 pub mod testing;
 

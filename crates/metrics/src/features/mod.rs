@@ -31,7 +31,8 @@ pub mod error;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use indicatif::ProgressBar;
+use s2m_core::CoreError;
+use s2m_core::progress::Progress;
 use serde::{Deserialize, Serialize};
 
 use crate::features::error::{MetricsError, Result};
@@ -40,24 +41,15 @@ use crate::features::error::{MetricsError, Result};
 pub const LPIPS_SHIFT: [f32; 3] = [-0.030, -0.088, -0.188];
 pub const LPIPS_SCALE: [f32; 3] = [0.458, 0.448, 0.450];
 
-/// Image file extensions read from folders (the `image` crate is built with PNG and JPEG).
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+pub use s2m_core::imageio::IMAGE_EXTENSIONS;
 
-/// The image files of a folder (non-recursive), sorted by file name.
-pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| MetricsError::io(dir, e))?;
-    let mut files = Vec::new();
-    for entry in rd {
-        let p = entry.map_err(|e| MetricsError::io(dir, e))?.path();
-        let ok = p.is_file()
-            && p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-        if ok {
-            files.push(p);
-        }
-    }
-    files.sort();
+/// The image files of a folder ([`s2m_core::imageio::list_images`]: non-recursive, sorted by
+/// file name); a folder without any image file is an error (every metric needs images).
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let files = s2m_core::imageio::list_images(dir).map_err(|e| match e {
+        CoreError::Io { path, source } => MetricsError::io(path, source),
+        other => other.into(),
+    })?;
     if files.is_empty() {
         return Err(MetricsError::Invalid(format!(
             "{} holds no image files ({})",
@@ -329,14 +321,15 @@ pub fn check_finite(values: &[f32], dim: usize, files: &[PathBuf], extractor: &s
 
 /// Extracts features of `files` in batches of up to `batch_size` consecutive equal-size
 /// images. Unreadable images are skipped and listed in [`FeatureSet::skipped`] (or fail the
-/// call when `strict`); non-finite features always fail, naming the image.
+/// call when `strict`); non-finite features always fail, naming the image. Every image read or
+/// skipped counts one unit on `progress` (the caller starts and finishes the stage).
 pub fn extract_features(
     extractor: &dyn FeatureExtractor,
     files: &[PathBuf],
     batch_size: usize,
     strict: bool,
     device: &Device,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
 ) -> Result<FeatureSet> {
     let batch_size = batch_size.max(1);
     let mut set = FeatureSet {
@@ -369,9 +362,7 @@ pub fn extract_features(
         check_finite(&v, set.dim, &names, &set.extractor)?;
         set.values.extend_from_slice(&v);
         set.files.extend(names);
-        if let Some(pb) = progress {
-            pb.inc(pending.len() as u64);
-        }
+        progress.inc(pending.len() as u64);
         pending.clear();
         Ok(())
     };
@@ -386,9 +377,7 @@ pub fn extract_features(
             }
             Err(e) if !strict => {
                 set.skipped.push((path.clone(), e.to_string()));
-                if let Some(pb) = progress {
-                    pb.inc(1);
-                }
+                progress.inc(1);
             }
             Err(e) => return Err(e),
         }
