@@ -5,10 +5,10 @@
 //! realistic pharyngeal image out. This facade crate re-exports the workspace's crates and
 //! holds the `sketch2medi` command line.
 //!
-//! Status: the data foundation (procedural pharynx phantom with instance masks, sketch synthesis,
-//! the free-hand simulator, dataset folders, a batched loader), the StyleGAN2 generator with its
-//! training loop, the backbones, losses and Table I metrics are in place; the encoder E, the
-//! refiner H and the SOLOv2 synthesizer S come with their issues. See `docs/ARCHITECTURE.md`.
+//! What is here: the procedural pharynx phantom with instance masks, sketch synthesis and the
+//! free-hand simulator, the SOLOv2 synthesizer S, the StyleGAN2 generator G, the encoder E, the
+//! refiner H, the backbones, losses and Table I metrics, and the one-call pipeline
+//! [`Sketch2MedI`]. See `docs/ARCHITECTURE.md` for the crates and the data flow.
 //!
 //! ```no_run
 //! use sketch2medi::pharynx_phantom::{Stream, generate};

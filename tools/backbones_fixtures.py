@@ -6,8 +6,8 @@ Every model is filled with the deterministic weight formula of `backbones::synth
 same weights by parameter name. Only inputs and (summarised) outputs are saved.
 
 Usage (CPU torch + torchvision; any recent version):
-    python3 -m venv /tmp/bbvenv && /tmp/bbvenv/bin/pip install torch torchvision safetensors numpy
-    /tmp/bbvenv/bin/python tools/backbones_fixtures.py [--out crates/backbones/tests/fixtures]
+    python3 -m venv .venv && .venv/bin/pip install torch torchvision safetensors numpy
+    .venv/bin/python tools/backbones_fixtures.py [--out crates/backbones/tests/fixtures]
 
 Summaries per tap T (keeps every file small): `T.mean` = spatial mean [B, C] over all
 channels, `T.head` = the first 4 channels at full resolution [B, 4, H, W]; 2-d taps (`pool`,

@@ -18,9 +18,9 @@ metadata the source package, its version, the path inside the package, the SHA-2
 file and the converter, and the SHA-256 of every output is printed (copy it to weights/README.md).
 
 Usage:
-    python3 -m venv /tmp/bbvenv && /tmp/bbvenv/bin/pip install torch safetensors numpy \
+    python3 -m venv .venv && .venv/bin/pip install torch safetensors numpy \
         lpips dists-pytorch stlpips-pytorch
-    /tmp/bbvenv/bin/python tools/convert_perceptual_weights.py [--out weights] [--stlpips-vgg]
+    .venv/bin/python tools/convert_perceptual_weights.py [--out weights] [--stlpips-vgg]
 """
 import argparse
 import hashlib

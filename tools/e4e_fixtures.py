@@ -10,7 +10,7 @@ the values also prove that the Rust parameter names equal these state-dict keys.
 stores, in its metadata, the state-dict keys and shapes of every preset (`keys.<name>`, JSON,
 `num_batches_tracked` dropped), built on the meta device (no memory).
 
-    /tmp/bbvenv/bin/python tools/e4e_fixtures.py [--out crates/e4e-encoder/tests/fixtures]
+    .venv/bin/python tools/e4e_fixtures.py [--out crates/e4e-encoder/tests/fixtures]
 """
 import argparse
 import json

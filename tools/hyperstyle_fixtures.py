@@ -10,7 +10,7 @@ per tuned slot the offset summaries `delta.<slot>.sum` (sum over in, k, k: [B, o
 state-dict keys of three configurations (`keys.<name>`; `refinement_blocks.<j>.hypernet.*`
 duplicates of the shared tensors included, as PyTorch lists them).
 
-    /tmp/bbvenv/bin/python tools/hyperstyle_fixtures.py [--out crates/hyperstyle-refiner/tests/fixtures]
+    .venv/bin/python tools/hyperstyle_fixtures.py [--out crates/hyperstyle-refiner/tests/fixtures]
 """
 import argparse
 import json

@@ -25,9 +25,9 @@ Images enter LPIPS/ST-LPIPS as u8 / 127.5 - 1 (float32, the s2m_core::imageio ma
 DISTS as (that + 1) / 2, the same arithmetic as the Rust metrics.
 
 Usage (CPU torch + torchvision, and the three packages from PyPI):
-    /tmp/bbvenv/bin/pip install lpips dists-pytorch stlpips-pytorch ipython torchsummary pillow
+    .venv/bin/pip install lpips dists-pytorch stlpips-pytorch ipython torchsummary pillow
     cargo run --release -- phantom build --out /tmp/ph --scale 0.0025 --size 64
-    /tmp/bbvenv/bin/python tools/losses_fixtures.py --phantom /tmp/ph
+    .venv/bin/python tools/losses_fixtures.py --phantom /tmp/ph
 """
 import argparse
 import importlib.metadata as md

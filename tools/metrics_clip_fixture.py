@@ -8,7 +8,7 @@ returns), fills every parameter with the synthetic formula of `backbones::synthe
 prompt pair and with pyiqa's 5 pairs. Stores the images, the text features of both prompt sets
 (through `tools/metrics_convert_clip.py`'s code path), the image embeddings and the scores.
 
-Usage: /tmp/bbvenv/bin/python tools/metrics_clip_fixture.py [--dump-model /tmp/fake_rn50.pt]
+Usage: .venv/bin/python tools/metrics_clip_fixture.py [--dump-model /tmp/fake_rn50.pt]
 (--dump-model also writes the synthetic state dict, to exercise the converter end to end.)
 """
 import argparse

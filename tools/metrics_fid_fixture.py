@@ -15,8 +15,8 @@ Writes `crates/metrics/tests/fixtures/{frechet,fid_pipeline}.safetensors`:
   covariances of 5 images are singular, where scipy's sqrtm is not accurate) and the
   full-set KID.
 
-Usage: /tmp/bbvenv/bin/pip install scipy pytorch-fid
-       /tmp/bbvenv/bin/python tools/metrics_fid_fixture.py
+Usage: .venv/bin/pip install scipy pytorch-fid
+       .venv/bin/python tools/metrics_fid_fixture.py
 """
 import os
 import sys

@@ -7,7 +7,7 @@ fixture and the test small it uses pyiqa's `network="resnet18"` variant (d_model
 path as ResNet-50's 3840) and `test_sample=4` uniform crops, on two images: 230x240 (no
 resize) and 100x120 (upscaled by 225/100 first). Stores the images (u8) and the scores.
 
-Usage: /tmp/bbvenv/bin/python tools/metrics_tres_fixture.py
+Usage: .venv/bin/python tools/metrics_tres_fixture.py
 """
 import os
 import sys

@@ -2,15 +2,15 @@
 """Side-by-side CPU timing of the StyleGAN2 generator in PyTorch (rosinality structure).
 
 A timing model only (random weights, no checkpoint): the ops of rosinality's `Generator` on the
-CPU path, written from the reference notes (../shared/reference/stylegan2_e4e_hyperstyle.md,
-section 1): PixelNorm + n_mlp equalised-lr linears with fused leaky ReLU, constant input,
+CPU path, written from rosinality/stylegan2-pytorch `model.py` (a re-write, not the reference
+itself): PixelNorm + n_mlp equalised-lr linears with fused leaky ReLU, constant input,
 modulated convs with demodulation computed as rosinality does (batch folded into conv groups),
 up-sampling by `conv_transpose2d` (stride 2) + the [1,3,3,1] blur (`upfirdn2d_native`: pad +
 depthwise conv2d), noise injection, fused leaky ReLU (x + bias -> leaky_relu * sqrt(2)), ToRGB
 with the up-sampled skip. Run under `torch.no_grad()` (inference), like
 `sketch2medi bench stylegan2` (plain tensors).
 
-    /tmp/bbvenv/bin/python tools/sg2_torch_timing.py [--size 256] [--batch 1] [--iters 5]
+    .venv/bin/python tools/sg2_torch_timing.py [--size 256] [--batch 1] [--iters 5]
 
 Not needed by CI or users. Prints mean and min seconds per forward.
 """

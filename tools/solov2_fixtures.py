@@ -12,7 +12,7 @@ tools/backbones_fixtures.py), so the Rust test rebuilds identical weights by nam
 holds only the input and the outputs.
 
 Usage:
-    /tmp/bbvenv/bin/python tools/solov2_fixtures.py [--out crates/sketch-synth/tests/fixtures]
+    .venv/bin/python tools/solov2_fixtures.py [--out crates/sketch-synth/tests/fixtures]
 Writes solov2_tiny.safetensors (tiny_r18 preset forward + inference) and
 solov2_matrix_nms.safetensors (Matrix NMS, both kernels).
 """

@@ -21,10 +21,10 @@ When `mmcv._ext` is missing this script registers a stand-in module whose every 
 faked.
 
 Usage (see tools/README.md for the venv):
-    /tmp/mmvenv/bin/python tools/solov2_mmdet_parity.py [--out crates/sketch-synth/tests/fixtures]
+    .venv-mmdet/bin/python tools/solov2_mmdet_parity.py [--out crates/sketch-synth/tests/fixtures]
         [--pth /tmp/solov2_mmdet_tiny.pth]
-    /tmp/mmvenv/bin/python tools/solov2_mmdet_parity.py --dry-run      # results and margins only
-    /tmp/mmvenv/bin/python tools/solov2_mmdet_parity.py --shipped-configs /tmp/mm_shipped
+    .venv-mmdet/bin/python tools/solov2_mmdet_parity.py --dry-run      # results and margins only
+    .venv-mmdet/bin/python tools/solov2_mmdet_parity.py --shipped-configs /tmp/mm_shipped
 (the last converts checkpoints of mmdet's shipped solov2_r50_fpn_1x_coco and
 solov2-light_r18_fpn_ms-3x_coco configs, with mmdet's outputs for a 64 x 64 input beside them,
 for the ignored Rust test `converted_export_from_env`).

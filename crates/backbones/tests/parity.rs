@@ -4,7 +4,7 @@
 //! file's metadata):
 //!
 //! ```text
-//! /tmp/bbvenv/bin/python tools/backbones_fixtures.py --out crates/backbones/tests/fixtures
+//! .venv/bin/python tools/backbones_fixtures.py --out crates/backbones/tests/fixtures
 //! ```
 //!
 //! Both sides fill every parameter with `backbones::synthetic`'s formula, so no weights are

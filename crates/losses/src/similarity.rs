@@ -2,7 +2,7 @@
 //! with C the MoCo-v2 ResNet-50 (e4e/HyperStyle `calc_loss` for non-face domains).
 //!
 //! Default weights ([`SimilarityLoss::DEFAULT_L2`] etc.): the paper's lambdas could not be read
-//! (see `/work/shared/reference/stylegan2_e4e_hyperstyle.md` §2.5 and §9), so the defaults are
+//! (the paper gives no values), so the defaults are
 //! those of the code bases it builds on: `l2_lambda = 1.0` and `lpips_lambda = 0.8` (e4e
 //! defaults, also pSp/HyperStyle), `moco_lambda = 0.5` (the value pSp/ReStyle/HyperStyle
 //! recommend for non-face domains; e4e's `id_lambda`, which weights MoCo for non-face data, is

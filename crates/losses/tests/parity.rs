@@ -5,9 +5,9 @@
 //! versions recorded in the file's metadata):
 //!
 //! ```text
-//! /tmp/bbvenv/bin/pip install lpips dists-pytorch stlpips-pytorch ipython torchsummary
+//! .venv/bin/pip install lpips dists-pytorch stlpips-pytorch ipython torchsummary
 //! cargo run --release -- phantom build --out /tmp/ph --scale 0.0025 --size 64
-//! /tmp/bbvenv/bin/python tools/losses_fixtures.py --phantom /tmp/ph
+//! .venv/bin/python tools/losses_fixtures.py --phantom /tmp/ph
 //! ```
 //!
 //! - ST-LPIPS alex: the REAL shipped network (`weights/stlpips_alex.safetensors`);

@@ -4,7 +4,7 @@
 //! The loss must fall to well under half of its start.
 //!
 //! The image pairs come from `tests/fixtures/pairs/`, generated (with the reference values) by
-//! `/tmp/bbvenv/bin/python tools/losses_fixtures.py --phantom /tmp/ph` after
+//! `.venv/bin/python tools/losses_fixtures.py --phantom /tmp/ph` after
 //! `cargo run --release -- phantom build --out /tmp/ph --scale 0.0025 --size 64`.
 
 mod common;

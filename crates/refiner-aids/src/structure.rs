@@ -583,7 +583,7 @@ impl StructureTrainer {
         &self.net
     }
 
-    /// Fixes the held-out pairs of the sample strips and of [`StructureTrainer::held_out_dice`]
+    /// Fixes the evaluation pairs (not necessarily held out: see [`HeldOutDice`]) of the sample strips and of [`StructureTrainer::held_out_dice`]
     /// (the first `val_samples` pairs of `data`, which must have label maps).
     pub fn set_validation(&mut self, data: &dyn PairDataset) -> Result<()> {
         let ids: Vec<usize> = (0..self.cfg.val_samples.max(1).min(data.len())).collect();
@@ -775,7 +775,10 @@ fn colourise(one_hot: &Tensor) -> Result<Tensor> {
         .contiguous()?)
 }
 
-/// Held-out DICE recorded in an export.
+/// DICE on the evaluation pairs recorded in an export. NOTE: the name is kept for the export
+/// format (`held_out` in structure.json); the CLI evaluates on the phantom's `seg_val`, which is a
+/// subset of the training images, so the number is not a held-out score (`data` says what it
+/// was measured on).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeldOutDice {
     /// What it was measured on.

@@ -1,7 +1,7 @@
 //! 2-D convolutions with a fast backward on the CPU.
 //!
 //! candle computes the input gradient of `conv2d` with `conv_transpose2d`, whose CPU kernel is
-//! a direct loop without gemm, 3-6x slower than the forward (see the candle notes, section 2).
+//! a direct loop without gemm, 3-6x slower than the forward (candle-core `cpu_backend`'s `ConvTranspose2D`).
 //! A transposed convolution is itself a plain convolution of the zero-dilated input with the
 //! flipped, channel-transposed kernel, which candle runs as im2col + gemm. This module uses that
 //! identity twice:

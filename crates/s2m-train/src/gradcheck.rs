@@ -210,7 +210,7 @@ where
 }
 
 /// Whether candle's backward keeps the graph of gradients (`CANDLE_GRAD_DO_NOT_DETACH` in effect
-/// for this thread): d²/dx² x³ at 1 is 6 with it and 4 without (candle notes §1.3).
+/// for this thread): d²/dx² x³ at 1 is 6 with it and 4 without (candle's `backprop.rs` detaches gradients unless the variable is set).
 fn second_order_works() -> Result<bool> {
     let x = Var::new(&[1.0f64], &candle_core::Device::Cpu)?;
     let y = x.as_tensor().powf(3.0)?.sum_all()?;

@@ -1,8 +1,7 @@
 //! SOLOv2 configuration (serde) with the reference presets.
 //!
 //! Values follow mmdetection's `configs/solov2/solov2_r50_fpn_*.py` (standard) and
-//! `solov2-light_r18_fpn_*.py` (light-448), as summarised in the project reference
-//! (`solov2_and_metrics.md` A3-A11).
+//! `solov2-light_r18_fpn_*.py` (light-448) in mmdetection 3.3.0.
 
 use backbones::ResNetDepth;
 use serde::{Deserialize, Serialize};

@@ -47,7 +47,7 @@ pub struct ExportInfo {
     pub data: String,
     /// Optimisation steps.
     pub steps: u64,
-    /// Training wall time in seconds (all sessions).
+    /// Training wall time in seconds (all resumed pieces of the run).
     pub train_seconds: f64,
     /// The full training configuration (JSON), for provenance.
     #[serde(default)]

@@ -366,7 +366,7 @@ impl Trainer {
         &self.cfg
     }
 
-    /// Training seconds so far, over all sessions of the run.
+    /// Training seconds so far, over all resumed pieces of the run.
     pub fn train_seconds(&self) -> f64 {
         self.train_seconds
     }
