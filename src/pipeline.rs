@@ -430,8 +430,13 @@ impl Sketch2MedI {
 
     /// Changes how sketches are brought to the model's size (`None`: plain resize).
     pub fn with_normalisation(mut self, normalise: Option<NormaliseConfig>) -> Self {
-        self.manifest.normalise = normalise;
+        self.set_normalisation(normalise);
         self
+    }
+
+    /// [`Self::with_normalisation`] in place.
+    pub fn set_normalisation(&mut self, normalise: Option<NormaliseConfig>) {
+        self.manifest.normalise = normalise;
     }
 
     /// Changes the number of refinement steps (0 = encoder only).
