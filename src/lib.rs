@@ -37,5 +37,5 @@ pub mod timing;
 
 pub use pipeline::{
     Generation, PipelineError, PipelineManifest, Sketch2MedI, SketchWarning, load_sketch,
-    prepare_sketch,
+    prepare_sketch, prepare_sketch_with,
 };

@@ -31,6 +31,7 @@ use e4e_encoder::{Encoder, EncoderBundle, FrozenGenerator};
 use hyperstyle_refiner::{HyperNetwork, RefinerBundle};
 use image::{DynamicImage, GrayImage, Luma, RgbImage};
 use serde::{Deserialize, Serialize};
+use sketch_synth::normalise::{NormaliseConfig, normalise_sketch};
 use std::path::{Component, Path, PathBuf};
 use stylegan2::{Generator, GeneratorInput, NoiseMode, WeightOffsets};
 
@@ -92,6 +93,10 @@ pub struct PipelineManifest {
     /// Free text: what the weights were trained on.
     #[serde(default)]
     pub description: String,
+    /// How sketches are brought to the model's size: absent = a plain triangle-filter resize;
+    /// present = [`sketch_synth::normalise`] (ink-preserving, pen width normalised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalise: Option<NormaliseConfig>,
 }
 
 fn default_steps() -> usize {
@@ -137,8 +142,20 @@ pub struct PreparedSketch {
     pub warnings: Vec<SketchWarning>,
 }
 
-/// Converts any sketch image to the model's convention (see the module docs).
+/// Converts any sketch image to the model's convention with a plain resize (see the module
+/// docs); [`prepare_sketch_with`] can normalise instead.
 pub fn prepare_sketch(sketch: &DynamicImage, size: u32) -> Result<PreparedSketch> {
+    prepare_sketch_with(sketch, size, None)
+}
+
+/// Converts any sketch image to the model's convention: composited, inverted if light-on-dark,
+/// padded to a square, then resized (`normalise: None`) or normalised
+/// ([`sketch_synth::normalise::normalise_sketch`]) to `size` x `size`.
+pub fn prepare_sketch_with(
+    sketch: &DynamicImage,
+    size: u32,
+    normalise: Option<&NormaliseConfig>,
+) -> Result<PreparedSketch> {
     use image::imageops::{FilterType, overlay, resize};
     let (w, h) = (sketch.width(), sketch.height());
     if w == 0 || h == 0 {
@@ -174,7 +191,10 @@ pub fn prepare_sketch(sketch: &DynamicImage, size: u32) -> Result<PreparedSketch
             height: h,
         });
     }
-    if grey.width() != size {
+    if let Some(cfg) = normalise {
+        grey = normalise_sketch(&grey, size, cfg)
+            .map_err(|e| PipelineError::Invalid(e.to_string()))?;
+    } else if grey.width() != size {
         grey = resize(&grey, size, size, FilterType::Triangle);
     }
     if !grey.pixels().any(|p| p.0[0] < INK_THRESHOLD) {
@@ -408,6 +428,17 @@ impl Sketch2MedI {
         self.steps
     }
 
+    /// Changes how sketches are brought to the model's size (`None`: plain resize).
+    pub fn with_normalisation(mut self, normalise: Option<NormaliseConfig>) -> Self {
+        self.set_normalisation(normalise);
+        self
+    }
+
+    /// [`Self::with_normalisation`] in place.
+    pub fn set_normalisation(&mut self, normalise: Option<NormaliseConfig>) {
+        self.manifest.normalise = normalise;
+    }
+
     /// Changes the number of refinement steps (0 = encoder only).
     pub fn with_steps(mut self, steps: usize) -> Self {
         self.steps = steps;
@@ -453,7 +484,7 @@ impl Sketch2MedI {
         }
         sketches
             .iter()
-            .map(|s| prepare_sketch(s, self.size()))
+            .map(|s| prepare_sketch_with(s, self.size(), self.manifest.normalise.as_ref()))
             .collect()
     }
 

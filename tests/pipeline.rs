@@ -64,6 +64,7 @@ fn tiny_pipeline(dir: &Path, with_refiner: bool) -> PathBuf {
         refiner: with_refiner.then(|| "refiner".into()),
         steps: 3,
         description: "tiny test pipeline".into(),
+        normalise: None,
     };
     std::fs::write(
         model.join(MANIFEST),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use sketch2medi::pipeline::{Sketch2MedI, default_weights_dir, load_sketch};
+use sketch2medi::sketch_synth::normalise::NormaliseConfig;
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -37,6 +38,18 @@ pub struct GenerateArgs {
     /// Seed of the variations.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How the sketch is brought to the model's size (default: the pipeline's, pipeline.json
+    /// "normalise"): `resize` (triangle filter) or `normalise` (ink-preserving, pen width
+    /// normalised to the training pen).
+    #[arg(long, value_enum)]
+    sketch_input: Option<SketchInput>,
+}
+
+/// `--sketch-input`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SketchInput {
+    Resize,
+    Normalise,
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -47,6 +60,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading the pipeline from {}", dir.display()))?;
     if let Some(t) = args.steps {
         model = model.with_steps(t);
+    }
+    match args.sketch_input {
+        Some(SketchInput::Resize) => model = model.with_normalisation(None),
+        Some(SketchInput::Normalise) => {
+            let cfg = NormaliseConfig::for_size(model.size());
+            model = model.with_normalisation(Some(cfg));
+        }
+        None => {}
     }
     let load_s = t0.elapsed().as_secs_f64();
     if args.sketch.is_dir() {

@@ -68,6 +68,9 @@ pub enum SketchError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A sketch cannot be normalised (non-square page, invalid settings).
+    #[error("sketch normalisation: {0}")]
+    InvalidNormalisation(String),
 }
 
 /// Result alias of the crate.

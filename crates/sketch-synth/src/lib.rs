@@ -23,6 +23,7 @@ pub mod demo;
 pub mod error;
 pub mod freehand;
 mod noise;
+pub mod normalise;
 mod polyline;
 pub mod raster;
 pub mod solov2;
