@@ -180,6 +180,39 @@ fn variations_keep_the_shape_styles_and_follow_the_seed() {
 }
 
 #[test]
+fn normalisation_keeps_a_thin_pen_on_a_large_canvas_and_is_read_from_the_manifest() {
+    use sketch2medi::pipeline::prepare_sketch_with;
+    use sketch2medi::sketch_synth::normalise::NormaliseConfig;
+    // A 2 px ring on a 512 px page: a plain resize to 32 px fades it to grey.
+    let page = GrayImage::from_fn(512, 512, |x, y| {
+        let r = ((x as f32 - 256.0).powi(2) + (y as f32 - 256.0).powi(2)).sqrt();
+        Luma([if (r - 150.0).abs() < 1.0 { 0 } else { 255 }])
+    });
+    let sketch = DynamicImage::ImageLuma8(page);
+    let darkest = |g: &GrayImage| g.as_raw().iter().copied().min().unwrap();
+    let plain = prepare_sketch(&sketch, 32).unwrap();
+    let cfg = NormaliseConfig::for_size(32);
+    let normalised = prepare_sketch_with(&sketch, 32, Some(&cfg)).unwrap();
+    assert!(darkest(&plain.image) > 128, "{}", darkest(&plain.image));
+    assert!(darkest(&normalised.image) < 60, "{}", darkest(&normalised.image));
+    assert!(normalised.warnings.is_empty(), "{:?}", normalised.warnings);
+
+    // The pipeline normalises as its manifest says; with_normalisation overrides it.
+    let dir = tempfile::tempdir().unwrap();
+    let folder = tiny_pipeline(dir.path(), false);
+    let path = folder.join(MANIFEST);
+    let mut manifest = PipelineManifest::read(&path).unwrap();
+    manifest.normalise = Some(cfg.clone());
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let model = Sketch2MedI::load(&folder).unwrap();
+    assert_eq!(model.manifest().normalise, Some(cfg));
+    let g = model.generate(&sketch).unwrap();
+    assert_eq!(g.sketch, normalised.image);
+    let g = model.with_normalisation(None).generate(&sketch).unwrap();
+    assert_eq!(g.sketch, plain.image);
+}
+
+#[test]
 fn sketches_of_any_size_and_mode_are_converted_with_warnings() {
     // RGB, larger, not square: padded + resized; dark page: inverted.
     let rgb = RgbImage::from_fn(96, 64, |x, _| {
