@@ -179,11 +179,11 @@ fn main() -> anyhow::Result<()> {
     );
 
     let mut sources: Vec<(String, Vec<GrayImage>)> = Vec::new();
-    let simulated = refs
-        .iter()
-        .map(|r| load_sketch(args.data.join("freehand").join(format!("{}.png", r.id))))
-        .map(|s| s.map(|s| s.to_luma8()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut simulated = Vec::with_capacity(refs.len());
+    for r in &refs {
+        let path = args.data.join("freehand").join(format!("{}.png", r.id));
+        simulated.push(load_sketch(&path)?.to_luma8());
+    }
     sources.push((format!("simulator ({size} px)"), simulated));
     for spec in &args.redraw {
         let (canvas, pen) = spec
@@ -248,7 +248,7 @@ fn main() -> anyhow::Result<()> {
         let images = chunk
             .iter()
             .map(|r| {
-                s2m_core::imageio::load_rgb(&args.data.join("images").join(format!("{}.png", r.id)))
+                s2m_core::imageio::load_rgb(args.data.join("images").join(format!("{}.png", r.id)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         for (pred, r) in s.segment_images(&images)?.iter().zip(chunk) {

@@ -194,7 +194,11 @@ fn normalisation_keeps_a_thin_pen_on_a_large_canvas_and_is_read_from_the_manifes
     let cfg = NormaliseConfig::for_size(32);
     let normalised = prepare_sketch_with(&sketch, 32, Some(&cfg)).unwrap();
     assert!(darkest(&plain.image) > 128, "{}", darkest(&plain.image));
-    assert!(darkest(&normalised.image) < 60, "{}", darkest(&normalised.image));
+    assert!(
+        darkest(&normalised.image) < 60,
+        "{}",
+        darkest(&normalised.image)
+    );
     assert!(normalised.warnings.is_empty(), "{:?}", normalised.warnings);
 
     // The pipeline normalises as its manifest says; with_normalisation overrides it.
