@@ -53,8 +53,7 @@ impl AlexNetFeatures {
         dtype: candle_core::DType,
         device: &candle_core::Device,
     ) -> Result<Self> {
-        let t = crate::weights::read_safetensors(path, device)?;
-        crate::weights::build_verified(&path.display().to_string(), t, dtype, device, Self::new)
+        crate::weights::load_verified(path, dtype, device, Self::new)
     }
 
     /// Runs the trunk on `[B, 3, H, W]` (H, W >= 31 so every stage is non-empty).

@@ -6,7 +6,8 @@
 //!   seed, config and RNG positions), latest-checkpoint lookup and keep-last-N rotation, so a
 //!   resumed run continues exactly;
 //! - [`logcsv`]: append-only CSV logs of training scalars, truncated on resume;
-//! - [`plot`]: loss curves to PNG (bundled DejaVu Sans font, no system dependencies);
+//! - `plot` (feature `plot`): loss curves to PNG (bundled DejaVu Sans font, no system
+//!   dependencies); crates that only need the GAN losses or the optimiser do not compile it;
 //! - [`gan`]: the stable softplus, the non-saturating logistic D/G losses and the R1 penalty,
 //!   generic over the discriminator;
 //! - [`autograd`]: the check that second-order gradients work in this process
@@ -38,6 +39,7 @@ pub mod gan;
 pub mod gradcheck;
 pub mod logcsv;
 pub mod optim;
+#[cfg(feature = "plot")]
 pub mod plot;
 pub mod run;
 

@@ -22,7 +22,6 @@ use serde::Serialize;
 use crate::checkpoint::CheckpointMeta;
 use crate::error::{TrainError, TrainResult};
 use crate::logcsv::CsvLogger;
-use crate::plot::plot_training_log;
 
 /// A checkpoint header with the run's step, seed, training config and the hashes of the frozen
 /// networks it depends on (`extra`).
@@ -111,8 +110,9 @@ pub fn open_log(out: &Path, columns: &[&str], step: u64) -> TrainResult<CsvLogge
 }
 
 /// Redraws `out/loss.png` from `out/log.csv` (one panel per column with finite values).
+#[cfg(feature = "plot")]
 pub fn write_loss_plot(out: &Path, title: &str, columns: &[&str]) -> TrainResult<()> {
-    Ok(plot_training_log(
+    Ok(crate::plot::plot_training_log(
         out.join("log.csv"),
         out.join("loss.png"),
         title,
