@@ -376,6 +376,147 @@ pub fn plot_training_log(
     plot_curves(png, title, &refs, &opts)
 }
 
+/// One bar of [`render_interval_bars`]: a mean with its confidence interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalBar {
+    /// The series the bar belongs to (one colour and one legend entry per series).
+    pub series: String,
+    pub mean: f64,
+    /// Lower and upper end of the interval (e.g. a 95% bootstrap CI).
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// Grouped bars with interval whiskers: one group per `(group name, bars)` on the x axis, the
+/// bars of a group side by side, coloured by series, with a legend. Errors on no finite bar, a
+/// bar whose interval does not contain its mean, or a size outside 64..=16384.
+pub fn render_interval_bars(
+    title: &str,
+    y_label: &str,
+    groups: &[(String, Vec<IntervalBar>)],
+    width: u32,
+    height: u32,
+) -> Result<RgbImage> {
+    if width < 64 || height < 64 || width > 16384 || height > 16384 {
+        return Err(CoreError::invalid(
+            "plot size",
+            format!("{width}x{height} must be within 64..=16384"),
+        ));
+    }
+    let bars = groups.iter().flat_map(|(_, b)| b);
+    let mut series: Vec<&str> = Vec::new();
+    let (mut y_min, mut y_max) = (f64::INFINITY, f64::NEG_INFINITY);
+    for b in bars {
+        if ![b.mean, b.lo, b.hi].iter().all(|v| v.is_finite()) || b.lo > b.mean || b.mean > b.hi {
+            return Err(CoreError::invalid(
+                format!("plot `{title}`"),
+                format!(
+                    "bar `{}`: interval [{}, {}] must be finite and contain the mean {}",
+                    b.series, b.lo, b.hi, b.mean
+                ),
+            ));
+        }
+        if !series.contains(&b.series.as_str()) {
+            series.push(&b.series);
+        }
+        y_min = y_min.min(b.lo);
+        y_max = y_max.max(b.hi);
+    }
+    if series.is_empty() {
+        return Err(CoreError::invalid(
+            format!("plot `{title}`"),
+            "no bars to draw",
+        ));
+    }
+    ensure_font()?;
+    let y_lo = y_min.min(0.0);
+    let y_hi = y_max + 0.05 * (y_max - y_lo).max(1e-9);
+    let n_series = series.len() as f64;
+    let mut buf = vec![0u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
+        let e = |e| plot_err(title, e);
+        root.fill(&WHITE).map_err(e)?;
+        let names: Vec<String> = groups.iter().map(|(g, _)| g.clone()).collect();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FAMILY, 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..groups.len() as f64, y_lo..y_hi)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(groups.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 1e-6 && i < names.len() {
+                    names[i].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(y_label)
+            .label_style((FAMILY, 12))
+            .draw()
+            .map_err(e)?;
+        for (si, name) in series.iter().enumerate() {
+            let colour = Palette99::pick(si).to_rgba();
+            let mut rects = Vec::new();
+            let mut whiskers = Vec::new();
+            for (gi, (_, bars)) in groups.iter().enumerate() {
+                for b in bars.iter().filter(|b| b.series == *name) {
+                    let x0 = gi as f64 + (si as f64 + 0.5) / (n_series + 1.0);
+                    let x1 = x0 + 0.9 / (n_series + 1.0);
+                    let xm = 0.5 * (x0 + x1);
+                    rects.push(Rectangle::new([(x0, 0.0), (x1, b.mean)], colour.filled()));
+                    whiskers.push(PathElement::new(vec![(xm, b.lo), (xm, b.hi)], BLACK));
+                    for y in [b.lo, b.hi] {
+                        let cap = vec![(xm - 0.15 * (x1 - x0), y), (xm + 0.15 * (x1 - x0), y)];
+                        whiskers.push(PathElement::new(cap, BLACK));
+                    }
+                }
+            }
+            chart
+                .draw_series(rects)
+                .map_err(e)?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled())
+                });
+            chart.draw_series(whiskers).map_err(e)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font((FAMILY, 12))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(e)?;
+        root.present().map_err(e)?;
+    }
+    RgbImage::from_raw(width, height, buf).ok_or_else(|| {
+        CoreError::invalid("plot buffer", "size does not match the image dimensions")
+    })
+}
+
+/// [`render_interval_bars`] written atomically as a PNG at `path`.
+pub fn plot_interval_bars(
+    path: impl AsRef<Path>,
+    title: &str,
+    y_label: &str,
+    groups: &[(String, Vec<IntervalBar>)],
+    width: u32,
+    height: u32,
+) -> Result<()> {
+    let path = path.as_ref();
+    let img =
+        render_interval_bars(title, y_label, groups, width, height).map_err(|e| e.in_file(path))?;
+    s2m_core::imageio::save_png(path, &img)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,5 +647,35 @@ mod tests {
         assert_eq!(tick_label(6.3096, false), "6.31");
         assert_eq!(tick_label(-12.0, false), "-12");
         assert_eq!(tick_label(1234.4, false), "1234");
+    }
+
+    #[test]
+    fn interval_bars_draw_and_reject_bad_intervals() {
+        let bar = |series: &str, mean: f64| IntervalBar {
+            series: series.into(),
+            mean,
+            lo: mean - 0.02,
+            hi: mean + 0.03,
+        };
+        let groups = vec![
+            ("a".to_string(), vec![bar("E", 0.6), bar("E+H", 0.65)]),
+            ("b".to_string(), vec![bar("E", 0.4), bar("E+H", 0.36)]),
+        ];
+        let img = render_interval_bars("t", "DICE", &groups, 400, 300).unwrap();
+        assert_eq!(img.dimensions(), (400, 300));
+        // Something besides the white page was drawn, in colour (the bars).
+        let coloured = img
+            .pixels()
+            .filter(|p| p.0[0] != p.0[1] || p.0[1] != p.0[2])
+            .count();
+        assert!(coloured > 1000, "{coloured} coloured pixels");
+        let mut bad = groups.clone();
+        bad[0].1[0].lo = 0.7;
+        let e = render_interval_bars("t", "DICE", &bad, 400, 300)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("contain the mean"), "{e}");
+        assert!(render_interval_bars("t", "DICE", &[], 400, 300).is_err());
+        assert!(render_interval_bars("t", "DICE", &groups, 10, 300).is_err());
     }
 }
