@@ -14,6 +14,7 @@
 //! - [`gradcheck`]: finite-difference checks of first- and second-order gradients for tests;
 //! - [`run`]: the loop ([`run::TrainLoop`], [`run::run_training`]) with exact resume
 //!   ([`run::EpochOrder`]), a wall-clock budget and the run-folder helpers;
+//! - [`schedule`]: the [`Schedule`] (seed and cadences) every trainer's config embeds;
 //! - [`bundle`]: exported bundle folders (staged, renamed into place) and sha256 of weights;
 //! - [`TrainError`]: the one error type of every trainer.
 //!
@@ -40,5 +41,7 @@ pub mod logcsv;
 pub mod optim;
 pub mod plot;
 pub mod run;
+pub mod schedule;
 
 pub use error::{TrainError, TrainResult};
+pub use schedule::Schedule;
