@@ -145,10 +145,11 @@ fn stylegan2_train_resumes_and_sample_writes_images() {
             steps,
             "--batch",
             "2",
+            // Samples and checkpoints only at the end of each run.
             "--sample-every",
-            "0",
+            "1000",
             "--checkpoint-every",
-            "0",
+            "1000",
         ])
     };
     let o = train("2");
@@ -157,6 +158,28 @@ fn stylegan2_train_resumes_and_sample_writes_images() {
     let o = train("3");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("trained to step 3 (from 2)"));
+
+    // A cadence of 0 is refused, naming the option.
+    let o = run(&[
+        "stylegan2",
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run_dir.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--steps",
+        "4",
+        "--checkpoint-every",
+        "0",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("checkpoint_every must be >= 1"),
+        "{}",
+        stderr(&o)
+    );
 
     let weights = run_dir.join("generator.safetensors");
     let out = dir.path().join("samples");

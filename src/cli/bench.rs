@@ -139,8 +139,11 @@ fn stylegan2_bench(args: Stylegan2BenchArgs) -> anyhow::Result<()> {
             let tcfg = TrainConfig {
                 model: cfg.clone(),
                 batch: b,
-                sample_every: 0,
-                checkpoint_every: 0,
+                schedule: s2m_train::Schedule {
+                    sample_every: u64::MAX,
+                    checkpoint_every: u64::MAX,
+                    ..s2m_train::Schedule::default()
+                },
                 ..TrainConfig::default()
             };
             let mut trainer = Trainer::open(tcfg, dir.path(), &device)?;

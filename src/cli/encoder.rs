@@ -14,6 +14,7 @@ use e4e_encoder::{EncoderConfig, EncoderTrainConfig, EncoderTrainer, TrainError}
 use losses::SimilarityLoss;
 use pharynx_phantom::layout::{Layout, Split};
 use pharynx_phantom::{DatasetSource, Loader, LoaderConfig};
+use s2m_train::Schedule;
 
 #[derive(Debug, Subcommand)]
 pub enum EncoderCommand {
@@ -37,6 +38,18 @@ pub struct ScheduleArgs {
     /// and the export); re-running the command continues.
     #[arg(long)]
     pub max_minutes: Option<f64>,
+}
+
+impl ScheduleArgs {
+    /// The run's [`Schedule`]: these flags, the default log interval and checkpoint count.
+    pub fn to_schedule(&self) -> Schedule {
+        Schedule {
+            seed: self.seed,
+            sample_every: self.sample_every,
+            checkpoint_every: self.checkpoint_every,
+            ..Schedule::default()
+        }
+    }
 }
 
 /// Options shared by `encoder train` and `refiner train`.
@@ -348,10 +361,10 @@ fn train(args: EncoderTrainArgs) -> anyhow::Result<()> {
         adv_lambda: args.adv_lambda,
         d_lr: args.d_lr,
         r1_gamma: args.r1,
-        seed: c.schedule.seed,
-        sample_every: c.schedule.sample_every,
-        checkpoint_every: c.schedule.checkpoint_every,
-        log_every: c.log_every,
+        schedule: Schedule {
+            log_every: c.log_every,
+            ..c.schedule.to_schedule()
+        },
         ..EncoderTrainConfig::default()
     };
     let mut trainer = EncoderTrainer::open(cfg, inputs.generator, inputs.loss, &c.out, &device)

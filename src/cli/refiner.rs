@@ -142,10 +142,10 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
         lpips_lambda: c.lpips,
         moco_lambda: c.moco,
         init_from: args.init.clone(),
-        seed: c.schedule.seed,
-        sample_every: c.schedule.sample_every,
-        checkpoint_every: c.schedule.checkpoint_every,
-        log_every: c.log_every,
+        schedule: s2m_train::Schedule {
+            log_every: c.log_every,
+            ..c.schedule.to_schedule()
+        },
         ..RefinerTrainConfig::default()
     };
     let aids = AidsConfig {
@@ -229,9 +229,7 @@ fn structure_net(args: StructureNetArgs) -> anyhow::Result<()> {
         batch: args.batch,
         lr: args.lr,
         noise_std: args.noise,
-        seed: args.schedule.seed,
-        sample_every: args.schedule.sample_every,
-        checkpoint_every: args.schedule.checkpoint_every,
+        schedule: args.schedule.to_schedule(),
         ..StructureTrainConfig::default()
     };
     let mut trainer = StructureTrainer::open(cfg, &args.out, &device)

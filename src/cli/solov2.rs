@@ -181,8 +181,11 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         steps: a.steps,
         lr: a.lr,
         warmup_steps: a.warmup,
-        seed: a.seed,
-        checkpoint_every: a.checkpoint_every,
+        schedule: s2m_train::Schedule {
+            seed: a.seed,
+            checkpoint_every: a.checkpoint_every,
+            ..TrainConfig::default().schedule
+        },
         frozen_stages: if pretrained { 1 } else { 0 },
         backbone_norm: if pretrained {
             BackboneNorm::Frozen

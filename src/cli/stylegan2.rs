@@ -130,9 +130,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         lr: args.lr,
         r1_gamma: args.r1,
         path_regularize: args.path_regularize,
-        seed: args.schedule.seed,
-        sample_every: args.schedule.sample_every,
-        checkpoint_every: args.schedule.checkpoint_every,
+        schedule: args.schedule.to_schedule(),
         ..TrainConfig::default()
     };
     let device = crate::cli::device()?;

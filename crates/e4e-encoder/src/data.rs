@@ -171,9 +171,9 @@ pub fn write_strip(path: &Path, columns: &[Tensor]) -> TrainResult<()> {
     Ok(())
 }
 
-/// Implements [`s2m_train::run::TrainLoop`] for a trainer with the fields `step`, `out`, `cfg.checkpoint_every`,
-/// `cfg.sample_every`, `val`, `data_description`, `sketch_source` and the inherent methods
-/// `set_validation`, `train_step`, `save_checkpoint`, `write_samples`, `write_loss_plot` (the
+/// Implements [`s2m_train::run::TrainLoop`] for a trainer with the fields `step`, `out`,
+/// `cfg.schedule` (an [`s2m_train::Schedule`]), `val`, `data_description`, `sketch_source` and
+/// the inherent methods `set_validation`, `train_step`, `save_checkpoint`, `write_samples`, `write_loss_plot` (the
 /// two phases' trainers share this shape).
 #[macro_export]
 macro_rules! impl_train_loop {
@@ -189,7 +189,10 @@ macro_rules! impl_train_loop {
                 &self.out
             }
             fn schedule(&self) -> (u64, u64) {
-                (self.cfg.checkpoint_every, self.cfg.sample_every)
+                (
+                    self.cfg.schedule.checkpoint_every,
+                    self.cfg.schedule.sample_every,
+                )
             }
             fn prepare(
                 &mut self,

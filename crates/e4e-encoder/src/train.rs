@@ -44,6 +44,7 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarMap;
 use losses::SimilarityLoss;
 use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed};
+use s2m_train::Schedule;
 use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
 use s2m_train::logcsv::CsvLogger;
 use s2m_train::optim::{Adam, AdamConfig};
@@ -97,16 +98,10 @@ pub struct EncoderTrainConfig {
     pub d_reg_every: u64,
     /// z's averaged for w_avg.
     pub latent_avg_samples: usize,
-    /// Base seed (init, data order, z's, w_avg).
-    pub seed: u64,
-    /// Sample strip + loss curves every N steps (0 = only at the end).
-    pub sample_every: u64,
-    /// Checkpoint every N steps (0 = only at the end).
-    pub checkpoint_every: u64,
-    /// Checkpoints kept in `<out>/checkpoints`.
-    pub keep_checkpoints: usize,
-    /// Log a CSV row every N steps.
-    pub log_every: u64,
+    /// Base seed (init, data order, z's, w_avg) and the cadences of the sample strips (+ loss
+    /// curves), checkpoints and log rows; top-level keys of the JSON.
+    #[serde(flatten)]
+    pub schedule: Schedule,
     /// Rows of the sample strip (the first pairs of the validation data).
     pub val_samples: usize,
 }
@@ -125,11 +120,7 @@ impl Default for EncoderTrainConfig {
             r1_gamma: R1_GAMMA,
             d_reg_every: D_REG_EVERY as u64,
             latent_avg_samples: LATENT_AVG_SAMPLES,
-            seed: 0,
-            sample_every: 500,
-            checkpoint_every: 500,
-            keep_checkpoints: 2,
-            log_every: 10,
+            schedule: Schedule::default(),
             val_samples: 8,
         }
     }
@@ -138,6 +129,7 @@ impl Default for EncoderTrainConfig {
 impl EncoderTrainConfig {
     pub fn validate(&self) -> TrainResult<()> {
         self.encoder.validate()?;
+        self.schedule.validate()?;
         let bad = |m: &str| Err(TrainError::Config(m.to_string()));
         if self.batch == 0 {
             return bad("batch must be at least 1");
@@ -242,7 +234,7 @@ pub struct EncoderTrainer {
 
 impl EncoderTrainer {
     /// Opens the run in `out`: resumes from its latest checkpoint if there is one (E's config
-    /// and the generator's sha256 must match), else starts fresh from `cfg.seed` (and computes
+    /// and the generator's sha256 must match), else starts fresh from the schedule's seed (and computes
     /// w_avg). `loss` gets the config's weights.
     pub fn open(
         mut cfg: EncoderTrainConfig,
@@ -277,14 +269,14 @@ impl EncoderTrainer {
         let dtype = DType::F32;
         let ecfg = cfg.encoder.clone();
         let (encoder, e_vars) = crate::init::seeded_var_map(
-            derive_seed(cfg.seed, INIT_STREAM, 0),
+            derive_seed(cfg.schedule.seed, INIT_STREAM, 0),
             dtype,
             device,
             |vb| Encoder::new(ecfg, vb),
         )?;
         let (d, d_vars) = LatentDiscriminator::init(
             LatentDiscriminatorConfig::for_style_dim(gen_cfg.style_dim),
-            derive_seed(cfg.seed, INIT_STREAM, 1),
+            derive_seed(cfg.schedule.seed, INIT_STREAM, 1),
             dtype,
             device,
         )?;
@@ -302,7 +294,7 @@ impl EncoderTrainer {
                 ..AdamConfig::default()
             },
         )?;
-        let mut rng = rng_from_seed(derive_seed(cfg.seed, TRAIN_STREAM, 0));
+        let mut rng = rng_from_seed(derive_seed(cfg.schedule.seed, TRAIN_STREAM, 0));
         let mut step = 0;
         let latent_avg = match latest_checkpoint(out.join("checkpoints"))? {
             Some(path) => {
@@ -344,12 +336,12 @@ impl EncoderTrainer {
             }
             None => generator.generator().mean_latent(
                 cfg.latent_avg_samples,
-                &mut rng_from_seed(derive_seed(cfg.seed, LATENT_AVG_STREAM, 0)),
+                &mut rng_from_seed(derive_seed(cfg.schedule.seed, LATENT_AVG_STREAM, 0)),
             )?,
         };
         let logger = open_log(&out, &LOG_COLUMNS, step)?;
         Ok(Self {
-            order: EpochOrder::new(cfg.seed),
+            order: EpochOrder::new(cfg.schedule.seed),
             cfg,
             out,
             device: device.clone(),
@@ -546,7 +538,8 @@ impl EncoderTrainer {
             fake_score,
             seconds: start.elapsed().as_secs_f64(),
         };
-        if self.cfg.log_every > 0 && self.step.is_multiple_of(self.cfg.log_every) {
+        if self.cfg.schedule.log_every > 0 && self.step.is_multiple_of(self.cfg.schedule.log_every)
+        {
             self.logger.log(
                 self.step,
                 &[
@@ -571,7 +564,7 @@ impl EncoderTrainer {
     pub fn save_checkpoint(&self) -> TrainResult<PathBuf> {
         let mut meta = checkpoint_meta(
             self.step,
-            self.cfg.seed,
+            self.cfg.schedule.seed,
             &self.cfg,
             &[("generator_sha256", self.g.sha256())],
         )?;
@@ -585,7 +578,7 @@ impl EncoderTrainer {
         ck.add_tensors("state", [(LATENT_AVG_KEY, &self.latent_avg)])?;
         Ok(ck.save_in(
             self.out.join("checkpoints"),
-            self.cfg.keep_checkpoints.max(1),
+            self.cfg.schedule.keep_checkpoints.max(1),
         )?)
     }
 
@@ -624,7 +617,7 @@ impl EncoderTrainer {
             latent_avg: LatentAvgInfo {
                 file: LATENT_AVG_FILE.into(),
                 samples: self.cfg.latent_avg_samples,
-                seed: derive_seed(self.cfg.seed, LATENT_AVG_STREAM, 0),
+                seed: derive_seed(self.cfg.schedule.seed, LATENT_AVG_STREAM, 0),
                 how: "mean of mapping(z) over seeded N(0, I) z (ChaCha8 stream of the seed)".into(),
             },
             data: DataInfo {
@@ -639,7 +632,7 @@ impl EncoderTrainer {
             ),
             steps: self.step,
             batch: self.cfg.batch,
-            seed: self.cfg.seed,
+            seed: self.cfg.schedule.seed,
             created_unix_s: s2m_train::run::unix_time(),
             encoder_sha256: String::new(),
         };

@@ -14,6 +14,7 @@ use e4e_encoder::{
     TrainError,
 };
 use losses::SimilarityLoss;
+use s2m_train::Schedule;
 
 fn loss() -> SimilarityLoss {
     SimilarityLoss::cpu_default(&losses::weights::shipped_weights_dir()).unwrap()
@@ -26,10 +27,14 @@ fn config() -> EncoderTrainConfig {
         lr: 1e-3,
         d_reg_every: 2,
         latent_avg_samples: 256,
-        seed: 5,
-        sample_every: 0,
-        checkpoint_every: 0,
-        log_every: 1,
+        // Sample strips and checkpoints only at the end of a run.
+        schedule: Schedule {
+            seed: 5,
+            sample_every: u64::MAX,
+            checkpoint_every: u64::MAX,
+            log_every: 1,
+            ..Schedule::default()
+        },
         val_samples: 2,
         ..EncoderTrainConfig::default()
     }
@@ -267,4 +272,25 @@ fn bad_pairs_are_refused_and_nan_stops_the_run() {
         "{e}"
     );
     assert_eq!(t.step(), 0);
+}
+
+#[test]
+fn a_zero_cadence_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.schedule.checkpoint_every = 0;
+    let e = EncoderTrainer::open(
+        cfg,
+        tiny_generator(1).unwrap(),
+        loss(),
+        dir.path(),
+        &Device::Cpu,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(e, TrainError::Config(_))
+            && e.to_string().contains("checkpoint_every must be >= 1"),
+        "{e}"
+    );
 }

@@ -7,6 +7,7 @@ use candle_core::Device;
 use e4e_encoder::testing::{reachable_pairs, tiny_encoder_config, tiny_generator};
 use e4e_encoder::{EncoderTrainConfig, EncoderTrainer, TensorPairs};
 use losses::SimilarityLoss;
+use s2m_train::Schedule;
 
 use crate::config::HyperConfig;
 use crate::error::Result;
@@ -26,10 +27,13 @@ pub fn tiny_train_config() -> RefinerTrainConfig {
         hyper: HyperConfig::tiny_test(),
         batch: 2,
         lr: 1e-3,
-        seed: 3,
-        sample_every: 0,
-        checkpoint_every: 0,
-        log_every: 1,
+        schedule: Schedule {
+            seed: 3,
+            sample_every: u64::MAX,
+            checkpoint_every: u64::MAX,
+            log_every: 1,
+            ..Schedule::default()
+        },
         val_samples: 2,
         ..RefinerTrainConfig::default()
     }

@@ -14,6 +14,7 @@ use hyperstyle_refiner::{
     HyperConfig, HyperNetwork, RefinerBundle, RefinerError, RefinerTrainConfig, RefinerTrainer,
 };
 use losses::SimilarityLoss;
+use s2m_train::Schedule;
 
 fn loss() -> SimilarityLoss {
     test_loss().unwrap()
@@ -259,7 +260,10 @@ fn init_from_an_export_copies_its_weights_and_survives_resume() {
 
     // A fresh run with another seed, initialised from the export: the same H.
     let cfg = RefinerTrainConfig {
-        seed: 99,
+        schedule: Schedule {
+            seed: 99,
+            ..config().schedule
+        },
         init_from: Some(export.clone()),
         ..config()
     };
@@ -279,7 +283,10 @@ fn init_from_an_export_copies_its_weights_and_survives_resume() {
     // Without init_from, seed 99 gives another H.
     let other = open(
         RefinerTrainConfig {
-            seed: 99,
+            schedule: Schedule {
+                seed: 99,
+                ..config().schedule
+            },
             ..config()
         },
         &enc,

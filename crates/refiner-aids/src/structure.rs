@@ -43,7 +43,6 @@ use e4e_encoder::data::{PairDataset, Pairs, write_strip};
 use rand::Rng as _;
 use s2m_core::anatomy::Class;
 use s2m_core::rng::{derive_seed, randn_vec, rng_from_seed};
-use s2m_train::TrainError;
 use s2m_train::bundle::{read_bundle_json, verify_sha256, write_weights_bundle};
 use s2m_train::checkpoint::{Checkpoint, latest_checkpoint};
 use s2m_train::logcsv::CsvLogger;
@@ -52,6 +51,7 @@ use s2m_train::run::{
     EpochOrder, check_finite, checkpoint_meta, create_run_folders, open_log, scalar,
     trainable_vars, unix_time,
 };
+use s2m_train::{Schedule, TrainError};
 use serde::{Deserialize, Serialize};
 
 use hyperstyle_refiner::{RefinerError, Result};
@@ -431,11 +431,10 @@ pub struct StructureTrainConfig {
     /// gets Gaussian noise of this standard deviation (in [-1, 1] units), so that the net
     /// does not lean on pixel-exact texture.
     pub noise_std: f64,
-    pub seed: u64,
-    pub sample_every: u64,
-    pub checkpoint_every: u64,
-    pub keep_checkpoints: usize,
-    pub log_every: u64,
+    /// Base seed (init, data order, augmentation) and the cadences of the sample strips (+ loss
+    /// curves), checkpoints and log rows; top-level keys of the JSON.
+    #[serde(flatten)]
+    pub schedule: Schedule,
     /// Rows of the sample strip.
     pub val_samples: usize,
 }
@@ -447,11 +446,7 @@ impl Default for StructureTrainConfig {
             batch: 16,
             lr: 1e-3,
             noise_std: 0.05,
-            seed: 0,
-            sample_every: 500,
-            checkpoint_every: 500,
-            keep_checkpoints: 2,
-            log_every: 10,
+            schedule: Schedule::default(),
             val_samples: 8,
         }
     }
@@ -460,6 +455,7 @@ impl Default for StructureTrainConfig {
 impl StructureTrainConfig {
     pub fn validate(&self) -> Result<()> {
         self.net.validate()?;
+        self.schedule.validate()?;
         if self.batch == 0 || !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(TrainError::Config(format!(
                 "batch {} must be >= 1 and lr {} positive",
@@ -519,14 +515,14 @@ fn masks_of(pairs: &Pairs) -> Result<&Tensor> {
 
 impl StructureTrainer {
     /// Opens the run in `out`: resumes from its latest checkpoint (same net config), else
-    /// starts fresh from `cfg.seed`.
+    /// starts fresh from the schedule's seed.
     pub fn open(cfg: StructureTrainConfig, out: impl AsRef<Path>, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let out = out.as_ref().to_path_buf();
         create_run_folders(&out)?;
         let (net, vars) = StructureNet::seeded(
             cfg.net.clone(),
-            derive_seed(cfg.seed, INIT_STREAM, 0),
+            derive_seed(cfg.schedule.seed, INIT_STREAM, 0),
             device,
         )?;
         let mut opt = Adam::new(
@@ -560,7 +556,7 @@ impl StructureTrainer {
         }
         let logger = open_log(&out, &COLUMNS, step)?;
         Ok(Self {
-            order: EpochOrder::new(cfg.seed),
+            order: EpochOrder::new(cfg.schedule.seed),
             cfg,
             out,
             device: device.clone(),
@@ -609,7 +605,7 @@ impl StructureTrainer {
             ))
             .into());
         }
-        let mut rng = rng_from_seed(derive_seed(self.cfg.seed, AUG_STREAM, self.step));
+        let mut rng = rng_from_seed(derive_seed(self.cfg.schedule.seed, AUG_STREAM, self.step));
         let mut images = Vec::with_capacity(b);
         let mut labels = Vec::with_capacity(b);
         for i in 0..b {
@@ -651,7 +647,8 @@ impl StructureTrainer {
             dice: scalar(&terms.dice)?,
             seconds: start.elapsed().as_secs_f64(),
         };
-        if self.cfg.log_every > 0 && self.step.is_multiple_of(self.cfg.log_every) {
+        if self.cfg.schedule.log_every > 0 && self.step.is_multiple_of(self.cfg.schedule.log_every)
+        {
             self.logger.log(
                 self.step,
                 &[stats.total, stats.cross_entropy, stats.dice, stats.seconds],
@@ -668,13 +665,13 @@ impl StructureTrainer {
 
     /// Writes a checkpoint (the net, Adam's state, the step; atomic, rotated).
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
-        let meta = checkpoint_meta(self.step, self.cfg.seed, &self.cfg, &[])?;
+        let meta = checkpoint_meta(self.step, self.cfg.schedule.seed, &self.cfg, &[])?;
         let mut ck = Checkpoint::new(meta);
         ck.add_varmap("net", &self.vars)?;
         ck.add_optimizer("opt", &self.opt)?;
         Ok(ck.save_in(
             self.out.join("checkpoints"),
-            self.cfg.keep_checkpoints.max(1),
+            self.cfg.schedule.keep_checkpoints.max(1),
         )?)
     }
 

@@ -13,6 +13,7 @@ use refiner_aids::structure::{
     StructureNetConfig, StructureTrainConfig, StructureTrainer, label_classes, one_hot,
     structure_feature_distance, structure_loss,
 };
+use s2m_train::Schedule;
 use s2m_train::gradcheck::check_grad;
 
 fn tiny() -> StructureNetConfig {
@@ -344,10 +345,14 @@ fn train_config() -> StructureTrainConfig {
         net: tiny(),
         batch: 4,
         lr: 1e-2,
-        seed: 7,
-        sample_every: 0,
-        checkpoint_every: 0,
-        log_every: 1,
+        // Sample strips and checkpoints only at the end of a run.
+        schedule: Schedule {
+            seed: 7,
+            sample_every: u64::MAX,
+            checkpoint_every: u64::MAX,
+            log_every: 1,
+            ..Schedule::default()
+        },
         val_samples: 4,
         ..StructureTrainConfig::default()
     }
@@ -452,4 +457,24 @@ fn trains_on_a_toy_task_resumes_exactly_and_round_trips() {
     };
     let e = t.train_step(&plain).unwrap_err().to_string();
     assert!(e.contains("label maps"), "{e}");
+}
+
+#[test]
+fn shipped_training_config_parses_and_serialises_with_the_same_keys() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../weights/structure_phantom64/structure.json");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let training = meta["training"].clone();
+    let cfg: StructureTrainConfig = serde_json::from_value(training.clone()).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(serde_json::to_value(&cfg).unwrap(), training);
+}
+
+#[test]
+fn a_zero_cadence_is_refused_with_its_name() {
+    let mut cfg = train_config();
+    cfg.schedule.sample_every = 0;
+    let e = cfg.validate().unwrap_err();
+    assert!(e.to_string().contains("sample_every must be >= 1"), "{e}");
 }

@@ -479,7 +479,10 @@ fn structure_export(dir: &Path, seed: u64) -> PathBuf {
                 width: 4,
                 levels: 2,
             },
-            seed,
+            schedule: s2m_train::Schedule {
+                seed,
+                ..s2m_train::Schedule::default()
+            },
             ..StructureTrainConfig::default()
         },
         dir.join("structure_run"),

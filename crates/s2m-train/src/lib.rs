@@ -15,6 +15,7 @@
 //! - [`gradcheck`]: finite-difference checks of first- and second-order gradients for tests;
 //! - [`run`]: the loop ([`run::TrainLoop`], [`run::run_training`]) with exact resume
 //!   ([`run::EpochOrder`]), a wall-clock budget and the run-folder helpers;
+//! - [`schedule`]: the [`Schedule`] (seed and cadences) every trainer's config embeds;
 //! - [`bundle`]: exported bundle folders (staged, renamed into place) and sha256 of weights;
 //! - [`TrainError`]: the one error type of every trainer.
 //!
@@ -42,5 +43,7 @@ pub mod optim;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod run;
+pub mod schedule;
 
 pub use error::{TrainError, TrainResult};
+pub use schedule::Schedule;

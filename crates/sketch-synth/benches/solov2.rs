@@ -46,9 +46,12 @@ fn bench(c: &mut Criterion) {
     };
     let tc = TrainConfig {
         model: cfg.clone(),
-        checkpoint_every: 0,
-        log_every: 0,
-        plot_every: 0,
+        schedule: s2m_train::Schedule {
+            checkpoint_every: u64::MAX,
+            log_every: u64::MAX,
+            sample_every: u64::MAX,
+            ..TrainConfig::default().schedule
+        },
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::open(tc, dir.path(), None, &dev).expect("trainer");

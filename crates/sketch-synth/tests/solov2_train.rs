@@ -7,6 +7,7 @@ use std::time::Duration;
 use candle_core::Device;
 use image::{GrayImage, Luma};
 use s2m_core::anatomy::{Class, InstanceMask, LabelMap, encode_label};
+use s2m_train::Schedule;
 use sketch_synth::solov2::{
     AugmentConfig, BackboneNorm, InMemorySegDataset, InferenceStats, Prediction, SegSample,
     SoloV2Config, StopReason, TrainConfig, Trainer, augment, flip_sample, gt_instances,
@@ -30,9 +31,13 @@ fn tiny_config() -> TrainConfig {
         batch: 2,
         steps: 8,
         warmup_steps: 2,
-        checkpoint_every: 0,
-        log_every: 1,
-        plot_every: 0,
+        // Checkpoints and loss curves only at the end of a run.
+        schedule: Schedule {
+            checkpoint_every: u64::MAX,
+            log_every: 1,
+            sample_every: u64::MAX,
+            ..TrainConfig::default().schedule
+        },
         ..TrainConfig::default()
     }
 }
@@ -298,4 +303,76 @@ fn prediction_label_map() {
     // (0.8) at x = 5, the tongue over the weaker tonsil at x = 2; the uvula is below 0.35.
     assert_eq!(row, vec![t0, t0, tg, tg, tg, t1, t1, t1]);
     assert!(p.to_label_map(4, 4, 0.35).is_err());
+}
+
+#[test]
+fn shipped_training_config_parses_and_serialises_with_the_same_keys() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../weights/solov2_phantom/solov2.json");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let training = meta["training"].clone();
+    let cfg: TrainConfig = serde_json::from_value(training.clone()).unwrap();
+    cfg.validate().unwrap();
+    // plot_every is the schedule's sample cadence.
+    assert_eq!(
+        (cfg.schedule.sample_every, cfg.schedule.checkpoint_every),
+        (100, 100_000)
+    );
+    // The same keys and values (`model` holds f32 values whose stored decimals do not parse
+    // back bit for bit, so it is compared as a config).
+    let again = serde_json::to_value(&cfg).unwrap();
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&again), keys(&training));
+    for key in keys(&training).iter().filter(|k| *k != "model") {
+        assert_eq!(again[key], training[key], "{key}");
+    }
+    assert_eq!(serde_json::from_value::<TrainConfig>(again).unwrap(), cfg);
+    // Keys missing from a config keep SOLOv2's defaults.
+    let partial: TrainConfig = serde_json::from_str(r#"{"batch": 4}"#).unwrap();
+    assert_eq!(partial.schedule, TrainConfig::default().schedule);
+    assert_eq!(
+        (
+            partial.schedule.checkpoint_every,
+            partial.schedule.sample_every
+        ),
+        (200, 100)
+    );
+    let json = serde_json::to_value(TrainConfig::default()).unwrap();
+    assert_eq!(json["plot_every"], serde_json::json!(100));
+    assert!(json.get("sample_every").is_none(), "{json}");
+}
+
+#[test]
+fn a_zero_cadence_is_refused_with_its_name() {
+    for (name, schedule) in [
+        (
+            "plot_every",
+            Schedule {
+                sample_every: 0,
+                ..tiny_config().schedule
+            },
+        ),
+        (
+            "checkpoint_every",
+            Schedule {
+                checkpoint_every: 0,
+                ..tiny_config().schedule
+            },
+        ),
+        (
+            "log_every",
+            Schedule {
+                log_every: 0,
+                ..tiny_config().schedule
+            },
+        ),
+    ] {
+        let cfg = TrainConfig {
+            schedule,
+            ..tiny_config()
+        };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains(&format!("{name} must be >= 1")), "{e}");
+    }
 }

@@ -22,6 +22,7 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::Rng as _;
 use s2m_core::imageio::{image_grid, tensor_to_rgb_batch};
 use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed};
+use s2m_train::Schedule;
 use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
 use s2m_train::logcsv::CsvLogger;
 use s2m_train::optim::{Adam, AdamConfig, varmap_named_vars};
@@ -106,16 +107,10 @@ pub struct TrainConfig {
     pub ema_rampup: f64,
     /// Random horizontal flips of real images.
     pub flip: bool,
-    /// Base seed of the run.
-    pub seed: u64,
-    /// Write a sample grid (and the loss-curve PNG) every N steps (0 = never).
-    pub sample_every: u64,
-    /// Write a checkpoint every N steps (0 = only at the end).
-    pub checkpoint_every: u64,
-    /// Checkpoints kept in `<out>/checkpoints`.
-    pub keep_checkpoints: usize,
-    /// Log losses to `<out>/log.csv` every N steps.
-    pub log_every: u64,
+    /// Base seed of the run and the cadences of the sample grids (+ loss curves), checkpoints
+    /// and `<out>/log.csv` rows; top-level keys of the JSON.
+    #[serde(flatten)]
+    pub schedule: Schedule,
     /// Number of fixed latents in the sample grid.
     pub grid_samples: usize,
 }
@@ -135,11 +130,7 @@ impl Default for TrainConfig {
             ema_half_life_images: 10_000.0,
             ema_rampup: 0.05,
             flip: true,
-            seed: 0,
-            sample_every: 500,
-            checkpoint_every: 500,
-            keep_checkpoints: 2,
-            log_every: 10,
+            schedule: Schedule::default(),
             grid_samples: 16,
         }
     }
@@ -148,6 +139,7 @@ impl Default for TrainConfig {
 impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
+        self.schedule.validate()?;
         let bad = |m: &str| Err(TrainError::Config(m.to_string()));
         if self.batch == 0 {
             return bad("batch must be at least 1");
@@ -236,13 +228,13 @@ fn copy_varmap(src: &VarMap) -> Result<VarMap> {
 
 impl Trainer {
     /// Opens the run in `out`: resumes from its latest checkpoint if there is one (the model
-    /// config must match), else starts fresh from `cfg.seed`.
+    /// config must match), else starts fresh from the schedule's seed.
     pub fn open(cfg: TrainConfig, out: impl AsRef<Path>, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let out = out.as_ref().to_path_buf();
         create_run_folders(&out)?;
         let dtype = DType::F32;
-        let mut init_rng = rng_from_seed(derive_seed(cfg.seed, 0x1417, 0));
+        let mut init_rng = rng_from_seed(derive_seed(cfg.schedule.seed, 0x1417, 0));
         let (g, g_vars) = init_generator(&cfg.model, &mut init_rng, dtype, device)?;
         let (d, d_vars) = init_discriminator(&cfg.model, &mut init_rng, dtype, device)?;
         let ema_vars = copy_varmap(&g_vars)?;
@@ -266,13 +258,13 @@ impl Trainer {
         let mut d_opt = Adam::new(varmap_named_vars(&d_vars), d_cfg)?;
         let grid_z = Tensor::from_vec(
             randn_vec(
-                &mut rng_from_seed(derive_seed(cfg.seed, 0x6121D, 0)),
+                &mut rng_from_seed(derive_seed(cfg.schedule.seed, 0x6121D, 0)),
                 cfg.grid_samples.max(1) * cfg.model.style_dim,
             ),
             (cfg.grid_samples.max(1), cfg.model.style_dim),
             device,
         )?;
-        let mut rng = rng_from_seed(derive_seed(cfg.seed, 0x7EA1, 0));
+        let mut rng = rng_from_seed(derive_seed(cfg.schedule.seed, 0x7EA1, 0));
         let mut step = 0;
         let mut mean_path_length = 0.0;
         if let Some(path) = latest_checkpoint(out.join("checkpoints"))? {
@@ -305,7 +297,7 @@ impl Trainer {
                 .unwrap_or(0.0);
         }
         let logger = open_log(&out, &LOG_COLUMNS, step)?;
-        let cfg_seed = cfg.seed;
+        let cfg_seed = cfg.schedule.seed;
         Ok(Self {
             cfg,
             out,
@@ -476,7 +468,8 @@ impl Trainer {
             fake_score,
             seconds: start.elapsed().as_secs_f64(),
         };
-        if self.cfg.log_every > 0 && self.step.is_multiple_of(self.cfg.log_every) {
+        if self.cfg.schedule.log_every > 0 && self.step.is_multiple_of(self.cfg.schedule.log_every)
+        {
             self.logger.log(
                 self.step,
                 &[
@@ -522,7 +515,7 @@ impl Trainer {
 
     /// Writes a checkpoint of the whole run state to `<out>/checkpoints` (atomic, rotated).
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
-        let mut meta = checkpoint_meta(self.step, self.cfg.seed, &self.cfg, &[])?;
+        let mut meta = checkpoint_meta(self.step, self.cfg.schedule.seed, &self.cfg, &[])?;
         meta.rng
             .insert(TRAIN_RNG.into(), RngState::capture(&self.rng));
         meta.extra
@@ -535,7 +528,7 @@ impl Trainer {
         ck.add_optimizer("d_opt", &self.d_opt)?;
         Ok(ck.save_in(
             self.out.join("checkpoints"),
-            self.cfg.keep_checkpoints.max(1),
+            self.cfg.schedule.keep_checkpoints.max(1),
         )?)
     }
 
@@ -604,7 +597,10 @@ impl<'d> TrainLoop<'d> for Trainer {
         &self.out
     }
     fn schedule(&self) -> (u64, u64) {
-        (self.cfg.checkpoint_every, self.cfg.sample_every)
+        (
+            self.cfg.schedule.checkpoint_every,
+            self.cfg.schedule.sample_every,
+        )
     }
     fn prepare(&mut self, _data: &(dyn ImageDataset + 'd)) -> Result<()> {
         Ok(())

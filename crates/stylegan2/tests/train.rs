@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
 use s2m_core::rng::{randn_vec, rng_from_seed};
+use s2m_train::Schedule;
 use stylegan2::train::{TensorDataset, TrainConfig, TrainError, Trainer};
 use stylegan2::{ChannelTable, GeneratorInput, NoiseMode, StyleGan2Config};
 
@@ -24,11 +25,15 @@ fn tiny_config() -> TrainConfig {
         batch: 2,
         d_reg_every: 2,
         g_reg_every: 2,
-        sample_every: 0,
-        checkpoint_every: 0,
-        log_every: 1,
+        // Sample grids and checkpoints only at the end of a run.
+        schedule: Schedule {
+            seed: 3,
+            sample_every: u64::MAX,
+            checkpoint_every: u64::MAX,
+            log_every: 1,
+            ..Schedule::default()
+        },
         grid_samples: 4,
-        seed: 3,
         ..TrainConfig::default()
     }
 }
@@ -108,8 +113,11 @@ fn train_writes_outputs_and_exports_a_loadable_generator() {
     let data = data();
     let dir = tempfile::tempdir().unwrap();
     let cfg = TrainConfig {
-        sample_every: 2,
-        checkpoint_every: 2,
+        schedule: Schedule {
+            sample_every: 2,
+            checkpoint_every: 2,
+            ..tiny_config().schedule
+        },
         ..tiny_config()
     };
     let mut t = Trainer::open(cfg, dir.path(), &Device::Cpu).unwrap();
@@ -200,4 +208,47 @@ fn wrong_sized_data_is_a_clear_error() {
     let mut t = Trainer::open(tiny_config(), dir.path(), &Device::Cpu).unwrap();
     let err = t.train_step(&TensorDataset { images }).unwrap_err();
     assert!(err.to_string().contains("[B, 3, 16, 16]"), "{err}");
+}
+
+#[test]
+fn shipped_checkpoint_config_parses_and_serialises_with_the_same_keys() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../weights/stylegan2_phantom64/resume/ckpt-000005175.safetensors");
+    let ck = s2m_train::checkpoint::Checkpoint::load(&path).unwrap();
+    let cfg: TrainConfig = serde_json::from_value(ck.meta.config.clone()).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(cfg.schedule.seed, ck.meta.seed);
+    assert_eq!(serde_json::to_value(&cfg).unwrap(), ck.meta.config);
+}
+
+#[test]
+fn a_zero_cadence_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, schedule) in [
+        (
+            "sample_every",
+            Schedule {
+                sample_every: 0,
+                ..Schedule::default()
+            },
+        ),
+        (
+            "keep_checkpoints",
+            Schedule {
+                keep_checkpoints: 0,
+                ..Schedule::default()
+            },
+        ),
+    ] {
+        let cfg = TrainConfig {
+            schedule,
+            ..tiny_config()
+        };
+        let e = Trainer::open(cfg, dir.path(), &Device::Cpu).err().unwrap();
+        assert!(
+            matches!(e, TrainError::Config(_))
+                && e.to_string().contains(&format!("{name} must be >= 1")),
+            "{e}"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use losses::SimilarityLoss;
-use s2m_train::TrainError;
+use s2m_train::{Schedule, TrainError};
 use serde::{Deserialize, Serialize};
 
 use crate::config::HyperConfig;
@@ -30,12 +30,10 @@ pub struct RefinerTrainConfig {
     /// whose weights (and BatchNorm statistics) initialise H when the run starts fresh (a
     /// checkpoint in the run folder takes precedence). Adam starts from zero.
     pub init_from: Option<PathBuf>,
-    /// Base seed (init, data order).
-    pub seed: u64,
-    pub sample_every: u64,
-    pub checkpoint_every: u64,
-    pub keep_checkpoints: usize,
-    pub log_every: u64,
+    /// Base seed (init, data order) and the cadences of the sample strips (+ loss curves),
+    /// checkpoints and log rows; top-level keys of the JSON.
+    #[serde(flatten)]
+    pub schedule: Schedule,
     /// Rows of the sample strip.
     pub val_samples: usize,
     /// The settings of the run's extra loss terms ([`crate::ExtraLoss`]), recorded in checkpoints as
@@ -56,11 +54,7 @@ impl Default for RefinerTrainConfig {
             lpips_lambda: SimilarityLoss::DEFAULT_LPIPS,
             moco_lambda: SimilarityLoss::DEFAULT_MOCO,
             init_from: None,
-            seed: 0,
-            sample_every: 500,
-            checkpoint_every: 500,
-            keep_checkpoints: 2,
-            log_every: 10,
+            schedule: Schedule::default(),
             val_samples: 8,
             extra_terms: serde_json::Map::new(),
         }
@@ -70,6 +64,7 @@ impl Default for RefinerTrainConfig {
 impl RefinerTrainConfig {
     pub fn validate(&self) -> Result<()> {
         self.hyper.validate()?;
+        self.schedule.validate()?;
         let bad = |m: String| Err(TrainError::Config(m).into());
         if self.batch == 0 || self.iterations == 0 {
             return bad("batch and iterations must be at least 1".into());
@@ -87,5 +82,50 @@ impl RefinerTrainConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_keys_are_top_level_and_not_extra_terms() {
+        let mut cfg = RefinerTrainConfig {
+            schedule: Schedule {
+                seed: 7,
+                sample_every: 3,
+                checkpoint_every: 4,
+                keep_checkpoints: 5,
+                log_every: 6,
+            },
+            ..RefinerTrainConfig::default()
+        };
+        cfg.extra_terms
+            .insert("region_lambda".into(), serde_json::json!(0.5));
+        let value = serde_json::to_value(&cfg).unwrap();
+        for (key, v) in [
+            ("seed", 7),
+            ("sample_every", 3),
+            ("checkpoint_every", 4),
+            ("keep_checkpoints", 5),
+            ("log_every", 6),
+        ] {
+            assert_eq!(value[key], serde_json::json!(v), "{key}");
+        }
+        assert_eq!(value["region_lambda"], serde_json::json!(0.5));
+        let back: RefinerTrainConfig = serde_json::from_value(value).unwrap();
+        assert_eq!(back, cfg);
+        assert_eq!(back.extra_terms.len(), 1);
+        let e = RefinerTrainConfig {
+            schedule: Schedule {
+                log_every: 0,
+                ..Schedule::default()
+            },
+            ..RefinerTrainConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("log_every must be >= 1"), "{e}");
     }
 }

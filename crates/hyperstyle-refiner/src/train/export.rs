@@ -57,7 +57,7 @@ impl RefinerTrainer {
             ),
             steps: self.step,
             batch: self.cfg.batch,
-            seed: self.cfg.seed,
+            seed: self.cfg.schedule.seed,
             created_unix_s: unix_time(),
             refiner_sha256: String::new(),
         }

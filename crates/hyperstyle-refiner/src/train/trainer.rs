@@ -125,7 +125,7 @@ fn fresh_hypernet(
 ) -> Result<(HyperNetwork, VarMap, Adam)> {
     let hcfg = cfg.hyper.clone();
     let (h, h_vars) = e4e_encoder::init::seeded_var_map(
-        derive_seed(cfg.seed, INIT_STREAM, 0),
+        derive_seed(cfg.schedule.seed, INIT_STREAM, 0),
         DType::F32,
         device,
         |vb| HyperNetwork::new(hcfg, gen_cfg, vb),
@@ -143,7 +143,7 @@ fn fresh_hypernet(
 impl RefinerTrainer {
     /// Opens the run in `out`: resumes from its latest checkpoint if there is one (H's config,
     /// T, and the generator's and encoder's hashes must match), else starts fresh from
-    /// `cfg.seed`. `encoder_dir` is the encoder's export folder (loaded with
+    /// the schedule's seed. `encoder_dir` is the encoder's export folder (loaded with
     /// [`EncoderBundle::load`]); it must have been trained with `generator`. The loss is the
     /// paper's L_sim alone; see [`RefinerTrainer::open_with_extras`] for extra terms.
     pub fn open(
@@ -208,7 +208,7 @@ impl RefinerTrainer {
         let col_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
         let logger = open_log(&out, &col_refs, step)?;
         Ok(Self {
-            order: EpochOrder::new(cfg.seed),
+            order: EpochOrder::new(cfg.schedule.seed),
             cfg,
             out,
             device: device.clone(),
@@ -301,7 +301,8 @@ impl RefinerTrainer {
             extras: losses.extras,
             seconds: start.elapsed().as_secs_f64(),
         };
-        if self.cfg.log_every > 0 && self.step.is_multiple_of(self.cfg.log_every) {
+        if self.cfg.schedule.log_every > 0 && self.step.is_multiple_of(self.cfg.schedule.log_every)
+        {
             let mut row = vec![stats.total, stats.sim_e];
             row.extend(&stats.sim_t);
             row.extend([stats.l2_last, stats.perceptual_last]);
@@ -317,7 +318,7 @@ impl RefinerTrainer {
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
         let meta = checkpoint_meta(
             self.step,
-            self.cfg.seed,
+            self.cfg.schedule.seed,
             &self.cfg,
             &[
                 ("generator_sha256", self.g.sha256()),
@@ -335,7 +336,7 @@ impl RefinerTrainer {
         ck.add_optimizer("opt", &self.opt)?;
         Ok(ck.save_in(
             self.out.join("checkpoints"),
-            self.cfg.keep_checkpoints.max(1),
+            self.cfg.schedule.keep_checkpoints.max(1),
         )?)
     }
 

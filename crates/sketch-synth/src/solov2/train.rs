@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 use s2m_core::rng::{Rng, derive_seed, rng_from_seed};
+use s2m_train::Schedule;
 use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
 use s2m_train::logcsv::CsvLogger;
 use s2m_train::optim::{Adam, AdamConfig, varmap_named_vars};
@@ -100,16 +101,71 @@ pub struct TrainConfig {
     pub backbone_norm: BackboneNorm,
     /// Augmentation.
     pub augment: AugmentConfig,
-    /// Base seed (initial weights, data order, augmentation).
-    pub seed: u64,
-    /// Checkpoint every N steps (0 = only at the end).
-    pub checkpoint_every: u64,
-    /// Checkpoints kept in `<out>/checkpoints`.
-    pub keep_checkpoints: usize,
-    /// Log every N steps to `<out>/log.csv`.
-    pub log_every: u64,
-    /// Redraw `<out>/loss.png` every N steps (0 = only at the end).
-    pub plot_every: u64,
+    /// Base seed (initial weights, data order, augmentation) and the cadences of checkpoints,
+    /// `<out>/log.csv` rows and `<out>/loss.png` redraws (`sample_every`: a SOLOv2 run draws no
+    /// samples). Top-level keys of the JSON, where the redraw cadence is named `plot_every`.
+    #[serde(flatten, with = "plot_schedule")]
+    pub schedule: Schedule,
+}
+
+/// The default [`TrainConfig::schedule`]: a checkpoint every 200 steps, loss curves every 100.
+fn default_schedule() -> Schedule {
+    Schedule {
+        sample_every: 100,
+        checkpoint_every: 200,
+        ..Schedule::default()
+    }
+}
+
+/// The JSON form of SOLOv2's schedule: the keys `seed`, `checkpoint_every`, `keep_checkpoints`,
+/// `log_every`, `plot_every` (= [`Schedule::sample_every`]), missing keys from
+/// [`default_schedule`].
+mod plot_schedule {
+    use s2m_train::Schedule;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(default)]
+    struct PlotSchedule {
+        seed: u64,
+        checkpoint_every: u64,
+        keep_checkpoints: usize,
+        log_every: u64,
+        plot_every: u64,
+    }
+
+    impl Default for PlotSchedule {
+        fn default() -> Self {
+            (&super::default_schedule()).into()
+        }
+    }
+
+    impl From<&Schedule> for PlotSchedule {
+        fn from(s: &Schedule) -> Self {
+            Self {
+                seed: s.seed,
+                checkpoint_every: s.checkpoint_every,
+                keep_checkpoints: s.keep_checkpoints,
+                log_every: s.log_every,
+                plot_every: s.sample_every,
+            }
+        }
+    }
+
+    pub fn serialize<S: Serializer>(s: &Schedule, ser: S) -> Result<S::Ok, S::Error> {
+        PlotSchedule::from(s).serialize(ser)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Schedule, D::Error> {
+        let p = PlotSchedule::deserialize(de)?;
+        Ok(Schedule {
+            seed: p.seed,
+            sample_every: p.plot_every,
+            checkpoint_every: p.checkpoint_every,
+            keep_checkpoints: p.keep_checkpoints,
+            log_every: p.log_every,
+        })
+    }
 }
 
 impl Default for TrainConfig {
@@ -128,11 +184,7 @@ impl Default for TrainConfig {
             frozen_stages: 0,
             backbone_norm: BackboneNorm::BatchStats,
             augment: AugmentConfig::default(),
-            seed: 0,
-            checkpoint_every: 200,
-            keep_checkpoints: 2,
-            log_every: 10,
-            plot_every: 100,
+            schedule: default_schedule(),
         }
     }
 }
@@ -142,6 +194,10 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         let bad = |m: String| Err(TrainError::Config(m));
+        if self.schedule.sample_every == 0 {
+            return bad("plot_every must be >= 1".into());
+        }
+        self.schedule.validate()?;
         if self.batch == 0 {
             return bad("batch must be at least 1".into());
         }
@@ -269,7 +325,7 @@ impl Trainer {
         let ck_dir = out.join("checkpoints");
         std::fs::create_dir_all(&ck_dir).map_err(|e| s2m_core::CoreError::io(&ck_dir, e))?;
         let (model, vars) = s2m_core::init::seeded_var_map(
-            derive_seed(cfg.seed, INIT_STREAM, 0),
+            derive_seed(cfg.schedule.seed, INIT_STREAM, 0),
             DType::F32,
             device,
             |vb| SoloV2::new(cfg.model.clone(), vb),
@@ -287,7 +343,7 @@ impl Trainer {
             ..AdamConfig::default()
         };
         let mut opt = Adam::new(trainable, adam)?;
-        let mut rng = rng_from_seed(derive_seed(cfg.seed, TRAIN_STREAM, 0));
+        let mut rng = rng_from_seed(derive_seed(cfg.schedule.seed, TRAIN_STREAM, 0));
         let (mut step, mut train_seconds) = (0, 0.0);
         if let Some(path) = latest_checkpoint(&ck_dir)? {
             let ck = Checkpoint::load(&path)?;
@@ -298,10 +354,13 @@ impl Trainer {
                 })?;
             let comparable = |c: &TrainConfig| TrainConfig {
                 steps: 0,
-                checkpoint_every: 0,
-                keep_checkpoints: 0,
-                log_every: 0,
-                plot_every: 0,
+                schedule: Schedule {
+                    seed: c.schedule.seed,
+                    sample_every: 0,
+                    checkpoint_every: 0,
+                    keep_checkpoints: 0,
+                    log_every: 0,
+                },
                 ..c.clone()
             };
             if comparable(&saved) != comparable(&cfg) {
@@ -330,7 +389,7 @@ impl Trainer {
         } else {
             CsvLogger::create(&log_path, &LOG_COLUMNS)?
         };
-        let cfg_seed = cfg.seed;
+        let cfg_seed = cfg.schedule.seed;
         Ok(Self {
             cfg,
             out,
@@ -443,7 +502,8 @@ impl Trainer {
             seconds: start.elapsed().as_secs_f64(),
         };
         self.train_seconds += stats.seconds;
-        if self.cfg.log_every > 0 && self.step.is_multiple_of(self.cfg.log_every) {
+        if self.cfg.schedule.log_every > 0 && self.step.is_multiple_of(self.cfg.schedule.log_every)
+        {
             self.logger.log(
                 self.step,
                 &[
@@ -462,7 +522,7 @@ impl Trainer {
 
     /// Writes a checkpoint of the whole run state to `<out>/checkpoints` (atomic, rotated).
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
-        let mut meta = checkpoint_meta(self.step, self.cfg.seed, &self.cfg, &[])?;
+        let mut meta = checkpoint_meta(self.step, self.cfg.schedule.seed, &self.cfg, &[])?;
         meta.rng
             .insert(TRAIN_RNG.into(), RngState::capture(&self.rng));
         meta.extra
@@ -472,7 +532,7 @@ impl Trainer {
         ck.add_optimizer("opt", &self.opt)?;
         Ok(ck.save_in(
             self.out.join("checkpoints"),
-            self.cfg.keep_checkpoints.max(1),
+            self.cfg.schedule.keep_checkpoints.max(1),
         )?)
     }
 
@@ -505,10 +565,14 @@ impl Trainer {
             last = stats.seconds;
             on_step(&stats);
             let s = self.step;
-            if self.cfg.checkpoint_every > 0 && s.is_multiple_of(self.cfg.checkpoint_every) {
+            if self.cfg.schedule.checkpoint_every > 0
+                && s.is_multiple_of(self.cfg.schedule.checkpoint_every)
+            {
                 self.save_checkpoint()?;
             }
-            if self.cfg.plot_every > 0 && s.is_multiple_of(self.cfg.plot_every) {
+            if self.cfg.schedule.sample_every > 0
+                && s.is_multiple_of(self.cfg.schedule.sample_every)
+            {
                 self.write_loss_plot()?;
             }
         }
