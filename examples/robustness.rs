@@ -8,7 +8,8 @@
 //! cargo run --release -- phantom build --out data/val7 --size 64 --scale 0.2 --seed 7
 //! cargo run --release --example robustness -- --data data/val7 --out report/robustness-val7
 //! ```
-//! Writes `robustness.md` and `robustness.json` to `--out`. Use a build whose seed no training
+//! Writes `robustness.md`, `robustness.json` and the figures `robustness.png` (per source) and
+//! `robustness_styles.png` (per drawer style) to `--out`. Use a build whose seed no training
 //! used: a validation seed to choose settings, a fresh test seed once for the report.
 
 use std::collections::BTreeMap;
@@ -20,7 +21,7 @@ use clap::Parser;
 use image::{DynamicImage, GrayImage, Luma, RgbImage};
 use metrics::dice::{dice_per_class, image_dice, load_label_map};
 use rand::Rng as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sketch2medi::pharynx_phantom::layout::reference_id;
 use sketch2medi::pharynx_phantom::sample::{Stream, draw_freehand, generate};
 use sketch2medi::segmenter::SoloV2Segmenter;
@@ -49,6 +50,9 @@ struct Args {
     /// Use only the first N references (0 = all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
+    /// Only redraw the figures from an earlier run's robustness.json (into --out).
+    #[arg(long)]
+    replot: Option<PathBuf>,
 }
 
 const RESAMPLES: usize = 10_000;
@@ -70,7 +74,7 @@ fn bootstrap(values: &[f64], seed: u64) -> [f64; 3] {
     ]
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Row {
     source: String,
     input: String,
@@ -166,8 +170,70 @@ fn score(
     Ok(per_step)
 }
 
+/// The series of the figures: the plain resize with the paper's T = 3 against the normalised
+/// input with E alone and with one refinement.
+const FIGURE_SERIES: [(&str, &str); 4] = [
+    ("resize", "E"),
+    ("resize", "E+H t=3"),
+    ("normalise", "E"),
+    ("normalise", "E+H t=1"),
+];
+
+/// `robustness.png` (one group per sketch source) and `robustness_styles.png` (one group per
+/// drawer style of the simulator's sketches): DICE with 95% CI whiskers.
+fn write_figures(out: &Path, rows: &[Row], simulator: &str) -> anyhow::Result<()> {
+    use s2m_train::plot::{IntervalBar, plot_interval_bars};
+    let groups = |keep: &dyn Fn(&Row) -> Option<String>| {
+        let mut groups: Vec<(String, Vec<IntervalBar>)> = Vec::new();
+        for r in rows {
+            let Some(group) = keep(r) else { continue };
+            if !FIGURE_SERIES.contains(&(r.input.as_str(), r.system.as_str())) {
+                continue;
+            }
+            let bar = IntervalBar {
+                series: format!("{}, {}", r.input, r.system),
+                mean: r.dice[0],
+                lo: r.dice[1],
+                hi: r.dice[2],
+            };
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, bars)) => bars.push(bar),
+                None => groups.push((group, vec![bar])),
+            }
+        }
+        groups
+    };
+    let by_source = groups(&|r: &Row| (r.style == "all").then(|| r.source.clone()));
+    plot_interval_bars(
+        out.join("robustness.png"),
+        "DICE through S per sketch source (95% CI)",
+        "DICE",
+        &by_source,
+        1100,
+        450,
+    )?;
+    let by_style =
+        groups(&|r: &Row| (r.style != "all" && r.source == simulator).then(|| r.style.clone()));
+    plot_interval_bars(
+        out.join("robustness_styles.png"),
+        "DICE through S per drawer style, simulator sketches (95% CI)",
+        "DICE",
+        &by_style,
+        1400,
+        450,
+    )?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(json) = &args.replot {
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json)?)?;
+        let rows: Vec<Row> = serde_json::from_value(report["rows"].clone())?;
+        let simulator = rows.first().context("no rows")?.source.clone();
+        std::fs::create_dir_all(&args.out)?;
+        return write_figures(&args.out, &rows, &simulator);
+    }
     let dev = Device::Cpu;
     let (seed, size, refs) = read_references(&args.data, args.limit)?;
     let s = SoloV2Segmenter::load(&args.segmenter, SoloV2Segmenter::default_threshold(), &dev)?;
@@ -303,6 +369,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     std::fs::write(args.out.join("robustness.md"), &md)?;
+    write_figures(&args.out, &rows, &sources[0].0)?;
     let json =
         serde_json::json!({ "data": args.data, "seed": seed, "ceiling": ceiling, "rows": rows });
     std::fs::write(

@@ -430,7 +430,8 @@ pub fn render_interval_bars(
     }
     ensure_font()?;
     let y_lo = y_min.min(0.0);
-    let y_hi = y_max + 0.05 * (y_max - y_lo).max(1e-9);
+    // Head room above the highest whisker for the legend.
+    let y_hi = y_max + 0.3 * (y_max - y_lo).max(1e-9);
     let n_series = series.len() as f64;
     let mut buf = vec![0u8; width as usize * height as usize * 3];
     {
@@ -492,7 +493,7 @@ pub fn render_interval_bars(
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .label_font((FAMILY, 12))
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .draw()
             .map_err(e)?;
         root.present().map_err(e)?;
