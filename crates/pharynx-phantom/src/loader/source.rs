@@ -34,7 +34,7 @@ impl DatasetSource {
     ///
     /// Requires `manifest.json` (written last, so its absence means an interrupted export) and
     /// `splits/<split>.txt`. Sketches come from `Layout::split_sketch` (the `freehand/` folder for
-    /// the free-hand split). File existence is checked by [`Loader::new`] for the files it needs.
+    /// the free-hand split). File existence is checked by [`Loader::new`](super::Loader::new) for the files it needs.
     pub fn phantom(root: impl AsRef<Path>, split: Split) -> Result<Self> {
         let layout = Layout::new(root.as_ref());
         let manifest = read_manifest(&layout)?;
@@ -61,7 +61,7 @@ impl DatasetSource {
 
     /// The same items with their sketches taken from `dir/<id>.png` instead (for example the
     /// sketches that the SOLOv2 synthesizer S drew with `sketch2medi solov2 sketches`). Missing
-    /// files are reported by [`Loader::new`] like any other missing sketch.
+    /// files are reported by [`Loader::new`](super::Loader::new) like any other missing sketch.
     pub fn with_sketches_from(mut self, dir: impl AsRef<Path>) -> Self {
         let dir = dir.as_ref();
         for item in &mut self.items {
