@@ -86,6 +86,20 @@ struct Row {
     gain_over_e: Option<[f64; 3]>,
 }
 
+impl Row {
+    /// `input | system | DICE [CI] | gain [CI]` of a markdown table row.
+    fn cells(&self) -> String {
+        let gain = self
+            .gain_over_e
+            .map(|g| format!("{:+.2} [{:+.2}, {:+.2}]", g[0], g[1], g[2]))
+            .unwrap_or_default();
+        format!(
+            "{} | {} | {:.4} [{:.4}, {:.4}] | {}",
+            self.input, self.system, self.dice[0], self.dice[1], self.dice[2], gain
+        )
+    }
+}
+
 struct Reference {
     id: String,
     style: String,
@@ -336,37 +350,14 @@ fn main() -> anyhow::Result<()> {
         ceiling[2]
     );
     for r in rows.iter().filter(|r| r.style == "all") {
-        md += &format!(
-            "| {} | {} | {} | {:.4} [{:.4}, {:.4}] | {} |\n",
-            r.source,
-            r.input,
-            r.system,
-            r.dice[0],
-            r.dice[1],
-            r.dice[2],
-            r.gain_over_e
-                .map(|g| format!("{:+.2} [{:+.2}, {:+.2}]", g[0], g[1], g[2]))
-                .unwrap_or_default()
-        );
+        md += &format!("| {} | {} |\n", r.source, r.cells());
     }
     md += "\n## Per drawer style (simulator sketches)\n\n| style | n | input | system | DICE [95% CI] | gain over E [95% CI] |\n|---|---|---|---|---|---|\n";
     for r in rows
         .iter()
         .filter(|r| r.style != "all" && r.source == sources[0].0)
     {
-        md += &format!(
-            "| {} | {} | {} | {} | {:.4} [{:.4}, {:.4}] | {} |\n",
-            r.style,
-            r.n,
-            r.input,
-            r.system,
-            r.dice[0],
-            r.dice[1],
-            r.dice[2],
-            r.gain_over_e
-                .map(|g| format!("{:+.2} [{:+.2}, {:+.2}]", g[0], g[1], g[2]))
-                .unwrap_or_default()
-        );
+        md += &format!("| {} | {} | {} |\n", r.style, r.n, r.cells());
     }
     std::fs::write(args.out.join("robustness.md"), &md)?;
     write_figures(&args.out, &rows, &sources[0].0)?;
