@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use candle_core::{Device, Tensor};
-use sketch2medi::pipeline::{PipelineManifest, load_sketch, prepare_sketch};
+use sketch2medi::pipeline::{PipelineManifest, load_sketch, prepare_sketch_with};
 
 /// RMS of the mean over dim 0, RMS of the deviation from that mean.
 fn shared_and_spread(offsets: &Tensor) -> anyhow::Result<(f64, f64)> {
@@ -54,7 +54,11 @@ fn main() -> anyhow::Result<()> {
     }
     let mut batch = Vec::with_capacity(paths.len());
     for p in &paths {
-        let prepared = prepare_sketch(&load_sketch(p)?, g.config().size)?;
+        let prepared = prepare_sketch_with(
+            &load_sketch(p)?,
+            g.config().size,
+            manifest.normalise.as_ref(),
+        )?;
         batch.push(s2m_core::imageio::gray_to_tensor(&prepared.image, &dev)?);
     }
     let sketch = Tensor::stack(&batch, 0)?;

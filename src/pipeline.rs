@@ -332,6 +332,13 @@ impl Sketch2MedI {
         let g_path = resolve(&dir, &manifest.generator)?;
         let generator = FrozenGenerator::load(&g_path, device)?;
         let g_hash = generator.sha256().to_string();
+        if let Some(cfg) = &manifest.normalise {
+            cfg.validate(generator.config().size)
+                .map_err(|e| PipelineError::File {
+                    path: dir.join(MANIFEST),
+                    message: format!("\"normalise\": {e}"),
+                })?;
+        }
         let enc_dir = resolve(&dir, &manifest.encoder)?;
         let encoder = EncoderBundle::load(&enc_dir, device)?;
         let enc_file = enc_dir.join(e4e_encoder::ENCODER_WEIGHTS);
@@ -633,6 +640,7 @@ impl Sketch2MedI {
             weights: self.hashes.clone(),
             weights_dir: self.dir.display().to_string(),
             steps: generation.steps.len().saturating_sub(1),
+            normalise: self.manifest.normalise.clone(),
             seed,
             warnings: generation.warnings.iter().map(|w| w.to_string()).collect(),
         }
@@ -665,6 +673,8 @@ pub struct Provenance {
     pub weights: WeightHashes,
     pub weights_dir: String,
     pub steps: usize,
+    /// How the sketch was brought to the model's size (`None`: a plain resize).
+    pub normalise: Option<NormaliseConfig>,
     pub seed: Option<u64>,
     pub warnings: Vec<String>,
 }

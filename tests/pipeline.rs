@@ -209,11 +209,29 @@ fn normalisation_keeps_a_thin_pen_on_a_large_canvas_and_is_read_from_the_manifes
     manifest.normalise = Some(cfg.clone());
     std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
     let model = Sketch2MedI::load(&folder).unwrap();
-    assert_eq!(model.manifest().normalise, Some(cfg));
+    assert_eq!(model.manifest().normalise, Some(cfg.clone()));
     let g = model.generate(&sketch).unwrap();
     assert_eq!(g.sketch, normalised.image);
+    let png = dir.path().join("out.png");
+    model.save_png(&g, &png).unwrap();
+    let prov = sketch2medi::pipeline::read_provenance(&png)
+        .unwrap()
+        .unwrap();
+    assert_eq!(prov["normalise"]["pen_px"], serde_json::json!(cfg.pen_px));
     let g = model.with_normalisation(None).generate(&sketch).unwrap();
     assert_eq!(g.sketch, plain.image);
+
+    // Invalid settings are refused at load time, naming the manifest.
+    manifest.normalise = Some(NormaliseConfig {
+        pen_px: -1.0,
+        ..cfg
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let Err(e) = Sketch2MedI::load(&folder) else {
+        panic!("a negative pen loaded")
+    };
+    let e = e.to_string();
+    assert!(e.contains("pipeline.json") && e.contains("pen_px"), "{e}");
 }
 
 #[test]

@@ -40,7 +40,7 @@ pub struct GenerateArgs {
     seed: u64,
     /// How the sketch is brought to the model's size (default: the pipeline's, pipeline.json
     /// "normalise"): `resize` (triangle filter) or `normalise` (ink-preserving, pen width
-    /// normalised to the training pen).
+    /// normalised to the training pen; the pipeline's settings if it has them).
     #[arg(long, value_enum)]
     sketch_input: Option<SketchInput>,
 }
@@ -63,11 +63,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     }
     match args.sketch_input {
         Some(SketchInput::Resize) => model = model.with_normalisation(None),
-        Some(SketchInput::Normalise) => {
+        Some(SketchInput::Normalise) if model.manifest().normalise.is_none() => {
             let cfg = NormaliseConfig::for_size(model.size());
             model = model.with_normalisation(Some(cfg));
         }
-        None => {}
+        Some(SketchInput::Normalise) | None => {}
     }
     let load_s = t0.elapsed().as_secs_f64();
     if args.sketch.is_dir() {

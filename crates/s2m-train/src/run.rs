@@ -178,7 +178,8 @@ pub trait TrainLoop<'d> {
     fn step(&self) -> u64;
     /// The run folder.
     fn out_dir(&self) -> &Path;
-    /// `(checkpoint_every, sample_every)`; 0 = only at the end.
+    /// `(checkpoint_every, sample_every)`: the configs' `Schedule` keeps both >= 1 (`run_training`
+    /// itself treats 0 as "only at the end").
     fn schedule(&self) -> (u64, u64);
     /// Prepares the run before the first step (e.g. the fixed validation samples of the
     /// sample strips).
