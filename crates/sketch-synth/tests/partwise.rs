@@ -310,9 +310,12 @@ fn partial_strokes_shorten_outlines_and_close_loops_closes_edge_parts() {
     assert_eq!(open_after, 0);
 }
 
+/// Sets one field of a style to a bad value.
+type Spoil = fn(&mut DrawerStyle);
+
 #[test]
 fn bad_partwise_values_are_rejected_with_the_field_name() {
-    let cases: [(&str, fn(&mut DrawerStyle)); 6] = [
+    let cases: [(&str, Spoil); 6] = [
         ("part_shift_px", |s| s.part_shift_px = -1.0),
         ("part_rotation_deg", |s| s.part_rotation_deg = f32::NAN),
         ("part_scale_log_std", |s| {
