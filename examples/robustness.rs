@@ -1,6 +1,7 @@
 //! Robustness report: DICE through the segmenter S of E and E+H (t = 1..3) on the free-hand
 //! references of a phantom build, per sketch source (the build's simulated free-hand sketches,
-//! the same drawings redrawn on other canvases and pens, a blank page), per drawer style, and
+//! the same drawings redrawn on other canvases and pens, the references drawn by the part-wise
+//! drawer styles, a blank page), per drawer style of the build's simulator, and
 //! for both sketch inputs (plain resize, normalisation); plus the ceiling (the reference images
 //! through S). Every mean has a 95% bootstrap CI; every gain a paired CI over the same images.
 //!
@@ -21,12 +22,15 @@ use clap::Parser;
 use image::{DynamicImage, GrayImage, Luma, RgbImage};
 use metrics::dice::{dice_per_class, image_dice, load_label_map};
 use rand::Rng as _;
+use s2m_core::rng::{derive_seed, rng_from_seed};
 use serde::{Deserialize, Serialize};
 use sketch2medi::pharynx_phantom::layout::reference_id;
-use sketch2medi::pharynx_phantom::sample::{Stream, draw_freehand, generate};
+use sketch2medi::pharynx_phantom::sample::{Sample, Stream, draw_freehand, generate, sample_seed};
 use sketch2medi::segmenter::SoloV2Segmenter;
 use sketch2medi::sketch_synth::normalise::NormaliseConfig;
-use sketch2medi::sketch_synth::{SketchConfig, drawer_styles};
+use sketch2medi::sketch_synth::{
+    SketchConfig, drawer_styles, partwise_styles, simulate_freehand_label_map,
+};
 use sketch2medi::{Sketch2MedI, load_sketch};
 
 #[derive(Parser)]
@@ -47,6 +51,10 @@ struct Args {
     /// PEN_PX pen), comma separated.
     #[arg(long, default_value = "512:2,1024:2,256:8", value_delimiter = ',')]
     redraw: Vec<String>,
+    /// Add the references drawn by the part-wise drawer styles as one more sketch source
+    /// (`--partwise false` to leave it out).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    partwise: bool,
     /// Use only the first N references (0 = all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
@@ -62,7 +70,7 @@ const MAX_T: usize = 3;
 fn bootstrap(values: &[f64], seed: u64) -> [f64; 3] {
     let n = values.len();
     let mean = values.iter().sum::<f64>() / n as f64;
-    let mut rng = s2m_core::rng::rng_from_seed(seed);
+    let mut rng = rng_from_seed(seed);
     let mut means: Vec<f64> = (0..RESAMPLES)
         .map(|_| (0..n).map(|_| values[rng.random_range(0..n)]).sum::<f64>() / n as f64)
         .collect();
@@ -139,25 +147,55 @@ fn read_references(data: &Path, limit: usize) -> anyhow::Result<(u64, u32, Vec<R
     Ok((seed, size, refs))
 }
 
-/// The build's drawings redrawn on a `canvas` px page with a `pen` px pen.
-fn redraw(seed: u64, refs: &[Reference], canvas: u32, pen: f32) -> anyhow::Result<Vec<GrayImage>> {
-    let styles = drawer_styles();
+/// Every reference rendered again on a `canvas` px page and drawn by `draw(index, reference,
+/// sample)`, where `index` is the reference's index in the build's reference stream.
+fn draw_references(
+    seed: u64,
+    refs: &[Reference],
+    canvas: u32,
+    draw: impl Fn(usize, &Reference, &Sample) -> anyhow::Result<GrayImage>,
+) -> anyhow::Result<Vec<GrayImage>> {
     refs.iter()
         .map(|r| {
             let i: usize = r.id.trim_start_matches("ref").parse()?;
             anyhow::ensure!(reference_id(i) == r.id, "unexpected reference id {}", r.id);
             let sample = generate(seed, Stream::Reference, i, canvas, &SketchConfig::default())?;
-            let mut style = styles
-                .iter()
-                .find(|s| s.name == r.style)
-                .with_context(|| format!("{}: unknown style {}", r.id, r.style))?
-                .clone();
-            // Style widths are given at 256 px and scaled by canvas / 256 when drawn.
-            style.stroke_width_px = pen * 256.0 / canvas as f32;
-            Ok(draw_freehand(&sample, &style, seed, i)?.0)
+            draw(i, r, &sample)
         })
         .collect()
 }
+
+/// The build's drawings redrawn on a `canvas` px page with a `pen` px pen.
+fn redraw(seed: u64, refs: &[Reference], canvas: u32, pen: f32) -> anyhow::Result<Vec<GrayImage>> {
+    let styles = drawer_styles();
+    draw_references(seed, refs, canvas, |i, r, sample| {
+        let mut style = styles
+            .iter()
+            .find(|s| s.name == r.style)
+            .with_context(|| format!("{}: unknown style {}", r.id, r.style))?
+            .clone();
+        // Style widths are given at 256 px and scaled by canvas / 256 when drawn.
+        style.stroke_width_px = pen * 256.0 / canvas as f32;
+        Ok(draw_freehand(sample, &style, seed, i)?.0)
+    })
+}
+
+/// The references drawn at the build's `size` by the part-wise drawer styles: reference `i`
+/// by style `i % n`, from a sub-stream of the build's free-hand seed of that reference (so the
+/// drawings are reproducible and independent of the build's own free-hand sketches).
+fn draw_partwise(seed: u64, refs: &[Reference], size: u32) -> anyhow::Result<Vec<GrayImage>> {
+    let styles = partwise_styles();
+    draw_references(seed, refs, size, |i, _, sample| {
+        let style = &styles[i % styles.len()];
+        let stream = derive_seed(sample_seed(seed, Stream::Freehand, i), PARTWISE_STREAM, 0);
+        let drawn =
+            simulate_freehand_label_map(&sample.phantom.labels, style, &mut rng_from_seed(stream))?;
+        Ok(drawn.image)
+    })
+}
+
+/// Sub-stream of a reference's free-hand seed for the part-wise drawings.
+const PARTWISE_STREAM: u64 = 1;
 
 /// Per-image DICE of every step image (E, t = 1..T) of one pipeline on `sketches`.
 fn score(
@@ -272,6 +310,11 @@ fn main() -> anyhow::Result<()> {
         let (canvas, pen): (u32, f32) = (canvas.parse()?, pen.parse()?);
         let drawn = redraw(seed, &refs, canvas, pen)?;
         sources.push((format!("canvas {canvas} px, pen {pen} px"), drawn));
+    }
+    if args.partwise {
+        let drawn = draw_partwise(seed, &refs, size)?;
+        let n = partwise_styles().len();
+        sources.push((format!("part-wise drawer ({n} styles)"), drawn));
     }
     let blank = vec![GrayImage::from_pixel(size, size, Luma([255])); refs.len()];
     sources.push(("blank page (floor)".into(), blank));

@@ -4,7 +4,10 @@
 //! outlines (Douglas-Peucker, then Chaikin rounding), runs on past stroke ends, misplaces the
 //! whole drawing (shift, rotation and scale about the image centre), bends it (a smooth elastic
 //! field), trembles (high-frequency jitter along the stroke normal), retraces, varies the pen
-//! pressure, and lifts the pen (gaps). Every random choice comes from the caller's seeded
+//! pressure, and lifts the pen (gaps). Part-wise styles also misplace each part (instance) on
+//! its own about its centroid, close parts cut at the image edge into loops, leave out any
+//! part, and draw only pieces of outlines; these draw random numbers only when switched on, so
+//! styles without them give the same sketches as before they existed. Every random choice comes from the caller's seeded
 //! generator in a fixed order, so the same inputs and seed give byte-identical sketches.
 
 use crate::contour::{common_mask_size, instance_strokes, label_map_strokes, resolution_scale};
@@ -78,6 +81,12 @@ fn simulate_from_contours(
     rng: &mut Rng,
 ) -> Result<FreehandSketch> {
     let px = resolution_scale(width, height);
+    let contours_per_instance = if style.close_loops {
+        contours_per_instance.into_iter().map(close_loop).collect()
+    } else {
+        contours_per_instance
+    };
+    let centroids: Vec<[f32; 2]> = contours_per_instance.iter().map(|c| centroid(c)).collect();
     let (kept, omitted) = choose_contours(contours_per_instance, style, px, rng);
 
     let placement = Placement::random(style, width, height, px, rng);
@@ -86,10 +95,16 @@ fn simulate_from_contours(
         style.elastic_amplitude_px * px,
         style.elastic_wavelength_px * px,
     );
+    let part_placements: Option<Vec<Placement>> = style.has_part_transforms().then(|| {
+        centroids
+            .iter()
+            .map(|&c| Placement::part(style, c, px, rng))
+            .collect()
+    });
     let spacing = POINT_SPACING_PX * px;
 
     let mut strokes = Vec::new();
-    for contour in kept {
+    for (instance, contour) in kept {
         let mut points = simplify(
             &contour.points,
             style.simplify_epsilon_px * px,
@@ -106,9 +121,12 @@ fn simulate_from_contours(
             spacing,
             rng,
         );
+        let (points, closed) = partial_outline(points, closed, style, rng);
+        let part = part_placements.as_ref().map(|parts| &parts[instance]);
         let placed: Vec<[f32; 2]> = points
             .iter()
             .map(|&p| {
+                let p = part.map_or(p, |part| part.apply(p));
                 let q = placement.apply(p);
                 let d = elastic.displacement(q);
                 [q[0] + d[0], q[1] + d[1]]
@@ -132,15 +150,16 @@ fn simulate_from_contours(
 /// omit smaller parts.
 const PROTECTED_LONGEST: usize = 2;
 
-/// Decides which contours are drawn. Returns the kept contours and how many were left out;
-/// at least one contour is kept whenever there is one, and the [`PROTECTED_LONGEST`] longest
-/// contours are never dropped by the random omission (only by the minimum length).
+/// Decides which contours are drawn. Returns the kept contours with the index of their instance
+/// and how many were left out; at least one contour is kept whenever there is one, and the
+/// [`PROTECTED_LONGEST`] longest contours are never dropped by `drop_instance_probability` or
+/// `drop_contour_probability` (only by the minimum length and `drop_any_part_probability`).
 fn choose_contours(
     contours_per_instance: Vec<Vec<Stroke>>,
     style: &DrawerStyle,
     px: f32,
     rng: &mut Rng,
-) -> (Vec<Stroke>, usize) {
+) -> (Vec<(usize, Stroke)>, usize) {
     let min_length = style.min_contour_length_px * px;
     let mut lengths: Vec<f32> = contours_per_instance
         .iter()
@@ -154,16 +173,18 @@ fn choose_contours(
         .unwrap_or(f32::INFINITY);
     let mut kept = Vec::new();
     let mut left_out = Vec::new();
-    for contours in contours_per_instance {
+    for (instance, contours) in contours_per_instance.into_iter().enumerate() {
         let drop_instance = rng.random_bool(f64::from(style.drop_instance_probability));
+        let drop_part = style.drop_any_part_probability > 0.0
+            && rng.random_bool(f64::from(style.drop_any_part_probability));
         for contour in contours {
             let drop_contour = rng.random_bool(f64::from(style.drop_contour_probability));
             let length = contour.length();
             let protected = length >= protected_from;
-            if (!protected && (drop_instance || drop_contour)) || length < min_length {
-                left_out.push(contour);
+            if (!protected && (drop_instance || drop_contour)) || drop_part || length < min_length {
+                left_out.push((instance, contour));
             } else {
-                kept.push(contour);
+                kept.push((instance, contour));
             }
         }
     }
@@ -172,7 +193,7 @@ fn choose_contours(
         let longest = left_out
             .iter()
             .enumerate()
-            .max_by(|a, b| a.1.length().total_cmp(&b.1.length()))
+            .max_by(|a, b| a.1.1.length().total_cmp(&b.1.1.length()))
             .map(|(i, _)| i);
         if let Some(i) = longest {
             kept.push(left_out.swap_remove(i));
@@ -181,8 +202,63 @@ fn choose_contours(
     (kept, left_out.len())
 }
 
-/// The global misplacement of the drawing: scale and rotation about the image centre, then a
-/// shift.
+/// A part's outline cut at the image edge drawn as one closed loop: the open runs of its
+/// contours are joined in order (the order in which the border walk met them) with straight
+/// chords across the edge. Closed contours (holes, parts inside the frame) are kept as they are.
+fn close_loop(contours: Vec<Stroke>) -> Vec<Stroke> {
+    let (open, mut out): (Vec<Stroke>, Vec<Stroke>) = contours.into_iter().partition(|c| !c.closed);
+    let points: Vec<[f32; 2]> = open.into_iter().flat_map(|c| c.points).collect();
+    match points.len() {
+        0 => {}
+        n if n >= 3 => out.push(Stroke::uniform(points, 1.0, true)),
+        _ => out.push(Stroke::uniform(points, 1.0, false)),
+    }
+    out
+}
+
+/// Mean of all points of a part's contours (the origin for a part without points).
+fn centroid(contours: &[Stroke]) -> [f32; 2] {
+    let (mut sum, mut n) = ([0.0f64; 2], 0usize);
+    for p in contours.iter().flat_map(|c| &c.points) {
+        sum[0] += f64::from(p[0]);
+        sum[1] += f64::from(p[1]);
+        n += 1;
+    }
+    if n == 0 {
+        return [0.0, 0.0];
+    }
+    [(sum[0] / n as f64) as f32, (sum[1] / n as f64) as f32]
+}
+
+/// With probability `partial_stroke_probability`, keeps one contiguous piece of the outline, a
+/// fraction uniform in `[partial_stroke_min_fraction, 1]` of its points, starting at a random
+/// point; the piece is open. Draws no random numbers when the probability is 0.
+fn partial_outline(
+    points: Vec<[f32; 2]>,
+    closed: bool,
+    style: &DrawerStyle,
+    rng: &mut Rng,
+) -> (Vec<[f32; 2]>, bool) {
+    let n = points.len();
+    if style.partial_stroke_probability <= 0.0
+        || !rng.random_bool(f64::from(style.partial_stroke_probability))
+        || n < 3
+    {
+        return (points, closed);
+    }
+    let fraction = rng.random_range(style.partial_stroke_min_fraction..=1.0);
+    let m = ((fraction * n as f32).round() as usize).clamp(2, n);
+    let start = if closed {
+        rng.random_range(0..n)
+    } else {
+        rng.random_range(0..=n - m)
+    };
+    let piece = (0..m).map(|i| points[(start + i) % n]).collect();
+    (piece, false)
+}
+
+/// A similarity transform of the drawing: scale and rotation about a centre, then a shift.
+/// The global one is about the image centre; a part's own is about the part's centroid.
 struct Placement {
     centre: [f32; 2],
     scale: f32,
@@ -192,15 +268,32 @@ struct Placement {
 }
 
 impl Placement {
+    /// The global misplacement of the whole drawing.
     fn random(style: &DrawerStyle, width: u32, height: u32, px: f32, rng: &mut Rng) -> Self {
-        let scale = style.scale_mean * (style.scale_log_std * gaussian(rng)).exp();
-        let angle = (style.rotation_deg * gaussian(rng)).to_radians();
-        let shift = [
-            style.shift_px * px * gaussian(rng),
-            style.shift_px * px * gaussian(rng),
+        let centre = [0.5 * width as f32, 0.5 * height as f32];
+        let spread = [style.scale_log_std, style.rotation_deg, style.shift_px * px];
+        Self::draw(centre, style.scale_mean, spread, rng)
+    }
+
+    /// A part's own misplacement about its centroid.
+    fn part(style: &DrawerStyle, centroid: [f32; 2], px: f32, rng: &mut Rng) -> Self {
+        let spread = [
+            style.part_scale_log_std,
+            style.part_rotation_deg,
+            style.part_shift_px * px,
         ];
+        Self::draw(centroid, 1.0, spread, rng)
+    }
+
+    /// Draws log-scale, rotation (degrees) and shift (per axis) with the standard deviations
+    /// in `spread`, in that order.
+    fn draw(centre: [f32; 2], scale_mean: f32, spread: [f32; 3], rng: &mut Rng) -> Self {
+        let [scale_log_std, rotation_deg, shift] = spread;
+        let scale = scale_mean * (scale_log_std * gaussian(rng)).exp();
+        let angle = (rotation_deg * gaussian(rng)).to_radians();
+        let shift = [shift * gaussian(rng), shift * gaussian(rng)];
         Self {
-            centre: [0.5 * width as f32, 0.5 * height as f32],
+            centre,
             scale,
             cos: angle.cos(),
             sin: angle.sin(),

@@ -9,7 +9,8 @@
 //!   [`render_label_map`]), built on [`contour_strokes`] and the tiny-skia stroke rasteriser
 //!   [`draw_strokes`];
 //! - [`freehand`]: a free-hand sketch simulator ([`simulate_freehand`]) driven by a
-//!   [`DrawerStyle`], with twelve calibrated built-in styles ([`drawer_styles`]);
+//!   [`DrawerStyle`], with twelve calibrated built-in styles ([`drawer_styles`]) and five
+//!   part-wise ones ([`partwise_styles`]);
 //! - [`chamfer`]: chamfer distances between drawings, used to calibrate and check styles.
 //!
 //! All pixel parameters are given at 256 px and scaled by `size / 256`. Every function is
@@ -39,4 +40,4 @@ pub use error::{Result, SketchError};
 pub use freehand::{FreehandSketch, simulate_freehand, simulate_freehand_label_map};
 pub use raster::{draw_strokes, is_blank};
 pub use stroke::Stroke;
-pub use style::{DrawerStyle, drawer_styles};
+pub use style::{DrawerStyle, drawer_styles, partwise_styles};

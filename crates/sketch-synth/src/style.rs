@@ -66,6 +66,33 @@ pub struct DrawerStyle {
     /// Contours shorter than this are not drawn (px); people skip specks.
     pub min_contour_length_px: f32,
 
+    /// Standard deviation of each part's own shift, per axis (px), on top of the global shift:
+    /// every instance is misplaced on its own (0 = off).
+    #[serde(default)]
+    pub part_shift_px: f32,
+    /// Standard deviation of each part's own rotation about its centroid (degrees; 0 = off).
+    #[serde(default)]
+    pub part_rotation_deg: f32,
+    /// Standard deviation of the log of each part's own scale about its centroid (0 = off).
+    #[serde(default)]
+    pub part_scale_log_std: f32,
+    /// Whether a part whose outline is cut at the image edge is drawn as one closed loop: its
+    /// runs are joined in order with straight chords across the edge (false = drawn as cut).
+    #[serde(default)]
+    pub close_loops: bool,
+    /// Probability of leaving out a whole part, any part, the main structure included (unlike
+    /// `drop_instance_probability`, which never drops the longest outlines); the longest
+    /// outline is still drawn when everything else is left out (0 = off).
+    #[serde(default)]
+    pub drop_any_part_probability: f32,
+    /// Probability that an outline is drawn only in part: one contiguous piece of it (0 = off).
+    #[serde(default)]
+    pub partial_stroke_probability: f32,
+    /// Smallest fraction of a partial outline's length that is drawn; the fraction is uniform
+    /// in `[partial_stroke_min_fraction, 1]` (used only when `partial_stroke_probability > 0`).
+    #[serde(default = "default_partial_fraction")]
+    pub partial_stroke_min_fraction: f32,
+
     /// Calibrated range `[low, high]` of the mean directed chamfer distance from this style's
     /// sketches to the true contours (px at 256 px), averaged over about 16-20 sketches of
     /// pharynx-like label maps. See `docs/SKETCHES.md`.
@@ -76,7 +103,19 @@ pub struct DrawerStyle {
 /// line wanders off and back over a few centimetres, not at tremor frequency.
 pub(crate) const RETRACE_WAVELENGTH_PX: f32 = 40.0;
 
+fn default_partial_fraction() -> f32 {
+    PARTIAL_STROKE_MIN_FRACTION
+}
+
+/// Default of [`DrawerStyle::partial_stroke_min_fraction`].
+pub const PARTIAL_STROKE_MIN_FRACTION: f32 = 0.5;
+
 impl DrawerStyle {
+    /// Whether any per-part transform is switched on.
+    pub fn has_part_transforms(&self) -> bool {
+        self.part_shift_px > 0.0 || self.part_rotation_deg > 0.0 || self.part_scale_log_std > 0.0
+    }
+
     /// A faithful drawer with no misalignment, abstraction or omission: the base that the
     /// built-in styles modify.
     pub fn faithful(name: &str) -> Self {
@@ -104,12 +143,20 @@ impl DrawerStyle {
             drop_instance_probability: 0.0,
             drop_contour_probability: 0.0,
             min_contour_length_px: 0.0,
+            part_shift_px: 0.0,
+            part_rotation_deg: 0.0,
+            part_scale_log_std: 0.0,
+            close_loops: false,
+            drop_any_part_probability: 0.0,
+            partial_stroke_probability: 0.0,
+            partial_stroke_min_fraction: PARTIAL_STROKE_MIN_FRACTION,
             expected_chamfer: [0.0, f32::MAX],
         }
     }
 
     /// Checks every parameter's range: lengths finite and >= 0, wavelengths, pen width and
-    /// scale > 0, probabilities in [0, 1], at least one pass, and a well-ordered chamfer range.
+    /// scale > 0, probabilities in [0, 1], the partial-stroke fraction in (0, 1], at least one
+    /// pass, and a well-ordered chamfer range.
     pub fn validate(&self) -> Result<()> {
         let non_negative = [
             ("shift_px", self.shift_px),
@@ -124,6 +171,9 @@ impl DrawerStyle {
             ("overshoot_px", self.overshoot_px),
             ("retrace_offset_px", self.retrace_offset_px),
             ("min_contour_length_px", self.min_contour_length_px),
+            ("part_shift_px", self.part_shift_px),
+            ("part_rotation_deg", self.part_rotation_deg),
+            ("part_scale_log_std", self.part_scale_log_std),
         ];
         for (field, value) in non_negative {
             if !(value.is_finite() && value >= 0.0) {
@@ -145,11 +195,23 @@ impl DrawerStyle {
         let probabilities = [
             ("drop_instance_probability", self.drop_instance_probability),
             ("drop_contour_probability", self.drop_contour_probability),
+            ("drop_any_part_probability", self.drop_any_part_probability),
+            (
+                "partial_stroke_probability",
+                self.partial_stroke_probability,
+            ),
         ];
         for (field, value) in probabilities {
             if !(0.0..=1.0).contains(&value) {
                 return Err(self.invalid(field, format!("must lie in [0, 1], got {value}")));
             }
+        }
+        let fraction = self.partial_stroke_min_fraction;
+        if !(fraction > 0.0 && fraction <= 1.0) {
+            return Err(self.invalid(
+                "partial_stroke_min_fraction",
+                format!("must lie in (0, 1], got {fraction}"),
+            ));
         }
         if self.passes == 0 {
             return Err(self.invalid("passes", "must be at least 1".to_string()));
@@ -375,6 +437,116 @@ pub fn drawer_styles() -> Vec<DrawerStyle> {
             min_contour_length_px: 30.0,
             expected_chamfer: [6.0, 11.5],
             ..base("careless")
+        },
+    ]
+}
+
+/// Five part-wise drawer styles: people who draw each organ as its own closed loop and place,
+/// turn and size each one on their own (tonsils outside the wall, a loose uvula), leave out any
+/// part, draw only pieces of outlines, simplify and over-trace. They complement
+/// [`drawer_styles`], whose errors move the whole drawing at once. The values are plausible
+/// amounts at 256 px, not fitted to any measurement; `expected_chamfer` is left open.
+/// See `docs/SKETCHES.md`.
+pub fn partwise_styles() -> Vec<DrawerStyle> {
+    let base = DrawerStyle::faithful;
+    vec![
+        // Draws the right organs, each as a clean closed loop, but places each one loosely.
+        DrawerStyle {
+            shift_px: 2.0,
+            rotation_deg: 1.5,
+            scale_log_std: 0.03,
+            elastic_amplitude_px: 1.5,
+            simplify_epsilon_px: 1.5,
+            smoothing_iterations: 2,
+            tremor_amplitude_px: 0.4,
+            pressure_variation: 0.2,
+            min_contour_length_px: 10.0,
+            part_shift_px: 8.0,
+            part_rotation_deg: 8.0,
+            part_scale_log_std: 0.12,
+            close_loops: true,
+            ..base("loose parts")
+        },
+        // Draws organ by organ from memory: smooth loops, each sized and turned on its own,
+        // now and then one organ forgotten.
+        DrawerStyle {
+            shift_px: 3.0,
+            rotation_deg: 2.0,
+            scale_log_std: 0.04,
+            elastic_amplitude_px: 2.0,
+            simplify_epsilon_px: 3.0,
+            smoothing_iterations: 3,
+            tremor_amplitude_px: 0.3,
+            stroke_width_px: 2.0,
+            pressure_variation: 0.2,
+            min_contour_length_px: 15.0,
+            part_shift_px: 5.0,
+            part_rotation_deg: 12.0,
+            part_scale_log_std: 0.2,
+            close_loops: true,
+            drop_any_part_probability: 0.1,
+            ..base("organ by organ")
+        },
+        // Outlines started and not finished: many strokes cover only part of an organ.
+        DrawerStyle {
+            shift_px: 2.0,
+            rotation_deg: 1.5,
+            scale_log_std: 0.03,
+            elastic_amplitude_px: 2.0,
+            simplify_epsilon_px: 2.0,
+            smoothing_iterations: 2,
+            tremor_amplitude_px: 0.5,
+            pressure_variation: 0.3,
+            gaps_per_100px: 0.5,
+            min_contour_length_px: 12.0,
+            part_shift_px: 3.0,
+            part_rotation_deg: 4.0,
+            part_scale_log_std: 0.05,
+            partial_stroke_probability: 0.5,
+            partial_stroke_min_fraction: 0.4,
+            ..base("partial outlines")
+        },
+        // A few simplified closed shapes, parts misplaced and any part possibly missing.
+        DrawerStyle {
+            shift_px: 2.5,
+            rotation_deg: 2.0,
+            scale_log_std: 0.04,
+            elastic_amplitude_px: 2.0,
+            simplify_epsilon_px: 8.0,
+            smoothing_iterations: 2,
+            tremor_amplitude_px: 0.3,
+            pressure_variation: 0.2,
+            min_contour_length_px: 40.0,
+            part_shift_px: 6.0,
+            part_rotation_deg: 10.0,
+            part_scale_log_std: 0.15,
+            close_loops: true,
+            drop_any_part_probability: 0.2,
+            ..base("minimalist parts")
+        },
+        // Over-traces every loop with a soft pencil; parts misplaced a little.
+        DrawerStyle {
+            shift_px: 2.0,
+            rotation_deg: 1.5,
+            scale_log_std: 0.03,
+            elastic_amplitude_px: 1.5,
+            simplify_epsilon_px: 2.0,
+            smoothing_iterations: 2,
+            tremor_amplitude_px: 0.6,
+            stroke_width_px: 1.2,
+            pressure_variation: 0.4,
+            ink: 60,
+            overshoot_px: 8.0,
+            passes: 3,
+            retrace_offset_px: 2.0,
+            min_contour_length_px: 10.0,
+            part_shift_px: 4.0,
+            part_rotation_deg: 6.0,
+            part_scale_log_std: 0.08,
+            close_loops: true,
+            partial_stroke_probability: 0.2,
+            partial_stroke_min_fraction: 0.6,
+            ..base("over-traced loops")
         },
     ]
 }
