@@ -1,6 +1,6 @@
 //! Robustness report: DICE through the segmenter S of E and E+H (t = 1..3) on the free-hand
 //! references of a phantom build, per sketch source (the build's simulated free-hand sketches,
-//! the same drawings redrawn on other canvases and pens, the references drawn by the part-wise
+//! the references drawn again by their drawers on other canvases and pens, by the part-wise
 //! drawer styles, a blank page), per drawer style of the build's simulator, and
 //! for both sketch inputs (plain resize, normalisation); plus the ceiling (the reference images
 //! through S). Every mean has a 95% bootstrap CI; every gain a paired CI over the same images.
@@ -47,8 +47,8 @@ struct Args {
     /// The segmenter S behind DICE.
     #[arg(long, default_value = "weights/solov2_phantom")]
     segmenter: PathBuf,
-    /// Redrawn sketch sources as CANVAS:PEN_PX (the same drawings on a CANVAS px page with a
-    /// PEN_PX pen), comma separated.
+    /// Redrawn sketch sources as CANVAS:PEN_PX, comma separated: each reference drawn again by
+    /// its drawer (same style and seed) on a CANVAS px page with a PEN_PX pen.
     #[arg(long, default_value = "512:2,1024:2,256:8", value_delimiter = ',')]
     redraw: Vec<String>,
     /// Add the references drawn by the part-wise drawer styles as one more sketch source
@@ -291,6 +291,11 @@ fn main() -> anyhow::Result<()> {
     let s = SoloV2Segmenter::load(&args.segmenter, SoloV2Segmenter::default_threshold(), &dev)?;
     let mut model = Sketch2MedI::load(&args.weights)?.with_steps(MAX_T);
     anyhow::ensure!(
+        model.has_refiner(),
+        "{}: the report compares E with E+H and needs a pipeline with a refiner",
+        args.weights.display()
+    );
+    anyhow::ensure!(
         model.size() == size,
         "the build is {size} px, the pipeline {} px",
         model.size()
@@ -323,9 +328,6 @@ fn main() -> anyhow::Result<()> {
         ("resize", None),
         ("normalise", Some(NormaliseConfig::for_size(size))),
     ];
-    let mut styles: Vec<String> = refs.iter().map(|r| r.style.clone()).collect();
-    styles.sort();
-    styles.dedup();
     let mut rows = Vec::new();
     for (source, sketches) in &sources {
         for (input, cfg) in &inputs {
