@@ -139,11 +139,7 @@ fn stylegan2_bench(args: Stylegan2BenchArgs) -> anyhow::Result<()> {
             let tcfg = TrainConfig {
                 model: cfg.clone(),
                 batch: b,
-                schedule: s2m_train::Schedule {
-                    sample_every: u64::MAX,
-                    checkpoint_every: u64::MAX,
-                    ..s2m_train::Schedule::default()
-                },
+                schedule: s2m_train::Schedule::default().only_at_end(),
                 ..TrainConfig::default()
             };
             let mut trainer = Trainer::open(tcfg, dir.path(), &device)?;

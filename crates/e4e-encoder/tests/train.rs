@@ -30,11 +30,10 @@ fn config() -> EncoderTrainConfig {
         // Sample strips and checkpoints only at the end of a run.
         schedule: Schedule {
             seed: 5,
-            sample_every: u64::MAX,
-            checkpoint_every: u64::MAX,
             log_every: 1,
             ..Schedule::default()
-        },
+        }
+        .only_at_end(),
         val_samples: 2,
         ..EncoderTrainConfig::default()
     }

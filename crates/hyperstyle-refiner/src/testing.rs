@@ -29,11 +29,10 @@ pub fn tiny_train_config() -> RefinerTrainConfig {
         lr: 1e-3,
         schedule: Schedule {
             seed: 3,
-            sample_every: u64::MAX,
-            checkpoint_every: u64::MAX,
             log_every: 1,
             ..Schedule::default()
-        },
+        }
+        .only_at_end(),
         val_samples: 2,
         ..RefinerTrainConfig::default()
     }

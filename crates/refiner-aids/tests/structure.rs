@@ -348,11 +348,10 @@ fn train_config() -> StructureTrainConfig {
         // Sample strips and checkpoints only at the end of a run.
         schedule: Schedule {
             seed: 7,
-            sample_every: u64::MAX,
-            checkpoint_every: u64::MAX,
             log_every: 1,
             ..Schedule::default()
-        },
+        }
+        .only_at_end(),
         val_samples: 4,
         ..StructureTrainConfig::default()
     }

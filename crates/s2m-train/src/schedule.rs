@@ -45,6 +45,16 @@ impl Default for Schedule {
 }
 
 impl Schedule {
+    /// The same schedule with samples, loss curves and checkpoints written only when the run
+    /// stops (both cadences set to `u64::MAX`): short runs in tests and benches.
+    pub fn only_at_end(self) -> Self {
+        Self {
+            sample_every: u64::MAX,
+            checkpoint_every: u64::MAX,
+            ..self
+        }
+    }
+
     /// Rejects a cadence or a checkpoint count of 0, naming the option.
     pub fn validate(&self) -> TrainResult<()> {
         for (name, v) in [
@@ -68,6 +78,19 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Schedule::default().validate().unwrap();
+    }
+
+    #[test]
+    fn only_at_end_keeps_seed_and_log_cadence() {
+        let s = Schedule {
+            seed: 9,
+            log_every: 1,
+            ..Schedule::default()
+        }
+        .only_at_end();
+        assert_eq!((s.seed, s.log_every, s.keep_checkpoints), (9, 1, 2));
+        assert_eq!((s.sample_every, s.checkpoint_every), (u64::MAX, u64::MAX));
+        s.validate().unwrap();
     }
 
     #[test]

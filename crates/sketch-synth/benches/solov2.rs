@@ -47,11 +47,10 @@ fn bench(c: &mut Criterion) {
     let tc = TrainConfig {
         model: cfg.clone(),
         schedule: s2m_train::Schedule {
-            checkpoint_every: u64::MAX,
             log_every: u64::MAX,
-            sample_every: u64::MAX,
             ..TrainConfig::default().schedule
-        },
+        }
+        .only_at_end(),
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::open(tc, dir.path(), None, &dev).expect("trainer");

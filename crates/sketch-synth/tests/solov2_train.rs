@@ -33,11 +33,10 @@ fn tiny_config() -> TrainConfig {
         warmup_steps: 2,
         // Checkpoints and loss curves only at the end of a run.
         schedule: Schedule {
-            checkpoint_every: u64::MAX,
             log_every: 1,
-            sample_every: u64::MAX,
             ..TrainConfig::default().schedule
-        },
+        }
+        .only_at_end(),
         ..TrainConfig::default()
     }
 }

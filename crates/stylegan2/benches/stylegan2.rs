@@ -148,11 +148,7 @@ fn bench_training_step(c: &mut Criterion) {
         model: cfg,
         batch: 8,
         path_regularize: 0.0,
-        schedule: s2m_train::Schedule {
-            sample_every: u64::MAX,
-            checkpoint_every: u64::MAX,
-            ..s2m_train::Schedule::default()
-        },
+        schedule: s2m_train::Schedule::default().only_at_end(),
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::open(tcfg, dir.path(), &Device::Cpu).expect("trainer");

@@ -28,11 +28,10 @@ fn tiny_config() -> TrainConfig {
         // Sample grids and checkpoints only at the end of a run.
         schedule: Schedule {
             seed: 3,
-            sample_every: u64::MAX,
-            checkpoint_every: u64::MAX,
             log_every: 1,
             ..Schedule::default()
-        },
+        }
+        .only_at_end(),
         grid_samples: 4,
         ..TrainConfig::default()
     }
