@@ -149,6 +149,13 @@ fn read_references(data: &Path, limit: usize) -> anyhow::Result<(u64, u32, Vec<R
 
 /// Every reference rendered again on a `canvas` px page and drawn by `draw(index, reference,
 /// sample)`, where `index` is the reference's index in the build's reference stream.
+/// The index `i` of reference `ref{i:06}`.
+fn reference_index(r: &Reference) -> anyhow::Result<usize> {
+    let i: usize = r.id.trim_start_matches("ref").parse()?;
+    anyhow::ensure!(reference_id(i) == r.id, "unexpected reference id {}", r.id);
+    Ok(i)
+}
+
 fn draw_references(
     seed: u64,
     refs: &[Reference],
@@ -157,8 +164,7 @@ fn draw_references(
 ) -> anyhow::Result<Vec<GrayImage>> {
     refs.iter()
         .map(|r| {
-            let i: usize = r.id.trim_start_matches("ref").parse()?;
-            anyhow::ensure!(reference_id(i) == r.id, "unexpected reference id {}", r.id);
+            let i = reference_index(r)?;
             let sample = generate(seed, Stream::Reference, i, canvas, &SketchConfig::default())?;
             draw(i, r, &sample)
         })
@@ -183,15 +189,18 @@ fn redraw(seed: u64, refs: &[Reference], canvas: u32, pen: f32) -> anyhow::Resul
 /// The references drawn at the build's `size` by the part-wise drawer styles: reference `i`
 /// by style `i % n`, from a sub-stream of the build's free-hand seed of that reference (so the
 /// drawings are reproducible and independent of the build's own free-hand sketches).
-fn draw_partwise(seed: u64, refs: &[Reference], size: u32) -> anyhow::Result<Vec<GrayImage>> {
+fn draw_partwise(seed: u64, refs: &[Reference]) -> anyhow::Result<Vec<GrayImage>> {
     let styles = partwise_styles();
-    draw_references(seed, refs, size, |i, _, sample| {
-        let style = &styles[i % styles.len()];
-        let stream = derive_seed(sample_seed(seed, Stream::Freehand, i), PARTWISE_STREAM, 0);
-        let drawn =
-            simulate_freehand_label_map(&sample.phantom.labels, style, &mut rng_from_seed(stream))?;
-        Ok(drawn.image)
-    })
+    refs.iter()
+        .map(|r| {
+            let i = reference_index(r)?;
+            let style = &styles[i % styles.len()];
+            let stream = derive_seed(sample_seed(seed, Stream::Freehand, i), PARTWISE_STREAM, 0);
+            // The build's own label map of the reference (the phantom at the build's size).
+            let drawn = simulate_freehand_label_map(&r.labels, style, &mut rng_from_seed(stream))?;
+            Ok(drawn.image)
+        })
+        .collect()
 }
 
 /// Sub-stream of a reference's free-hand seed for the part-wise drawings.
@@ -317,7 +326,7 @@ fn main() -> anyhow::Result<()> {
         sources.push((format!("canvas {canvas} px, pen {pen} px"), drawn));
     }
     if args.partwise {
-        let drawn = draw_partwise(seed, &refs, size)?;
+        let drawn = draw_partwise(seed, &refs)?;
         let n = partwise_styles().len();
         sources.push((format!("part-wise drawer ({n} styles)"), drawn));
     }
