@@ -26,6 +26,7 @@ use s2m_core::rng::{derive_seed, rng_from_seed};
 use serde::{Deserialize, Serialize};
 use sketch2medi::pharynx_phantom::layout::reference_id;
 use sketch2medi::pharynx_phantom::sample::{Sample, Stream, draw_freehand, generate, sample_seed};
+use sketch2medi::pipeline::{select_step, sketch_distance};
 use sketch2medi::segmenter::SoloV2Segmenter;
 use sketch2medi::sketch_synth::normalise::NormaliseConfig;
 use sketch2medi::sketch_synth::{
@@ -58,6 +59,9 @@ struct Args {
     /// Use only the first N references (0 = all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
+    /// Sketch inputs to compare: resize, normalise (comma separated).
+    #[arg(long, default_value = "resize,normalise", value_delimiter = ',')]
+    inputs: Vec<String>,
     /// Only redraw the figures from an earlier run's robustness.json (into --out).
     #[arg(long)]
     replot: Option<PathBuf>,
@@ -206,14 +210,16 @@ fn draw_partwise(seed: u64, refs: &[Reference]) -> anyhow::Result<Vec<GrayImage>
 /// Sub-stream of a reference's free-hand seed for the part-wise drawings.
 const PARTWISE_STREAM: u64 = 1;
 
-/// Per-image DICE of every step image (E, t = 1..T) of one pipeline on `sketches`.
+/// Per-image DICE of every step image (E, t = 1..T) of one pipeline on `sketches`, and the
+/// per-image distance of each step image to the sketch (`sketch2medi::pipeline::sketch_distance`).
 fn score(
     model: &Sketch2MedI,
     s: &SoloV2Segmenter,
     sketches: &[GrayImage],
     refs: &[Reference],
-) -> anyhow::Result<Vec<Vec<f64>>> {
+) -> anyhow::Result<(Vec<Vec<f64>>, Vec<Vec<Option<f32>>>)> {
     let mut per_step = vec![Vec::new(); MAX_T + 1];
+    let mut agree = vec![Vec::new(); MAX_T + 1];
     for (chunk, rchunk) in sketches.chunks(8).zip(refs.chunks(8)) {
         let inputs: Vec<DynamicImage> = chunk
             .iter()
@@ -223,12 +229,29 @@ fn score(
         let gens = model.generate_batch(&inputs)?;
         for (t, scores) in per_step.iter_mut().enumerate() {
             let images: Vec<RgbImage> = gens.iter().map(|g| g.steps[t].clone()).collect();
-            for (pred, r) in s.segment_images(&images)?.iter().zip(rchunk) {
+            let preds = s.segment_images(&images)?;
+            for ((pred, r), g) in preds.iter().zip(rchunk).zip(&gens) {
                 scores.push(image_dice(&dice_per_class(&r.labels, pred)?).unwrap_or(0.0));
+                agree[t].push(sketch_distance(pred, &g.sketch)?);
             }
         }
     }
-    Ok(per_step)
+    Ok((per_step, agree))
+}
+
+/// Per image, the scores of the step in `0..=t_max` that the pipeline's step selection
+/// (`sketch2medi::pipeline::select_step`) chooses.
+fn select_by_agreement(
+    per_step: &[Vec<f64>],
+    agree: &[Vec<Option<f32>>],
+    t_max: usize,
+) -> Vec<f64> {
+    (0..per_step[0].len())
+        .map(|i| {
+            let d: Vec<Option<f32>> = (0..=t_max).map(|t| agree[t][i]).collect();
+            per_step[select_step(&d)][i]
+        })
+        .collect()
 }
 
 /// The series of the figures: the plain resize with the paper's T = 3 against the normalised
@@ -299,6 +322,8 @@ fn main() -> anyhow::Result<()> {
     let (seed, size, refs) = read_references(&args.data, args.limit)?;
     let s = SoloV2Segmenter::load(&args.segmenter, SoloV2Segmenter::default_threshold(), &dev)?;
     let mut model = Sketch2MedI::load(&args.weights)?.with_steps(MAX_T);
+    // The report scores every step and applies the step selection itself (for each T).
+    model.set_step_selection(false)?;
     anyhow::ensure!(
         model.has_refiner(),
         "{}: the report compares E with E+H and needs a pipeline with a refiner",
@@ -333,22 +358,39 @@ fn main() -> anyhow::Result<()> {
     let blank = vec![GrayImage::from_pixel(size, size, Luma([255])); refs.len()];
     sources.push(("blank page (floor)".into(), blank));
 
-    let inputs = [
+    let inputs: Vec<(&str, Option<NormaliseConfig>)> = [
         ("resize", None),
         ("normalise", Some(NormaliseConfig::for_size(size))),
-    ];
+    ]
+    .into_iter()
+    .filter(|(name, _)| args.inputs.iter().any(|i| i == name))
+    .collect();
+    anyhow::ensure!(!inputs.is_empty(), "--inputs: use resize and/or normalise");
     let mut rows = Vec::new();
     for (source, sketches) in &sources {
         for (input, cfg) in &inputs {
             model.set_normalisation(cfg.clone());
-            let per_step = score(&model, &s, sketches, &refs)?;
+            let (per_step, agree) = score(&model, &s, sketches, &refs)?;
             eprintln!("{source}, {input}: done");
-            for (t, scores) in per_step.iter().enumerate() {
-                let system = if t == 0 {
-                    "E".to_string()
-                } else {
-                    format!("E+H t={t}")
-                };
+            let mut systems: Vec<(String, Vec<f64>)> = per_step
+                .iter()
+                .enumerate()
+                .map(|(t, v)| {
+                    let name = if t == 0 {
+                        "E".to_string()
+                    } else {
+                        format!("E+H t={t}")
+                    };
+                    (name, v.clone())
+                })
+                .collect();
+            for t in 1..=MAX_T {
+                systems.push((
+                    format!("E+H select t<={t}"),
+                    select_by_agreement(&per_step, &agree, t),
+                ));
+            }
+            for (k, (system, scores)) in systems.iter().enumerate() {
                 let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
                 groups.insert("all".into(), (0..refs.len()).collect());
                 for (i, r) in refs.iter().enumerate() {
@@ -356,7 +398,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 for (style, idx) in groups {
                     let v: Vec<f64> = idx.iter().map(|&i| scores[i]).collect();
-                    let gain = (t > 0).then(|| {
+                    let gain = (k > 0).then(|| {
                         let d: Vec<f64> = idx
                             .iter()
                             .map(|&i| 100.0 * (scores[i] - per_step[0][i]))
@@ -366,7 +408,7 @@ fn main() -> anyhow::Result<()> {
                     rows.push(Row {
                         source: source.clone(),
                         input: input.to_string(),
-                        system: system.clone(),
+                        system: system.to_string(),
                         style,
                         n: v.len(),
                         dice: bootstrap(&v, 1),

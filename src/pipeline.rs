@@ -30,8 +30,12 @@ use candle_core::{Device, Tensor};
 use e4e_encoder::{Encoder, EncoderBundle, FrozenGenerator};
 use hyperstyle_refiner::{HyperNetwork, RefinerBundle};
 use image::{DynamicImage, GrayImage, Luma, RgbImage};
+use s2m_core::LabelMap;
 use serde::{Deserialize, Serialize};
+use sketch_synth::SketchConfig;
 use sketch_synth::normalise::{NormaliseConfig, normalise_sketch};
+
+use crate::segmenter::SoloV2Segmenter;
 use std::path::{Component, Path, PathBuf};
 use stylegan2::{Generator, GeneratorInput, NoiseMode, WeightOffsets};
 
@@ -97,10 +101,53 @@ pub struct PipelineManifest {
     /// present = [`sketch_synth::normalise`] (ink-preserving, pen width normalised).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub normalise: Option<NormaliseConfig>,
+    /// Choose the step per sketch (see [`SelectConfig`]); absent = always the last step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<SelectConfig>,
 }
 
 fn default_steps() -> usize {
     3
+}
+
+/// `"select"` of `pipeline.json`: the image of each sketch is the step t in 0..=T whose image
+/// agrees best with the sketch. Agreement is the symmetric chamfer distance (px) between the
+/// contour sketch of S's masks of ŷ_t (instances with score >= `threshold`, drawn as the
+/// training sketches are) and the sketch as the model saw it; the smallest distance wins, ties
+/// go to the earlier step, and a step whose image S finds nothing in never wins over one where
+/// it does. With a blank sketch every step ties and E's image (t = 0) is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectConfig {
+    /// The segmenter S's export folder (`solov2.safetensors` + `solov2.json`), relative to the
+    /// pipeline folder.
+    pub segmenter: String,
+    /// Score threshold of S's instances (the paper's sketch threshold, 0.35).
+    #[serde(default = "default_select_threshold")]
+    pub threshold: f32,
+}
+
+fn default_select_threshold() -> f32 {
+    SketchConfig::default().score_threshold
+}
+
+/// The distance of [`SelectConfig`] between an image's segmentation `labels` and the `sketch`
+/// it was made from (the same size): the symmetric chamfer distance (px) between the contour
+/// sketch of `labels` and the sketch's ink (< 128); `None` when either has no ink.
+pub fn sketch_distance(labels: &LabelMap, sketch: &GrayImage) -> Result<Option<f32>> {
+    let invalid =
+        |e: sketch_synth::SketchError| PipelineError::Invalid(format!("step selection: {e}"));
+    let contours =
+        sketch_synth::render_label_map(labels, &SketchConfig::default()).map_err(invalid)?;
+    sketch_synth::chamfer_distance(&contours, sketch, 128).map_err(invalid)
+}
+
+/// The step of [`SelectConfig`] among `distances` (one per step t = 0..): the smallest, ties to
+/// the earlier step, `None` (nothing found) never over a distance; 0 when all are `None`.
+pub fn select_step(distances: &[Option<f32>]) -> usize {
+    let key = |t: usize| distances[t].unwrap_or(f32::INFINITY);
+    (0..distances.len())
+        .min_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)))
+        .unwrap_or(0)
 }
 
 /// Something about an input sketch that was corrected or is suspicious.
@@ -224,11 +271,18 @@ pub struct Generation {
     pub w: Vec<f32>,
     /// Every intermediate image: the encoder's ŷ_0, then ŷ_1..ŷ_T.
     pub steps: Vec<RgbImage>,
+    /// The step `image` is: T, or the step chosen by agreement with the sketch
+    /// ([`SelectConfig`]).
+    pub chosen_step: usize,
+    /// With the step selection: each step's chamfer distance (px) to the sketch (`None`
+    /// where S found nothing or the sketch is blank); empty without it.
+    pub distances: Vec<Option<f32>>,
     /// The sketch as the model saw it.
     pub sketch: GrayImage,
     pub warnings: Vec<SketchWarning>,
-    /// Σ Δ of this sample (`[1, out, in, k, k]` per refined slot; empty without a refiner),
-    /// so that [`Sketch2MedI::variations_of`] reuses the refined weights.
+    /// Σ Δ behind the chosen step of this sample (`[1, out, in, k, k]` per refined slot; empty
+    /// without a refiner or for t = 0), so that [`Sketch2MedI::variations_of`] reuses the
+    /// refined weights.
     offsets: WeightOffsets,
 }
 
@@ -247,6 +301,9 @@ pub struct WeightHashes {
     pub generator: String,
     pub encoder: String,
     pub refiner: Option<String>,
+    /// The segmenter of the step selection ([`SelectConfig`]), when the manifest has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segmenter: Option<String>,
 }
 
 /// The loaded pipeline. Inference only: weights are plain tensors, no autograd graph is built.
@@ -259,6 +316,10 @@ pub struct Sketch2MedI {
     dir: PathBuf,
     hashes: WeightHashes,
     manifest: PipelineManifest,
+    /// S of the step selection, when the manifest configures one.
+    selector: Option<SoloV2Segmenter>,
+    /// Whether the step selection is on (it can be switched off when configured).
+    select: bool,
 }
 
 impl std::fmt::Debug for Sketch2MedI {
@@ -396,10 +457,34 @@ impl Sketch2MedI {
                 ),
             });
         }
+        let (selector, segmenter_hash) = match &manifest.select {
+            Some(sel) => {
+                let s_dir = resolve(&dir, &sel.segmenter)?;
+                let bad = |message: String| PipelineError::Weights {
+                    dir: dir.clone(),
+                    message: format!("\"select\": segmenter {}: {message}", s_dir.display()),
+                };
+                if !(sel.threshold > 0.0 && sel.threshold < 1.0) {
+                    return Err(bad(format!(
+                        "threshold {} must lie in (0, 1)",
+                        sel.threshold
+                    )));
+                }
+                let segmenter = SoloV2Segmenter::load(&s_dir, sel.threshold, device)
+                    .map_err(|e| bad(format!("{e:#}")))?;
+                let hash = s2m_train::bundle::sha256_file(
+                    &s_dir.join(sketch_synth::solov2::export::WEIGHTS_FILE),
+                )
+                .map_err(|e| bad(e.to_string()))?;
+                (Some(segmenter), Some(hash))
+            }
+            None => (None, None),
+        };
         let hashes = WeightHashes {
             generator: g_hash,
             encoder: encoder.meta.encoder_sha256.clone(),
             refiner: refiner_hash,
+            segmenter: segmenter_hash,
         };
         Ok(Self {
             generator,
@@ -409,6 +494,8 @@ impl Sketch2MedI {
             device: device.clone(),
             dir,
             hashes,
+            select: selector.is_some(),
+            selector,
             manifest,
         })
     }
@@ -454,6 +541,43 @@ impl Sketch2MedI {
 
     pub fn has_refiner(&self) -> bool {
         self.refiner.is_some()
+    }
+
+    /// Whether the image of each sketch is the step chosen by agreement with the sketch
+    /// ([`SelectConfig`]) rather than the last step.
+    pub fn selects_step(&self) -> bool {
+        self.select && self.selector.is_some()
+    }
+
+    /// Switches the step selection on or off; on needs a manifest with `"select"`.
+    pub fn set_step_selection(&mut self, on: bool) -> Result<()> {
+        if on && self.selector.is_none() {
+            return Err(PipelineError::Invalid(format!(
+                "{}: the step selection needs \"select\" in {MANIFEST}",
+                self.dir.display()
+            )));
+        }
+        self.select = on;
+        Ok(())
+    }
+
+    /// Per step image ŷ_0..ŷ_T of one sketch, its distance to the sketch ([`SelectConfig`];
+    /// `None` where S found nothing or the sketch is blank), and the chosen step.
+    fn choose_step(
+        &self,
+        segmenter: &SoloV2Segmenter,
+        steps: &[RgbImage],
+        sketch: &GrayImage,
+    ) -> Result<(Vec<Option<f32>>, usize)> {
+        let maps = segmenter
+            .segment_images(steps)
+            .map_err(|e| PipelineError::Invalid(format!("step selection: {e}")))?;
+        let distances = maps
+            .iter()
+            .map(|m| sketch_distance(m, sketch))
+            .collect::<Result<Vec<_>>>()?;
+        let chosen = select_step(&distances);
+        Ok((distances, chosen))
     }
 
     pub fn device(&self) -> &Device {
@@ -515,8 +639,9 @@ impl Sketch2MedI {
         Ok(w.to_vec2::<f32>()?)
     }
 
-    /// E, then T refinements: the images ŷ_0..ŷ_T `[B,3,H,W]` and the accumulated offsets.
-    fn run(&self, sketch: &Tensor, w: &Tensor) -> Result<(Vec<Tensor>, WeightOffsets)> {
+    /// E, then T refinements: the images ŷ_0..ŷ_T `[B,3,H,W]` and the accumulated offsets
+    /// behind each (none for ŷ_0).
+    fn run(&self, sketch: &Tensor, w: &Tensor) -> Result<(Vec<Tensor>, Vec<WeightOffsets>)> {
         let w_plus = Encoder::to_w_plus(w, self.generator().n_latent())?;
         match &self.refiner {
             Some(h) if self.steps > 0 => {
@@ -528,13 +653,15 @@ impl Sketch2MedI {
                     self.steps,
                     NoiseMode::Const,
                 )?;
-                Ok((out.images, out.refinement.offsets()))
+                let mut offsets = vec![WeightOffsets::new()];
+                offsets.extend(out.step_offsets);
+                Ok((out.images, offsets))
             }
             _ => {
                 let y = self
                     .generator()
                     .forward(&GeneratorInput::w_plus(w_plus).with_noise(NoiseMode::Const))?;
-                Ok((vec![y.image], WeightOffsets::new()))
+                Ok((vec![y.image], vec![WeightOffsets::new()]))
             }
         }
     }
@@ -564,14 +691,22 @@ impl Sketch2MedI {
             .enumerate()
             .map(|(i, (p, w))| {
                 let steps: Vec<RgbImage> = per_step.iter().map(|s| s[i].clone()).collect();
-                let offsets = offsets
+                let (distances, chosen) = match (&self.selector, self.select) {
+                    (Some(sel), true) if steps.len() > 1 => {
+                        self.choose_step(sel, &steps, &p.image)?
+                    }
+                    _ => (Vec::new(), steps.len() - 1),
+                };
+                let offsets = offsets[chosen]
                     .slots()
                     .map(|(slot, d)| Ok((slot, d.narrow(0, i, 1)?)))
                     .collect::<Result<WeightOffsets>>()?;
                 Ok(Generation {
-                    image: steps.last().expect("at least ŷ_0").clone(),
+                    image: steps[chosen].clone(),
                     w,
                     steps,
+                    chosen_step: chosen,
+                    distances,
                     sketch: p.image,
                     warnings: p.warnings,
                     offsets,
@@ -640,6 +775,7 @@ impl Sketch2MedI {
             weights: self.hashes.clone(),
             weights_dir: self.dir.display().to_string(),
             steps: generation.steps.len().saturating_sub(1),
+            chosen_step: generation.chosen_step,
             normalise: self.manifest.normalise.clone(),
             seed,
             warnings: generation.warnings.iter().map(|w| w.to_string()).collect(),
@@ -673,6 +809,8 @@ pub struct Provenance {
     pub weights: WeightHashes,
     pub weights_dir: String,
     pub steps: usize,
+    /// The step whose image was written (`steps` unless the step selection chose another).
+    pub chosen_step: usize,
     /// How the sketch was brought to the model's size (`None`: a plain resize).
     pub normalise: Option<NormaliseConfig>,
     pub seed: Option<u64>,

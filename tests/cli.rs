@@ -225,3 +225,59 @@ fn stylegan2_train_resumes_and_sample_writes_images() {
         stderr(&o)
     );
 }
+
+#[test]
+fn encoder_train_augments_resumes_and_records_the_augmentation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ds");
+    let o = build(
+        &data,
+        &[
+            "--scale",
+            "0.0025",
+            "--size",
+            "32",
+            "--contact-sheet",
+            "false",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let enc = dir.path().join("enc");
+    let train_e = |steps: &str, augment: &[&str]| {
+        let mut a = vec![
+            "encoder",
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            enc.to_str().unwrap(),
+            "--steps",
+            steps,
+            "--batch",
+            "2",
+            "--adv-lambda",
+            "0",
+            "--sample-every",
+            "1000",
+            "--checkpoint-every",
+            "1000",
+        ];
+        a.extend_from_slice(augment);
+        run(&a)
+    };
+    // A probability outside [0, 1] is refused, naming the option.
+    let o = train_e("1", &["--augment", "--augment-keep", "1.5"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("keep_probability"), "{}", stderr(&o));
+    let o = train_e("1", &["--augment", "--augment-keep", "0.5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train_e("2", &["--augment", "--augment-keep", "0.5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("step 2 (from 1)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let meta = std::fs::read_to_string(enc.join("export/encoder.json")).unwrap();
+    assert!(meta.contains("augmented on the fly"), "{meta}");
+}

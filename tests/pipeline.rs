@@ -65,6 +65,7 @@ fn tiny_pipeline(dir: &Path, with_refiner: bool) -> PathBuf {
         steps: 3,
         description: "tiny test pipeline".into(),
         normalise: None,
+        select: None,
     };
     std::fs::write(
         model.join(MANIFEST),
@@ -341,4 +342,90 @@ fn broken_weights_folders_and_inputs_name_the_problem() {
     std::fs::write(model_dir.join(MANIFEST), serde_json::to_string(&m).unwrap()).unwrap();
     let e = msg(Sketch2MedI::load(&model_dir).unwrap_err());
     assert!(e.contains("trained with generator"), "{e}");
+}
+
+#[test]
+fn step_selection_picks_the_step_closest_to_the_sketch_and_is_recorded() {
+    use sketch2medi::pipeline::{SelectConfig, select_step, sketch_distance};
+    // The rule: smallest distance, ties to the earlier step, nothing found never wins.
+    assert_eq!(
+        select_step(&[Some(3.0), Some(1.0), Some(1.0), Some(2.0)]),
+        1
+    );
+    assert_eq!(select_step(&[None, Some(5.0), None]), 1);
+    assert_eq!(select_step(&[None, None, None, None]), 0);
+    assert_eq!(select_step(&[Some(2.0), Some(2.0)]), 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let folder = tiny_pipeline(dir.path(), true);
+    let shipped_s = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/solov2_phantom");
+    copy_dir(&shipped_s, &dir.path().join("s"));
+    let path = folder.join(MANIFEST);
+    let mut manifest = PipelineManifest::read(&path).unwrap();
+    // A pipeline without "select" cannot switch it on.
+    let mut plain = Sketch2MedI::load(&folder).unwrap();
+    assert!(!plain.selects_step());
+    assert!(plain.set_step_selection(true).is_err());
+
+    manifest.select = Some(SelectConfig {
+        segmenter: "../s".into(),
+        threshold: 0.35,
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    let mut model = Sketch2MedI::load(&folder).unwrap();
+    assert!(model.selects_step());
+    assert_eq!(model.hashes().segmenter.as_ref().map(String::len), Some(64));
+    let s =
+        sketch2medi::segmenter::SoloV2Segmenter::load(&dir.path().join("s"), 0.35, &Device::Cpu)
+            .unwrap();
+    for sketch in [
+        ellipse_sketch(32, 10.0, 12.0),
+        ellipse_sketch(32, 5.0, 14.0),
+    ] {
+        let g = model.generate(&sketch).unwrap();
+        assert_eq!(g.steps.len(), 4);
+        assert_eq!(g.distances.len(), 4);
+        // The distances are those of S's masks of each step, and the image is the chosen step.
+        let maps = s.segment_images(&g.steps).unwrap();
+        for (t, m) in maps.iter().enumerate() {
+            assert_eq!(
+                sketch_distance(m, &g.sketch).unwrap(),
+                g.distances[t],
+                "t = {t}"
+            );
+        }
+        assert_eq!(g.chosen_step, select_step(&g.distances));
+        assert_eq!(g.image, g.steps[g.chosen_step]);
+        let png = dir.path().join("sel.png");
+        model.save_png(&g, &png).unwrap();
+        let prov = sketch2medi::pipeline::read_provenance(&png)
+            .unwrap()
+            .unwrap();
+        assert_eq!(prov["chosen_step"], serde_json::json!(g.chosen_step));
+        assert_eq!(prov["steps"], serde_json::json!(3));
+    }
+    // A blank page: S's contours cannot be compared with no ink, so E's image is kept.
+    let blank = DynamicImage::ImageLuma8(GrayImage::from_pixel(32, 32, Luma([255])));
+    let g = model.generate(&blank).unwrap();
+    assert!(g.distances.iter().all(Option::is_none));
+    assert_eq!(g.chosen_step, 0);
+    assert_eq!(g.image, g.steps[0]);
+    // Switched off, the last step is written.
+    model.set_step_selection(false).unwrap();
+    let g = model.generate(&blank).unwrap();
+    assert_eq!(g.chosen_step, 3);
+    assert!(g.distances.is_empty());
+
+    // A bad threshold or a missing segmenter is refused at load time, naming "select".
+    for (seg, threshold) in [("../s", 1.5), ("../missing", 0.35)] {
+        manifest.select = Some(SelectConfig {
+            segmenter: seg.into(),
+            threshold,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+        let Err(e) = Sketch2MedI::load(&folder) else {
+            panic!("{seg} {threshold} loaded")
+        };
+        assert!(e.to_string().contains("\"select\""), "{e}");
+    }
 }

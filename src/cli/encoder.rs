@@ -6,15 +6,20 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use clap::{Args, Subcommand};
 use e4e_encoder::train::run_training;
 use e4e_encoder::train::{FrozenGenerator, PairDataset, Pairs, StopReason, TrainResult};
 use e4e_encoder::{EncoderConfig, EncoderTrainConfig, EncoderTrainer, TrainError};
+use image::{GrayImage, Luma};
 use losses::SimilarityLoss;
 use pharynx_phantom::layout::{Layout, Split};
 use pharynx_phantom::{DatasetSource, Loader, LoaderConfig};
+use s2m_core::LabelMap;
+use s2m_core::rng::{derive_seed, rng_from_seed};
 use s2m_train::Schedule;
+use sketch_synth::augment::{AugmentConfig, augment_sketch};
+use sketch_synth::normalise::NormaliseConfig;
 
 #[derive(Debug, Subcommand)]
 pub enum EncoderCommand {
@@ -95,6 +100,30 @@ pub struct CommonTrainArgs {
     /// dataset's validation sketches.
     #[arg(long)]
     pub sketches: Option<PathBuf>,
+    /// Augment the training sketches on the fly (seeded by --seed and the step): each is kept
+    /// with probability --augment-keep, else drawn again from the image's label map by a
+    /// free-hand drawer style (12 styles, part-wise ones with probability
+    /// --augment-partwise) on a 64-1024 px page with a 1-8 px pen; every sketch is then
+    /// normalised as the pipeline does (`sketch_synth::augment`).
+    #[arg(long, default_value_t = false)]
+    pub augment: bool,
+    #[arg(long, default_value_t = AugmentConfig::default().keep_probability)]
+    pub augment_keep: f32,
+    #[arg(long, default_value_t = AugmentConfig::default().partwise_probability)]
+    pub augment_partwise: f32,
+}
+
+impl CommonTrainArgs {
+    /// The augmentation of the training sketches of `size` px, if asked for (normalised with
+    /// the pipeline's default for that size).
+    pub fn augmentation(&self, size: u32) -> Option<AugmentConfig> {
+        self.augment.then(|| AugmentConfig {
+            keep_probability: self.augment_keep,
+            partwise_probability: self.augment_partwise,
+            normalise: NormaliseConfig::for_size(size),
+            ..AugmentConfig::default()
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +143,10 @@ pub struct EncoderTrainArgs {
     /// R1 weight gamma of D_w (lazy, every 16 steps).
     #[arg(long, default_value_t = 10.0)]
     pub r1: f64,
+    /// Fine-tune: start E (and w_avg) from this encoder export folder (same preset and
+    /// generator); D_w starts fresh.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
 }
 
 pub fn run(cmd: EncoderCommand) -> anyhow::Result<()> {
@@ -122,11 +155,110 @@ pub fn run(cmd: EncoderCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The phantom loader as (image, sketch) pairs.
+/// The phantom loader as (image, sketch) pairs, optionally with augmented training sketches.
 pub struct LoaderPairs {
     loader: Loader,
     description: String,
     sketch_source: String,
+    /// Whether the caller asked for the label maps (the loader also loads them to augment).
+    masks: bool,
+    augment: Option<Augment>,
+}
+
+/// On-the-fly sketch augmentation of [`LoaderPairs`].
+struct Augment {
+    cfg: AugmentConfig,
+    seed: u64,
+    size: u32,
+}
+
+/// Stream of the augmentation draws (derived from the run's seed, then the step and the index).
+const AUGMENT_STREAM: u64 = 0xA06;
+
+impl LoaderPairs {
+    /// Augments the sketches of [`PairDataset::load_for_step`] with `cfg`, seeded by `seed`
+    /// (with the step and the pair's index); [`PairDataset::load`] (the validation strips)
+    /// stays unaugmented. Needs the loader to load the label maps.
+    pub fn with_augmentation(mut self, cfg: AugmentConfig, seed: u64) -> anyhow::Result<Self> {
+        let size = self.loader.config().resize_to.unwrap_or(0);
+        cfg.validate(size).context("--augment")?;
+        anyhow::ensure!(
+            self.loader.config().load_masks,
+            "augmentation needs the label maps (masks/) of the dataset"
+        );
+        self.sketch_source = format!(
+            "{}; augmented on the fly (sketch_synth::augment, seed {seed}): kept with \
+             probability {}, else redrawn by a drawer style (part-wise with probability {}) on \
+             pages of {:?} px with a {}-{} px pen; all normalised (work_scale {}, pen {} px)",
+            self.sketch_source,
+            cfg.keep_probability,
+            cfg.partwise_probability,
+            cfg.canvases,
+            cfg.pen_px[0],
+            cfg.pen_px[1],
+            cfg.normalise.work_scale,
+            cfg.normalise.pen_px
+        );
+        self.augment = Some(Augment { cfg, seed, size });
+        Ok(self)
+    }
+
+    fn load_batch(&self, indices: &[usize]) -> TrainResult<pharynx_phantom::Batch> {
+        self.loader
+            .batch(indices)
+            .map_err(|e| TrainError::Data(e.to_string()))
+    }
+}
+
+/// The augmented sketches `[B, 1, n, n]` of one batch.
+fn augment_batch(
+    aug: &Augment,
+    step: u64,
+    indices: &[usize],
+    sketches: &Tensor,
+    masks: &Tensor,
+) -> TrainResult<Tensor> {
+    use rayon::prelude::*;
+    let data = |e: String| TrainError::Data(e);
+    let (b, _, h, w) = sketches.dims4()?;
+    let own: Vec<f32> = sketches.flatten_all()?.to_vec1()?;
+    let (_, mh, mw) = masks.dims3()?;
+    let labels: Vec<u8> = masks.flatten_all()?.to_vec1()?;
+    let size = aug.size;
+    let drawn: Vec<Vec<f32>> = (0..b)
+        .into_par_iter()
+        .map(|k| {
+            let own = GrayImage::from_fn(w as u32, h as u32, |x, y| {
+                let v = own[k * h * w + y as usize * w + x as usize];
+                Luma([((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8])
+            });
+            let map = GrayImage::from_raw(
+                mw as u32,
+                mh as u32,
+                labels[k * mh * mw..(k + 1) * mh * mw].to_vec(),
+            )
+            .ok_or_else(|| data("label map of the wrong size".into()))?;
+            let map =
+                LabelMap::from_gray(map, "training label map").map_err(|e| data(e.to_string()))?;
+            let seed = derive_seed(
+                derive_seed(aug.seed, AUGMENT_STREAM, step),
+                0,
+                indices[k] as u64,
+            );
+            let (sketch, _) = augment_sketch(&map, &own, size, &aug.cfg, &mut rng_from_seed(seed))
+                .map_err(|e| data(format!("augmenting pair {}: {e}", indices[k])))?;
+            Ok(sketch
+                .pixels()
+                .map(|p| p.0[0] as f32 / 127.5 - 1.0)
+                .collect())
+        })
+        .collect::<TrainResult<_>>()?;
+    let n = size as usize;
+    Ok(Tensor::from_vec(
+        drawn.concat(),
+        (b, 1, n, n),
+        sketches.device(),
+    )?)
 }
 
 impl PairDataset for LoaderPairs {
@@ -134,17 +266,39 @@ impl PairDataset for LoaderPairs {
         self.loader.len()
     }
     fn load(&self, indices: &[usize], device: &Device) -> TrainResult<Pairs> {
-        let batch = self
-            .loader
-            .batch(indices)
-            .map_err(|e| TrainError::Data(e.to_string()))?;
+        let batch = self.load_batch(indices)?;
         let sketches = batch
             .sketches
             .ok_or_else(|| TrainError::Data("the loader returned no sketches".into()))?;
         Ok(Pairs {
             images: batch.images.to_device(device)?,
             sketches: sketches.to_device(device)?,
-            masks: batch.masks.map(|m| m.to_device(device)).transpose()?,
+            masks: batch
+                .masks
+                .filter(|_| self.masks)
+                .map(|m| m.to_device(device))
+                .transpose()?,
+        })
+    }
+    fn load_for_step(&self, step: u64, indices: &[usize], device: &Device) -> TrainResult<Pairs> {
+        let Some(aug) = &self.augment else {
+            return self.load(indices, device);
+        };
+        let batch = self.load_batch(indices)?;
+        let (Some(sketches), Some(masks)) = (&batch.sketches, &batch.masks) else {
+            return Err(TrainError::Data(
+                "the loader returned no sketches or no label maps".into(),
+            ));
+        };
+        let sketches = augment_batch(aug, step, indices, sketches, masks)?;
+        Ok(Pairs {
+            images: batch.images.to_device(device)?,
+            sketches: sketches.to_device(device)?,
+            masks: batch
+                .masks
+                .filter(|_| self.masks)
+                .map(|m| m.to_device(device))
+                .transpose()?,
         })
     }
     fn description(&self) -> String {
@@ -214,6 +368,8 @@ pub fn phantom_pairs(
         loader,
         description,
         sketch_source,
+        masks,
+        augment: None,
     })
 }
 
@@ -254,13 +410,18 @@ pub fn load_inputs(args: &CommonTrainArgs, masks: bool, device: &Device) -> anyh
     let generator = FrozenGenerator::load(&args.generator, device)
         .with_context(|| format!("loading the generator {}", args.generator.display()))?;
     let size = generator.config().size;
-    let train = phantom_pairs(
+    let augment = args.augmentation(size);
+    let mut train = phantom_pairs(
         &args.data,
         Split::Train,
         size,
         args.sketches.as_deref(),
-        masks,
+        masks || augment.is_some(),
     )?;
+    train.masks = masks;
+    if let Some(cfg) = augment {
+        train = train.with_augmentation(cfg, args.schedule.seed)?;
+    }
     let val = phantom_pairs(&args.data, Split::SegVal, size, None, false)
         .ok()
         .filter(|p| !p.is_empty());
@@ -365,6 +526,7 @@ fn train(args: EncoderTrainArgs) -> anyhow::Result<()> {
             log_every: c.log_every,
             ..c.schedule.to_schedule()
         },
+        init_from: args.init.clone(),
         ..EncoderTrainConfig::default()
     };
     let mut trainer = EncoderTrainer::open(cfg, inputs.generator, inputs.loss, &c.out, &device)

@@ -43,6 +43,10 @@ pub struct GenerateArgs {
     /// normalised to the training pen; the pipeline's settings if it has them).
     #[arg(long, value_enum)]
     sketch_input: Option<SketchInput>,
+    /// Write the step t in 0..=T whose image agrees best with the sketch (true) or always
+    /// step T (false); default: the pipeline's (`"select"` in pipeline.json).
+    #[arg(long, action = clap::ArgAction::Set)]
+    select_step: Option<bool>,
 }
 
 /// `--sketch-input`.
@@ -68,6 +72,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             model = model.with_normalisation(Some(cfg));
         }
         Some(SketchInput::Normalise) | None => {}
+    }
+    if let Some(on) = args.select_step {
+        model.set_step_selection(on)?;
     }
     let load_s = t0.elapsed().as_secs_f64();
     if args.sketch.is_dir() {
@@ -105,8 +112,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             sketch2medi::pipeline::write_png_with_provenance(&p, img, &prov)?;
         }
     }
+    let chosen = if model.selects_step() {
+        format!(
+            ", step {} chosen by agreement with the sketch",
+            generation.chosen_step
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "wrote {} ({} px, T = {} refinement step(s){}) in {:.2} s (+{:.2} s loading, {:?})",
+        "wrote {} ({} px, T = {} refinement step(s){chosen}{}) in {:.2} s (+{:.2} s loading, {:?})",
         args.out.display(),
         model.size(),
         generation.steps.len() - 1,
@@ -165,7 +180,7 @@ fn generate_folder(model: &Sketch2MedI, args: &GenerateArgs) -> anyhow::Result<(
     }
     bar.finish_and_clear();
     println!(
-        "wrote {} images to {} in {:.1} s (T = {} refinement step(s); {skipped} unreadable files skipped, {warned} warnings)",
+        "wrote {} images to {} in {:.1} s (T = {} refinement step(s){}; {skipped} unreadable files skipped, {warned} warnings)",
         files.len() - skipped,
         args.out.display(),
         t.elapsed().as_secs_f64(),
@@ -173,6 +188,11 @@ fn generate_folder(model: &Sketch2MedI, args: &GenerateArgs) -> anyhow::Result<(
             model.steps()
         } else {
             0
+        },
+        if model.selects_step() {
+            ", the step of each chosen by agreement with its sketch"
+        } else {
+            ""
         },
     );
     Ok(())

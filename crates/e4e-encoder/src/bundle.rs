@@ -115,6 +115,34 @@ pub struct EncoderMeta {
     pub created_unix_s: u64,
     /// sha256 of `encoder.safetensors` (checked on load).
     pub encoder_sha256: String,
+    /// The encoder export this run was fine-tuned from (folder, sha256 of its weights, its
+    /// steps); absent for a run from a seeded initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<EncoderInit>,
+}
+
+/// The encoder export a run was initialised from ([`crate::train::EncoderTrainConfig::init_from`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderInit {
+    /// The export folder given.
+    pub dir: String,
+    /// sha256 of its `encoder.safetensors`.
+    pub sha256: String,
+    /// Its training steps (from its `encoder.json`).
+    pub steps: u64,
+}
+
+/// Reads the export folder `dir` for fine-tuning: its metadata, its E tensors (sha256
+/// checked) and its `latent_avg` `[1, S]`. Errors name the missing or bad file.
+pub fn read_encoder_export(
+    dir: &Path,
+    device: &Device,
+) -> TrainResult<(EncoderMeta, HashMap<String, Tensor>, Tensor)> {
+    let bundle = EncoderBundle::load(dir, device)?;
+    let weights = bundle_file(dir, ENCODER_WEIGHTS, "encoder")?;
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
+        .map_err(|e| TrainError::bundle(&weights, format!("unreadable safetensors: {e}")))?;
+    Ok((bundle.meta, tensors, bundle.latent_avg))
 }
 
 /// A trained encoder: E, w_avg and the metadata of its export folder.

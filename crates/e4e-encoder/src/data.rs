@@ -38,6 +38,13 @@ pub trait PairDataset: Sync {
     }
     /// The pairs at `indices` on `device`.
     fn load(&self, indices: &[usize], device: &Device) -> TrainResult<Pairs>;
+    /// The pairs at `indices` for training step `step` (0-based). Datasets that augment on the
+    /// fly draw from a stream of the step, so a resumed run sees the same pairs; the default
+    /// is [`Self::load`].
+    fn load_for_step(&self, step: u64, indices: &[usize], device: &Device) -> TrainResult<Pairs> {
+        let _ = step;
+        self.load(indices, device)
+    }
     /// What the data is (folder, split, count, size), recorded in the exports.
     fn description(&self) -> String {
         format!("{} pairs", self.len())

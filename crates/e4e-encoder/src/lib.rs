@@ -35,8 +35,8 @@ pub mod train;
 
 pub use body::ResNetBody;
 pub use bundle::{
-    ENCODER_FORMAT, ENCODER_JSON, ENCODER_WEIGHTS, EncoderBundle, EncoderMeta, LATENT_AVG_FILE,
-    torchvision_to_body_names,
+    ENCODER_FORMAT, ENCODER_JSON, ENCODER_WEIGHTS, EncoderBundle, EncoderInit, EncoderMeta,
+    LATENT_AVG_FILE, torchvision_to_body_names,
 };
 pub use config::{EncoderBackbone, EncoderConfig, EncoderHead};
 pub use data::{PairDataset, Pairs, TensorPairs};

@@ -51,8 +51,9 @@ use s2m_train::optim::{Adam, AdamConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{
-    DataInfo, ENCODER_FORMAT, ENCODER_JSON, ENCODER_WEIGHTS, EncoderMeta, GeneratorRef,
-    LATENT_AVG_FILE, LATENT_AVG_KEY, LATENT_AVG_SAMPLES, LatentAvgInfo, LossInfo,
+    DataInfo, ENCODER_FORMAT, ENCODER_JSON, ENCODER_WEIGHTS, EncoderInit, EncoderMeta,
+    GeneratorRef, LATENT_AVG_FILE, LATENT_AVG_KEY, LATENT_AVG_SAMPLES, LatentAvgInfo, LossInfo,
+    read_encoder_export,
 };
 use crate::config::EncoderConfig;
 pub use crate::data::{PairDataset, Pairs, TensorPairs};
@@ -104,6 +105,9 @@ pub struct EncoderTrainConfig {
     pub schedule: Schedule,
     /// Rows of the sample strip (the first pairs of the validation data).
     pub val_samples: usize,
+    /// Fine-tune: start E (and take w_avg) from this encoder export folder (same E config,
+    /// same generator) instead of the seeded initialisation; D_w starts fresh.
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for EncoderTrainConfig {
@@ -122,6 +126,7 @@ impl Default for EncoderTrainConfig {
             latent_avg_samples: LATENT_AVG_SAMPLES,
             schedule: Schedule::default(),
             val_samples: 8,
+            init_from: None,
         }
     }
 }
@@ -230,6 +235,8 @@ pub struct EncoderTrainer {
     val: Option<Pairs>,
     data_description: String,
     sketch_source: String,
+    /// The export E started from and the provenance of its w_avg (`init_from`).
+    init: Option<(EncoderInit, LatentAvgInfo)>,
 }
 
 impl EncoderTrainer {
@@ -296,6 +303,36 @@ impl EncoderTrainer {
         )?;
         let mut rng = rng_from_seed(derive_seed(cfg.schedule.seed, TRAIN_STREAM, 0));
         let mut step = 0;
+        let init = match &cfg.init_from {
+            Some(dir) => {
+                let (meta, tensors, avg) = read_encoder_export(dir, device)?;
+                let bad = |message: String| TrainError::Bundle {
+                    path: dir.join(ENCODER_JSON),
+                    message,
+                };
+                if meta.encoder != cfg.encoder {
+                    return Err(bad(format!(
+                        "init_from: the encoder's config {:?} differs from the requested {:?}",
+                        meta.encoder, cfg.encoder
+                    )));
+                }
+                if meta.generator.sha256 != generator.sha256() {
+                    return Err(bad(format!(
+                        "init_from: the encoder was trained with generator sha256 {}, the given \
+                         one is {}",
+                        meta.generator.sha256,
+                        generator.sha256()
+                    )));
+                }
+                let info = EncoderInit {
+                    dir: dir.display().to_string(),
+                    sha256: meta.encoder_sha256.clone(),
+                    steps: meta.steps,
+                };
+                Some((info, meta.latent_avg, tensors, avg))
+            }
+            None => None,
+        };
         let latent_avg = match latest_checkpoint(out.join("checkpoints"))? {
             Some(path) => {
                 let ck = Checkpoint::load(&path)?;
@@ -334,11 +371,18 @@ impl EncoderTrainer {
                     .to_device(device)?
                     .to_dtype(dtype)?
             }
-            None => generator.generator().mean_latent(
-                cfg.latent_avg_samples,
-                &mut rng_from_seed(derive_seed(cfg.schedule.seed, LATENT_AVG_STREAM, 0)),
-            )?,
+            None => match &init {
+                Some((_, _, tensors, avg)) => {
+                    s2m_train::optim::load_varmap(tensors, &e_vars, "init_from encoder", "")?;
+                    avg.to_dtype(dtype)?
+                }
+                None => generator.generator().mean_latent(
+                    cfg.latent_avg_samples,
+                    &mut rng_from_seed(derive_seed(cfg.schedule.seed, LATENT_AVG_STREAM, 0)),
+                )?,
+            },
         };
+        let init = init.map(|(info, avg_info, _, _)| (info, avg_info));
         let logger = open_log(&out, &LOG_COLUMNS, step)?;
         Ok(Self {
             order: EpochOrder::new(cfg.schedule.seed),
@@ -360,6 +404,7 @@ impl EncoderTrainer {
             val: None,
             data_description: String::new(),
             sketch_source: String::new(),
+            init,
         })
     }
 
@@ -494,7 +539,7 @@ impl EncoderTrainer {
             return Err(TrainError::Data("the dataset is empty".into()));
         }
         let indices = self.order.indices(self.step, self.cfg.batch, n);
-        let pairs = data.load(&indices, &self.device)?;
+        let pairs = data.load_for_step(self.step, &indices, &self.device)?;
         check_pairs(
             &pairs,
             self.g.config().size as usize,
@@ -614,11 +659,18 @@ impl EncoderTrainer {
                 sha256: self.g.sha256().to_string(),
                 config: self.g.config().clone(),
             },
-            latent_avg: LatentAvgInfo {
-                file: LATENT_AVG_FILE.into(),
-                samples: self.cfg.latent_avg_samples,
-                seed: derive_seed(self.cfg.schedule.seed, LATENT_AVG_STREAM, 0),
-                how: "mean of mapping(z) over seeded N(0, I) z (ChaCha8 stream of the seed)".into(),
+            latent_avg: match &self.init {
+                Some((init, info)) => LatentAvgInfo {
+                    how: format!("{} (from the init_from encoder {})", info.how, init.dir),
+                    ..info.clone()
+                },
+                None => LatentAvgInfo {
+                    file: LATENT_AVG_FILE.into(),
+                    samples: self.cfg.latent_avg_samples,
+                    seed: derive_seed(self.cfg.schedule.seed, LATENT_AVG_STREAM, 0),
+                    how: "mean of mapping(z) over seeded N(0, I) z (ChaCha8 stream of the seed)"
+                        .into(),
+                },
             },
             data: DataInfo {
                 description: self.data_description.clone(),
@@ -635,6 +687,7 @@ impl EncoderTrainer {
             seed: self.cfg.schedule.seed,
             created_unix_s: s2m_train::run::unix_time(),
             encoder_sha256: String::new(),
+            init_from: self.init.as_ref().map(|(i, _)| i.clone()),
         };
         write_bundle(
             dir,

@@ -293,3 +293,62 @@ fn a_zero_cadence_is_refused_with_its_name() {
         "{e}"
     );
 }
+
+#[test]
+fn fine_tuning_starts_from_the_export_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(2);
+    let mut t = open(config(), &dir.path().join("run"));
+    run_training(&mut t, &data, 2, None, |_| {}).unwrap();
+    let export = dir.path().join("run/export");
+    let meta = t.export(&export).unwrap();
+
+    // A fresh run with init_from embeds exactly as the export does, with its w_avg, although
+    // its own seed would draw other weights and another w_avg.
+    let cfg = EncoderTrainConfig {
+        init_from: Some(export.clone()),
+        schedule: Schedule {
+            seed: 99,
+            ..config().schedule
+        },
+        ..config()
+    };
+    let mut ft = open(cfg.clone(), &dir.path().join("ft"));
+    assert_eq!(ft.step(), 0);
+    let bundle = EncoderBundle::load(&export, &Device::Cpu).unwrap();
+    assert_eq!(max_abs_diff(ft.latent_avg(), &bundle.latent_avg), 0.0);
+    let sketch = data.sketches.clone();
+    assert_eq!(
+        max_abs_diff(&ft.embed(&sketch).unwrap(), &bundle.embed(&sketch).unwrap()),
+        0.0
+    );
+    run_training(&mut ft, &data, 1, None, |_| {}).unwrap();
+    let ft_meta = ft.export(&dir.path().join("ft/export")).unwrap();
+    let init = ft_meta.init_from.expect("the export names its init");
+    assert_eq!(init.sha256, meta.encoder_sha256);
+    assert_eq!(init.steps, 2);
+    assert_eq!(ft_meta.latent_avg.seed, meta.latent_avg.seed);
+
+    // Another E config is refused, naming the field.
+    let other = EncoderTrainConfig {
+        encoder: e4e_encoder::EncoderConfig {
+            backbone: e4e_encoder::EncoderBackbone::ResNet {
+                depth: backbones::ResNetDepth::R18,
+                widths: [8, 8, 16, 32],
+            },
+            ..tiny_encoder_config()
+        },
+        ..cfg
+    };
+    let e = EncoderTrainer::open(
+        other,
+        tiny_generator(1).unwrap(),
+        loss(),
+        dir.path().join("ft2"),
+        &Device::Cpu,
+    )
+    .err()
+    .expect("a different config is refused")
+    .to_string();
+    assert!(e.contains("init_from"), "{e}");
+}

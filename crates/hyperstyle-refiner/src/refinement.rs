@@ -78,6 +78,8 @@ pub struct RefineOutput {
     pub images: Vec<Tensor>,
     /// The accumulated offsets after T steps.
     pub refinement: Refinement,
+    /// The accumulated offsets after each step t = 1..T (`step_offsets[t - 1]` made ŷ_t).
+    pub step_offsets: Vec<WeightOffsets>,
 }
 
 /// The inference loop: ŷ_0 = G(w_plus); for t = 1..=steps: Δ_t = H([ŷ_{t-1}, sketch]),
@@ -96,6 +98,7 @@ pub fn refine(
     let y0 = g.forward(&GeneratorInput::w_plus(w_plus.clone()).with_noise(noise.clone()))?;
     images.push(y0.image);
     let mut refinement = Refinement::new();
+    let mut step_offsets = Vec::with_capacity(steps);
     for t in 0..steps {
         let x = h.input(sketch, &images[t])?;
         let delta = h.forward(&x)?;
@@ -107,6 +110,11 @@ pub fn refine(
                 .with_offsets(&offsets),
         )?;
         images.push(y.image);
+        step_offsets.push(offsets);
     }
-    Ok(RefineOutput { images, refinement })
+    Ok(RefineOutput {
+        images,
+        refinement,
+        step_offsets,
+    })
 }

@@ -71,6 +71,9 @@ pub enum SketchError {
     /// A sketch cannot be normalised (non-square page, invalid settings).
     #[error("sketch normalisation: {0}")]
     InvalidNormalisation(String),
+    /// Invalid augmentation settings.
+    #[error("sketch augmentation: {0}")]
+    InvalidAugmentation(String),
 }
 
 /// Result alias of the crate.

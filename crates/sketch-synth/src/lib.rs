@@ -11,12 +11,14 @@
 //! - [`freehand`]: a free-hand sketch simulator ([`simulate_freehand`]) driven by a
 //!   [`DrawerStyle`], with twelve calibrated built-in styles ([`drawer_styles`]) and five
 //!   part-wise ones ([`partwise_styles`]);
+//! - [`augment`]: seeded free-hand augmentation of training sketches ([`augment::augment_sketch`]);
 //! - [`chamfer`]: chamfer distances between drawings, used to calibrate and check styles.
 //!
 //! All pixel parameters are given at 256 px and scaled by `size / 256`. Every function is
 //! deterministic: the same inputs and the same seeded [`s2m_core::rng::Rng`] give
 //! byte-identical output. See `docs/SKETCHES.md` for the styles and the chamfer definition.
 
+pub mod augment;
 pub mod chamfer;
 pub mod contour;
 #[doc(hidden)]

@@ -285,7 +285,7 @@ impl RefinerTrainer {
             return Err(TrainError::Data("the dataset is empty".into()).into());
         }
         let indices = self.order.indices(self.step, self.cfg.batch, n);
-        let pairs = data.load(&indices, &self.device)?;
+        let pairs = data.load_for_step(self.step, &indices, &self.device)?;
         let (grads, losses) = self.accumulated_gradients(&pairs)?;
         self.opt.step(&grads)?;
         drop(grads);
