@@ -210,6 +210,9 @@ fn draw_partwise(seed: u64, refs: &[Reference]) -> anyhow::Result<Vec<GrayImage>
 /// Sub-stream of a reference's free-hand seed for the part-wise drawings.
 const PARTWISE_STREAM: u64 = 1;
 
+/// One value per step (t = 0..T) and image: `v[t][i]`.
+type PerStep<T> = Vec<Vec<T>>;
+
 /// Per-image DICE of every step image (E, t = 1..T) of one pipeline on `sketches`, and the
 /// per-image distance of each step image to the sketch (`sketch2medi::pipeline::sketch_distance`).
 fn score(
@@ -217,7 +220,7 @@ fn score(
     s: &SoloV2Segmenter,
     sketches: &[GrayImage],
     refs: &[Reference],
-) -> anyhow::Result<(Vec<Vec<f64>>, Vec<Vec<Option<f32>>>)> {
+) -> anyhow::Result<(PerStep<f64>, PerStep<Option<f32>>)> {
     let mut per_step = vec![Vec::new(); MAX_T + 1];
     let mut agree = vec![Vec::new(); MAX_T + 1];
     for (chunk, rchunk) in sketches.chunks(8).zip(refs.chunks(8)) {

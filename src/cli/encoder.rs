@@ -534,6 +534,9 @@ fn train(args: EncoderTrainArgs) -> anyhow::Result<()> {
     if let Some(val) = &inputs.val {
         trainer.set_validation(val)?;
     }
+    if let (Some(init), 0) = (&args.init, trainer.step()) {
+        eprintln!("initialised E and w_avg from {}", init.display());
+    }
     let start = trainer.step();
     let bar = crate::cli::progress::progress_bar(c.steps, start);
     let reason = run_training(&mut trainer, &inputs.train, c.steps, budget, |s| {
