@@ -24,7 +24,10 @@
 //! a warning); a non-square sketch is padded with white to a square (centred, aspect kept; a
 //! warning) and then resized with a triangle filter (the dataset loader's). A sketch without any
 //! ink (no pixel darker than 200 of 255 after resizing) still produces an image, with a
-//! [`SketchWarning::Blank`] warning.
+//! [`SketchWarning::Blank`] warning. Limits: files over [`s2m_core::imageio::MAX_IMAGE_SIDE`]
+//! px a side or [`s2m_core::imageio::MAX_DECODE_BYTES`] of pixels are refused from their
+//! header, and sketches with an aspect ratio above [`MAX_SKETCH_ASPECT`]:1 before any
+//! padding (docs/RELIABILITY.md).
 
 use candle_core::{Device, Tensor};
 use e4e_encoder::{Encoder, EncoderBundle, FrozenGenerator};
@@ -50,6 +53,10 @@ pub const DEFAULT_WEIGHTS: &str = "weights/sketch2medi_phantom64";
 pub const WEIGHTS_ENV: &str = "SKETCH2MEDI_WEIGHTS";
 /// Ink threshold: a pixel darker than this (0..255) counts as a stroke.
 pub const INK_THRESHOLD: u8 = 200;
+/// Largest aspect ratio (long side : short side) of a sketch. Padding to a square of the long
+/// side would otherwise let a 1 x 300000 sketch allocate a 300000² page; a sketch this thin is
+/// no drawing of a throat either.
+pub const MAX_SKETCH_ASPECT: u32 = 8;
 
 /// Errors of the pipeline. File problems name the file.
 #[derive(Debug, thiserror::Error)]
@@ -205,9 +212,7 @@ pub fn prepare_sketch_with(
 ) -> Result<PreparedSketch> {
     use image::imageops::{FilterType, overlay, resize};
     let (w, h) = (sketch.width(), sketch.height());
-    if w == 0 || h == 0 {
-        return Err(PipelineError::Invalid("the sketch has no pixels".into()));
-    }
+    check_sketch_dimensions(w, h)?;
     let mut warnings = Vec::new();
     // Alpha over white, then luma.
     let rgba = sketch.to_rgba8();
@@ -253,13 +258,42 @@ pub fn prepare_sketch_with(
     })
 }
 
-/// Reads a sketch file of any supported format (PNG, JPEG); errors name the file.
+/// Checks a sketch's size before anything is allocated for it: at least one pixel, and an
+/// aspect ratio of at most [`MAX_SKETCH_ASPECT`]:1 (the image decoders' caps,
+/// [`s2m_core::imageio::MAX_IMAGE_SIDE`] a side, apply to files).
+pub fn check_sketch_dimensions(width: u32, height: u32) -> Result<()> {
+    if width == 0 || height == 0 {
+        return Err(PipelineError::Invalid("the sketch has no pixels".into()));
+    }
+    let (long, short) = (width.max(height) as u64, width.min(height) as u64);
+    if long > short * MAX_SKETCH_ASPECT as u64 {
+        return Err(PipelineError::Invalid(format!(
+            "the sketch is {width}x{height} px: its aspect ratio is above the cap of \
+             {MAX_SKETCH_ASPECT}:1 (long side : short side)"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a sketch file of any supported format (PNG, JPEG); errors name the file. Files over
+/// the decode limits ([`s2m_core::imageio::MAX_IMAGE_SIDE`] a side,
+/// [`s2m_core::imageio::MAX_DECODE_BYTES`]) are refused from their header, and sketches
+/// that [`check_sketch_dimensions`] refuses (aspect ratio above [`MAX_SKETCH_ASPECT`]:1)
+/// right after decoding.
 pub fn load_sketch(path: impl AsRef<Path>) -> Result<DynamicImage> {
     let path = path.as_ref();
-    s2m_core::imageio::load_dynamic(path).map_err(|e| PipelineError::File {
+    let file_err = |message: String| PipelineError::File {
         path: path.to_path_buf(),
-        message: format!("not a readable sketch image: {e}"),
-    })
+        message,
+    };
+    let image = s2m_core::imageio::load_dynamic(path).map_err(|e| match e {
+        s2m_core::CoreError::TooLarge { message, .. } => {
+            file_err(format!("sketch image too large to decode: {message}"))
+        }
+        e => file_err(format!("not a readable sketch image: {e}")),
+    })?;
+    check_sketch_dimensions(image.width(), image.height()).map_err(|e| file_err(e.to_string()))?;
+    Ok(image)
 }
 
 /// The output of [`Sketch2MedI::generate`].

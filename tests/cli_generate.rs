@@ -103,7 +103,78 @@ fn folder_mode_skips_bad_files_and_warns_on_blank_sketches() {
     assert!(err.contains("blank.png") && err.contains("blank"), "{err}");
     assert!(out.join("a.png").is_file() && out.join("blank.png").is_file());
     assert!(!out.join("broken.png").exists());
-    assert!(text(&o.stdout).contains("1 unreadable files skipped"));
+    assert!(
+        text(&o.stdout).contains("1 files skipped"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn folder_mode_skips_sketches_over_the_size_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let sk = dir.path().join("sketches");
+    std::fs::create_dir_all(&sk).unwrap();
+    std::fs::copy(example("freehand_shaky.png"), sk.join("a.png")).unwrap();
+    // 1x300000: over the decode limit; 16000x10: too thin (aspect ratio); a 20000x20000 PNG
+    // header and a JPEG header saying 64x65535.
+    image::GrayImage::from_pixel(1, 300_000, image::Luma([0]))
+        .save(sk.join("thin.png"))
+        .unwrap();
+    image::GrayImage::from_pixel(16_000, 10, image::Luma([255]))
+        .save(sk.join("strip.png"))
+        .unwrap();
+    std::fs::write(
+        sk.join("huge.png"),
+        s2m_core::testing::png_claiming_size(20_000, 20_000),
+    )
+    .unwrap();
+    std::fs::write(
+        sk.join("tall.jpg"),
+        s2m_core::testing::jpeg_claiming_size(64, 65_535),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = run(&[
+        "generate",
+        "--sketch",
+        sk.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    for name in ["thin.png", "strip.png", "huge.png", "tall.jpg"] {
+        assert!(err.contains(name), "{name}: {err}");
+        assert!(
+            !out.join(name).with_extension("png").exists(),
+            "{name} written"
+        );
+    }
+    assert!(
+        err.contains("16384") && err.contains("aspect ratio"),
+        "{err}"
+    );
+    assert!(out.join("a.png").is_file());
+    assert!(
+        text(&o.stdout).contains("4 files skipped"),
+        "{}",
+        text(&o.stdout)
+    );
+    // Single-file mode: an error naming the file, nothing written.
+    let single = dir.path().join("single.png");
+    let o = run(&[
+        "generate",
+        "--sketch",
+        sk.join("thin.png").to_str().unwrap(),
+        "--out",
+        single.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("thin.png"), "{}", text(&o.stderr));
+    assert!(!single.exists());
 }
 
 #[test]

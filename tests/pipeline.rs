@@ -279,6 +279,62 @@ fn sketches_of_any_size_and_mode_are_converted_with_warnings() {
 }
 
 #[test]
+fn oversized_and_too_thin_sketches_are_refused_before_any_allocation() {
+    use sketch2medi::pipeline::{MAX_SKETCH_ASPECT, load_sketch};
+    // In memory: a 1x300000 sketch would be padded to a 300000² page (90 GB); refused.
+    let thin = DynamicImage::ImageLuma8(GrayImage::from_pixel(1, 300_000, Luma([0])));
+    let e = prepare_sketch(&thin, 32).unwrap_err();
+    assert!(matches!(e, PipelineError::Invalid(_)), "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("1x300000") && e.contains(&format!("{MAX_SKETCH_ASPECT}:1")),
+        "{e}"
+    );
+    // The cap itself passes (8:1, padded), one pixel more does not.
+    let at_cap = DynamicImage::ImageLuma8(GrayImage::from_pixel(8 * 20, 20, Luma([255])));
+    assert!(prepare_sketch(&at_cap, 32).is_ok());
+    let over = DynamicImage::ImageLuma8(GrayImage::from_pixel(8 * 20 + 1, 20, Luma([255])));
+    assert!(prepare_sketch(&over, 32).is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    // The same 1x300000 sketch as a PNG file (under 2 KB): refused from its header,
+    // naming the file and the limit.
+    let file = dir.path().join("thin.png");
+    {
+        use image::ImageEncoder;
+        use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+        let mut bytes = Vec::new();
+        PngEncoder::new_with_quality(&mut bytes, CompressionType::Best, FilterType::NoFilter)
+            .write_image(&[0u8; 300_000], 1, 300_000, image::ExtendedColorType::L8)
+            .unwrap();
+        assert!(bytes.len() < 2_000, "{} bytes", bytes.len());
+        std::fs::write(&file, bytes).unwrap();
+    }
+    let e = load_sketch(&file).unwrap_err().to_string();
+    assert!(e.contains("thin.png") && e.contains("16384"), "{e}");
+    // Within the decode limits but too thin: refused after decoding, naming the file.
+    let file = dir.path().join("strip.png");
+    GrayImage::from_pixel(16_000, 10, Luma([255]))
+        .save(&file)
+        .unwrap();
+    let e = load_sketch(&file).unwrap_err().to_string();
+    assert!(e.contains("strip.png") && e.contains("aspect ratio"), "{e}");
+    // A 20000x20000 PNG and a JPEG whose header says 64x65535.
+    let huge = dir.path().join("huge.png");
+    std::fs::write(&huge, s2m_core::testing::png_claiming_size(20_000, 20_000)).unwrap();
+    let tall = dir.path().join("tall.jpg");
+    std::fs::write(&tall, s2m_core::testing::jpeg_claiming_size(64, 65_535)).unwrap();
+    for (f, size) in [(&huge, "20000x20000"), (&tall, "64x65535")] {
+        let e = load_sketch(f).unwrap_err().to_string();
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(
+            e.contains(name) && e.contains(size) && e.contains("16384"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn broken_weights_folders_and_inputs_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = tiny_pipeline(dir.path(), true);

@@ -138,7 +138,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 }
 
 /// Folder mode: every image of `--sketch` -> `--out/<stem>.png`, in batches, with a progress
-/// bar; unreadable files are reported and skipped (the count is printed).
+/// bar; unreadable files and sketches over the limits (`load_sketch`: decode limits, aspect
+/// ratio) are reported and skipped (the count is printed).
 fn generate_folder(model: &Sketch2MedI, args: &GenerateArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
     // The PNG/JPEG files of the folder, sorted; an error when there is none.
@@ -180,7 +181,7 @@ fn generate_folder(model: &Sketch2MedI, args: &GenerateArgs) -> anyhow::Result<(
     }
     bar.finish_and_clear();
     println!(
-        "wrote {} images to {} in {:.1} s (T = {} refinement step(s){}; {skipped} unreadable files skipped, {warned} warnings)",
+        "wrote {} images to {} in {:.1} s (T = {} refinement step(s){}; {skipped} files skipped (unreadable or over the limits), {warned} warnings)",
         files.len() - skipped,
         args.out.display(),
         t.elapsed().as_secs_f64(),
