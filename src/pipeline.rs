@@ -53,6 +53,10 @@ pub const DEFAULT_WEIGHTS: &str = "weights/sketch2medi_phantom64";
 pub const WEIGHTS_ENV: &str = "SKETCH2MEDI_WEIGHTS";
 /// Ink threshold: a pixel darker than this (0..255) counts as a stroke.
 pub const INK_THRESHOLD: u8 = 200;
+/// Most refinement steps T a pipeline runs (`"steps"` in pipeline.json, `generate --steps`,
+/// [`Sketch2MedI::with_steps`]): the paper uses 3; each step is one more H and G forward per
+/// sketch and one more set of weight offsets kept in memory.
+pub const MAX_STEPS: usize = 16;
 /// Largest aspect ratio (long side : short side) of a sketch. Padding to a square of the long
 /// side would otherwise let a 1 x 300000 sketch allocate a 300000² page; a sketch this thin is
 /// no drawing of a throat either.
@@ -368,6 +372,16 @@ impl std::fmt::Debug for Sketch2MedI {
     }
 }
 
+/// Checks a number of refinement steps against [`MAX_STEPS`].
+pub fn check_steps(steps: usize) -> Result<()> {
+    if steps > MAX_STEPS {
+        return Err(PipelineError::Invalid(format!(
+            "{steps} refinement steps is above the cap of {MAX_STEPS}"
+        )));
+    }
+    Ok(())
+}
+
 /// Joins `rel` to `dir`, refusing absolute paths (a manifest must not point anywhere).
 fn resolve(dir: &Path, rel: &str) -> Result<PathBuf> {
     let p = Path::new(rel);
@@ -394,6 +408,12 @@ impl PipelineManifest {
             return Err(file_err(format!(
                 "format {:?}, expected {FORMAT:?}",
                 manifest.format
+            )));
+        }
+        if manifest.steps > MAX_STEPS {
+            return Err(file_err(format!(
+                "\"steps\": {} is above the cap of {MAX_STEPS} refinement steps",
+                manifest.steps
             )));
         }
         Ok(manifest)
@@ -567,10 +587,11 @@ impl Sketch2MedI {
         self.manifest.normalise = normalise;
     }
 
-    /// Changes the number of refinement steps (0 = encoder only).
-    pub fn with_steps(mut self, steps: usize) -> Self {
+    /// Changes the number of refinement steps (0 = encoder only; at most [`MAX_STEPS`]).
+    pub fn with_steps(mut self, steps: usize) -> Result<Self> {
+        check_steps(steps)?;
         self.steps = steps;
-        self
+        Ok(self)
     }
 
     pub fn has_refiner(&self) -> bool {

@@ -209,3 +209,31 @@ fn bad_inputs_fail_naming_the_file() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn numeric_options_above_their_caps_are_refused_naming_the_option_and_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.png");
+    for (args, needles) in [
+        (vec!["--steps", "17"], ["--steps", "16"]),
+        (vec!["--batch", "0"], ["--batch", "256"]),
+        (vec!["--batch", "257"], ["--batch", "256"]),
+    ] {
+        let mut a = vec![
+            "generate".to_string(),
+            "--sketch".into(),
+            example("freehand_careful.png"),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = run(&a);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let e = text(&o.stderr);
+        for n in needles {
+            assert!(e.contains(n), "{args:?}: {e}");
+        }
+        assert!(!out.exists());
+    }
+}

@@ -137,7 +137,10 @@ fn load_generate_embed_and_provenance_round_trip() {
     }
     assert_ne!(model.embed(&b).unwrap(), wa);
     // Encoder only: one image, the refiner's ŷ_0.
-    let e_only = Sketch2MedI::load(&model_dir).unwrap().with_steps(0);
+    let e_only = Sketch2MedI::load(&model_dir)
+        .unwrap()
+        .with_steps(0)
+        .unwrap();
     let ge = e_only.generate(&a).unwrap();
     assert_eq!(ge.steps.len(), 1);
     assert_eq!(ge.image, ga.steps[0]);
@@ -373,6 +376,25 @@ fn broken_weights_folders_and_inputs_name_the_problem() {
     std::fs::write(bad.join(MANIFEST), serde_json::to_string(&m).unwrap()).unwrap();
     let e = msg(Sketch2MedI::load(&bad).unwrap_err());
     assert!(e.contains("must be relative"), "{e}");
+    // Steps above the cap, in the manifest or set afterwards.
+    let mut many = m.clone();
+    many.generator = "../g/generator.safetensors".into();
+    many.steps = sketch2medi::pipeline::MAX_STEPS + 1;
+    let steps_dir = dir.path().join("many_steps");
+    copy_dir(&model_dir, &steps_dir);
+    std::fs::write(
+        steps_dir.join(MANIFEST),
+        serde_json::to_string(&many).unwrap(),
+    )
+    .unwrap();
+    let e = msg(Sketch2MedI::load(&steps_dir).unwrap_err());
+    assert!(
+        e.contains(MANIFEST) && e.contains("\"steps\": 17") && e.contains("cap of 16"),
+        "{e}"
+    );
+    let model = Sketch2MedI::load(&model_dir).unwrap();
+    let e = msg(model.with_steps(17).unwrap_err());
+    assert!(e.contains("cap of 16"), "{e}");
     // A non-image sketch file.
     let not_image = dir.path().join("sketch.png");
     std::fs::write(&not_image, b"this is not a PNG").unwrap();

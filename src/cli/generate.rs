@@ -5,7 +5,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use sketch2medi::pipeline::{Sketch2MedI, default_weights_dir, load_sketch};
+use sketch2medi::pipeline::{MAX_STEPS, Sketch2MedI, default_weights_dir, load_sketch};
 use sketch2medi::sketch_synth::normalise::NormaliseConfig;
 
 #[derive(Debug, Args)]
@@ -19,13 +19,13 @@ pub struct GenerateArgs {
     /// a folder.
     #[arg(long)]
     out: PathBuf,
-    /// Sketches per batch in folder mode.
+    /// Sketches per batch in folder mode (1 to 256).
     #[arg(long, default_value_t = 8)]
     batch: usize,
     /// Weights folder (default: $SKETCH2MEDI_WEIGHTS, else weights/sketch2medi_phantom64).
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// Refinement steps T (default: the pipeline's, 3); 0 = encoder only.
+    /// Refinement steps T (default: the pipeline's "steps"); 0 = encoder only, at most 16.
     #[arg(long)]
     steps: Option<usize>,
     /// Also write a strip "sketch | E | E+H t=1..T" to this PNG.
@@ -56,14 +56,34 @@ pub enum SketchInput {
     Normalise,
 }
 
+/// Largest `--batch`: a batch holds every sketch's activations of E, G and H at once.
+pub const MAX_BATCH: usize = 256;
+
+/// The caps of the numeric options, checked before anything is loaded.
+fn check_options(args: &GenerateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=MAX_BATCH).contains(&args.batch),
+        "--batch {}: it must be from 1 to {MAX_BATCH}",
+        args.batch
+    );
+    if let Some(t) = args.steps {
+        anyhow::ensure!(
+            t <= MAX_STEPS,
+            "--steps {t}: at most {MAX_STEPS} refinement steps"
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    check_options(&args)?;
     let device = crate::cli::device()?;
     let dir = args.weights.clone().unwrap_or_else(default_weights_dir);
     let t0 = Instant::now();
     let mut model = Sketch2MedI::load_on(&dir, &device)
         .with_context(|| format!("loading the pipeline from {}", dir.display()))?;
     if let Some(t) = args.steps {
-        model = model.with_steps(t);
+        model = model.with_steps(t)?;
     }
     match args.sketch_input {
         Some(SketchInput::Resize) => model = model.with_normalisation(None),
@@ -141,7 +161,6 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 /// bar; unreadable files and sketches over the limits (`load_sketch`: decode limits, aspect
 /// ratio) are reported and skipped (the count is printed).
 fn generate_folder(model: &Sketch2MedI, args: &GenerateArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
     // The PNG/JPEG files of the folder, sorted; an error when there is none.
     let files = metrics::features::image_files(&args.sketch)?;
     std::fs::create_dir_all(&args.out)
