@@ -14,8 +14,10 @@
 //! A folder with `pipeline.json` ([`PipelineManifest`]): the generator file (a path relative to
 //! the folder), the folder of `encoder.safetensors` + `encoder.json` (E and the average latent)
 //! and, optionally, of `refiner.safetensors` + `refiner.json` (H), and the default number of
-//! refinement steps. Every file is hashed (SHA-256) at load time; the hashes go into the
-//! provenance of every written image.
+//! refinement steps. Every weights file (the encoder's `latent_avg.safetensors` included) is
+//! hashed (SHA-256) at load time and checked against the hash its bundle records; the hashes go
+//! into the provenance of every written image. Tensors holding NaN or infinity are refused at
+//! load time, naming the file and the tensor.
 //!
 //! ## Sketch conventions
 //! Any size and colour mode is accepted and converted to what the models were trained on: one
@@ -338,6 +340,8 @@ impl Generation {
 pub struct WeightHashes {
     pub generator: String,
     pub encoder: String,
+    /// The encoder folder's `latent_avg.safetensors` (w = E(sketch) + latent_avg).
+    pub latent_avg: String,
     pub refiner: Option<String>,
     /// The segmenter of the step selection ([`SelectConfig`]), when the manifest has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -537,6 +541,7 @@ impl Sketch2MedI {
         let hashes = WeightHashes {
             generator: g_hash,
             encoder: encoder.meta.encoder_sha256.clone(),
+            latent_avg: encoder.latent_avg_sha256.clone(),
             refiner: refiner_hash,
             segmenter: segmenter_hash,
         };
@@ -890,9 +895,11 @@ pub fn write_png_with_provenance(path: &Path, image: &RgbImage, prov: &Provenanc
             (
                 "Source",
                 format!(
-                    "generator sha256 {}, encoder sha256 {}, refiner sha256 {}",
+                    "generator sha256 {}, encoder sha256 {}, latent_avg sha256 {}, \
+                     refiner sha256 {}",
                     prov.weights.generator,
                     prov.weights.encoder,
+                    prov.weights.latent_avg,
                     prov.weights.refiner.as_deref().unwrap_or("none")
                 ),
             ),

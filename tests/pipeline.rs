@@ -337,6 +337,139 @@ fn oversized_and_too_thin_sketches_are_refused_before_any_allocation() {
     }
 }
 
+/// Rewrites `<dir>/encoder.json` through `edit`.
+fn edit_encoder_json(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("encoder/encoder.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Sets element 0 of tensor `name` in the safetensors `file` to NaN.
+fn poison(file: &Path, name: &str) {
+    let mut t = candle_core::safetensors::load(file, &Device::Cpu).unwrap();
+    let x = &t[name];
+    let mut v = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    v[0] = f32::NAN;
+    let y = candle_core::Tensor::from_vec(v, x.dims(), &Device::Cpu).unwrap();
+    t.insert(name.to_string(), y);
+    candle_core::safetensors::save(&t, file).unwrap();
+}
+
+#[test]
+fn latent_avg_is_hashed_and_non_finite_weights_are_refused() {
+    use s2m_train::bundle::sha256_file;
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = tiny_pipeline(dir.path(), true);
+    let avg_file = model_dir.join("encoder/latent_avg.safetensors");
+    let avg_hash = sha256_file(&avg_file).unwrap();
+    // The export records the hash, the pipeline reports it and writes it into provenance.
+    let meta: e4e_encoder::bundle::EncoderMeta = serde_json::from_str(
+        &std::fs::read_to_string(model_dir.join("encoder/encoder.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta.latent_avg_sha256.as_deref(), Some(avg_hash.as_str()));
+    let model = Sketch2MedI::load(&model_dir).unwrap();
+    assert_eq!(model.hashes().latent_avg, avg_hash);
+    let g = model.generate(&ellipse_sketch(32, 10.0, 12.0)).unwrap();
+    let png = dir.path().join("out.png");
+    model.save_png(&g, &png).unwrap();
+    let prov = read_provenance(&png).unwrap().unwrap();
+    assert_eq!(prov["weights"]["latent_avg"], avg_hash.as_str());
+
+    // Flipped bytes in latent_avg: refused, naming the file.
+    let flipped = dir.path().join("flipped");
+    copy_dir(&model_dir, &flipped);
+    let f = flipped.join("encoder/latent_avg.safetensors");
+    let mut bytes = std::fs::read(&f).unwrap();
+    let n = bytes.len();
+    bytes[n - 2] ^= 0x01;
+    std::fs::write(&f, bytes).unwrap();
+    let e = Sketch2MedI::load(&flipped).unwrap_err().to_string();
+    assert!(
+        e.contains("latent_avg.safetensors") && e.contains(&avg_hash),
+        "{e}"
+    );
+    // An export without the recorded hash (written before it existed) still loads, and its
+    // latent_avg is still hashed for provenance.
+    let old = dir.path().join("old_export");
+    copy_dir(&model_dir, &old);
+    edit_encoder_json(&old, |v| {
+        v.as_object_mut().unwrap().remove("latent_avg_sha256");
+    });
+    assert_eq!(
+        Sketch2MedI::load(&old).unwrap().hashes().latent_avg,
+        avg_hash
+    );
+
+    // NaN in latent_avg (no hash recorded, so only the value check can catch it).
+    poison(&old.join("encoder/latent_avg.safetensors"), "latent_avg");
+    let e = Sketch2MedI::load(&old).unwrap_err().to_string();
+    assert!(
+        e.contains("latent_avg.safetensors") && e.contains("`latent_avg`") && e.contains("NaN"),
+        "{e}"
+    );
+    // NaN in E's weights with a matching recorded hash (a diverged run exports such a file).
+    let nan_e = dir.path().join("nan_encoder");
+    copy_dir(&model_dir, &nan_e);
+    let e_file = nan_e.join("encoder/encoder.safetensors");
+    let name = {
+        let t = candle_core::safetensors::load(&e_file, &Device::Cpu).unwrap();
+        let mut names: Vec<String> = t
+            .iter()
+            .filter(|(_, v)| v.dtype() == candle_core::DType::F32)
+            .map(|(k, _)| k.clone())
+            .collect();
+        names.sort();
+        names.remove(0)
+    };
+    poison(&e_file, &name);
+    let h = sha256_file(&e_file).unwrap();
+    edit_encoder_json(&nan_e, |v| v["encoder_sha256"] = h.into());
+    let e = Sketch2MedI::load(&nan_e).unwrap_err().to_string();
+    assert!(
+        e.contains("encoder.safetensors") && e.contains(&format!("`{name}`")),
+        "{e}"
+    );
+    // NaN in H's weights (refiner.json's hash updated) and in G's.
+    let nan_h = dir.path().join("nan_refiner");
+    copy_dir(&model_dir, &nan_h);
+    let h_file = nan_h.join("refiner/refiner.safetensors");
+    let h_name = {
+        let t = candle_core::safetensors::load(&h_file, &Device::Cpu).unwrap();
+        let mut names: Vec<String> = t
+            .iter()
+            .filter(|(_, v)| v.dtype() == candle_core::DType::F32)
+            .map(|(k, _)| k.clone())
+            .collect();
+        names.sort();
+        names.remove(0)
+    };
+    poison(&h_file, &h_name);
+    let json = nan_h.join("refiner/refiner.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    v["refiner_sha256"] = sha256_file(&h_file).unwrap().into();
+    std::fs::write(&json, v.to_string()).unwrap();
+    let e = Sketch2MedI::load(&nan_h).unwrap_err().to_string();
+    assert!(
+        e.contains("refiner.safetensors") && e.contains(&format!("`{h_name}`")),
+        "{e}"
+    );
+    let g_file = dir.path().join("g/generator.safetensors");
+    poison(&g_file, "style.1.weight");
+    let e = FrozenGenerator::load(&g_file, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("generator.safetensors") && e.contains("`style.1.weight`"),
+        "{e}"
+    );
+    let e = Sketch2MedI::load(&model_dir).unwrap_err().to_string();
+    assert!(e.contains("`style.1.weight`"), "{e}");
+}
+
 #[test]
 fn broken_weights_folders_and_inputs_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
