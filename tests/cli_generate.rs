@@ -218,6 +218,7 @@ fn numeric_options_above_their_caps_are_refused_naming_the_option_and_cap() {
         (vec!["--steps", "17"], ["--steps", "16"]),
         (vec!["--batch", "0"], ["--batch", "256"]),
         (vec!["--batch", "257"], ["--batch", "256"]),
+        (vec!["--variations", "257"], ["--variations", "256"]),
     ] {
         let mut a = vec![
             "generate".to_string(),
@@ -236,4 +237,129 @@ fn numeric_options_above_their_caps_are_refused_naming_the_option_and_cap() {
         }
         assert!(!out.exists());
     }
+}
+
+fn generate(sketch: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut a = vec![
+        "generate",
+        "--sketch",
+        sketch.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "1",
+    ];
+    a.extend_from_slice(extra);
+    run(&a)
+}
+
+#[test]
+fn single_file_mode_never_overwrites_the_sketch_or_one_output_with_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let sketch = dir.path().join("s.png");
+    std::fs::copy(example("freehand_careful.png"), &sketch).unwrap();
+    let original = std::fs::read(&sketch).unwrap();
+    // --out is the sketch, spelled another way.
+    let same = dir.path().join(".").join("sub/../s.png");
+    std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+    let o = generate(&sketch, &same, &[]);
+    assert!(!o.status.success());
+    let e = text(&o.stderr);
+    assert!(e.contains("--out") && e.contains("input sketch"), "{e}");
+    // --strip is the sketch, or --out; a variation is the sketch.
+    let out = dir.path().join("out.png");
+    let o = generate(&sketch, &out, &["--strip", sketch.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("--strip"), "{}", text(&o.stderr));
+    let o = generate(&sketch, &out, &["--strip", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = text(&o.stderr);
+    assert!(e.contains("--strip") && e.contains("same file"), "{e}");
+    let o = generate(&sketch, &dir.path().join("s.jpg"), &["--variations", "1"]);
+    assert!(
+        o.status.success(),
+        "s_var0.png is not s.png: {}",
+        text(&o.stderr)
+    );
+    let o = generate(
+        &sketch,
+        &dir.path().join("x.png"),
+        &[
+            "--strip",
+            dir.path().join("x_var0.png").to_str().unwrap(),
+            "--variations",
+            "2",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--variations"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&sketch).unwrap(),
+        original,
+        "the sketch is untouched"
+    );
+    assert!(!out.exists() && !dir.path().join("x.png").exists());
+    // An existing --out that is not the sketch is replaced (documented behaviour).
+    std::fs::write(&out, b"old").unwrap();
+    let o = generate(&sketch, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(image::open(&out).unwrap().width(), 64);
+}
+
+#[test]
+fn folder_mode_refuses_overwrites_before_writing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let sk = dir.path().join("sketches");
+    std::fs::create_dir_all(&sk).unwrap();
+    std::fs::copy(example("freehand_shaky.png"), sk.join("a.png")).unwrap();
+    std::fs::copy(example("freehand_careful.png"), sk.join("b.png")).unwrap();
+    let listing = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    // --out is the sketch folder (another spelling).
+    let o = generate(&sk, &dir.path().join("sketches/."), &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--sketch folder"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(listing(&sk), ["a.png", "b.png"]);
+    // Two sketches with one output name: an error naming both, nothing written.
+    image::RgbImage::from_pixel(40, 40, image::Rgb([255, 255, 255]))
+        .save(sk.join("A.jpg"))
+        .unwrap();
+    let out = dir.path().join("out");
+    let o = generate(&sk, &out, &[]);
+    assert!(!o.status.success());
+    let e = text(&o.stderr);
+    assert!(e.contains("A.jpg") && e.contains("a.png"), "{e}");
+    assert!(!out.exists(), "nothing written");
+    std::fs::remove_file(sk.join("A.jpg")).unwrap();
+    // An existing output: refused without --force (the file is kept), replaced with it.
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("b.png"), b"mine").unwrap();
+    let o = generate(&sk, &out, &[]);
+    assert!(!o.status.success());
+    let e = text(&o.stderr);
+    assert!(e.contains("b.png") && e.contains("--force"), "{e}");
+    assert_eq!(listing(&out), ["b.png"], "nothing written");
+    assert_eq!(std::fs::read(out.join("b.png")).unwrap(), b"mine");
+    let o = generate(&sk, &out, &["--force"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(listing(&out), ["a.png", "b.png"]);
+    assert!(
+        sketch2medi::pipeline::read_provenance(&out.join("b.png"))
+            .unwrap()
+            .is_some()
+    );
 }
