@@ -66,31 +66,28 @@ pub fn decode_limits() -> image::Limits {
 /// [`CoreError::TooLarge`] naming the file, its size and the limit (the decoder also runs
 /// under [`decode_limits`]).
 pub fn load_dynamic(path: impl AsRef<Path>) -> Result<DynamicImage> {
+    use image::ImageDecoder;
     let path = path.as_ref();
-    let open = |limits: image::Limits| {
-        let mut reader = image::ImageReader::open(path)
-            .map_err(|e| CoreError::io(path, e))?
-            .with_guessed_format()
-            .map_err(|e| CoreError::io(path, e))?;
-        reader.limits(limits);
-        Ok::<_, CoreError>(reader)
-    };
+    let mut reader = image::ImageReader::open(path)
+        .map_err(|e| CoreError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| CoreError::io(path, e))?;
     let decode_err = |e: image::ImageError| CoreError::Decode {
         path: path.to_path_buf(),
         message: e.to_string(),
+    };
+    let too_large = |message: String| CoreError::TooLarge {
+        path: path.to_path_buf(),
+        message,
     };
     // The header alone first (only the allocation cap applies), so that a huge image is
     // refused, with its size in the message, before any pixel buffer exists.
     let mut header_limits = image::Limits::default();
     header_limits.max_alloc = Some(MAX_DECODE_BYTES);
-    let decoder = open(header_limits)?.into_decoder().map_err(decode_err)?;
-    let (w, h) = image::ImageDecoder::dimensions(&decoder);
-    let bytes = image::ImageDecoder::total_bytes(&decoder);
-    drop(decoder);
-    let too_large = |message: String| CoreError::TooLarge {
-        path: path.to_path_buf(),
-        message,
-    };
+    reader.limits(header_limits);
+    let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    let (w, h) = decoder.dimensions();
+    let bytes = decoder.total_bytes();
     if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
         return Err(too_large(format!(
             "{w}x{h} px; the limit is {MAX_IMAGE_SIDE} px a side"
@@ -103,13 +100,18 @@ pub fn load_dynamic(path: impl AsRef<Path>) -> Result<DynamicImage> {
             MAX_DECODE_BYTES >> 20
         )));
     }
-    open(decode_limits())?.decode().map_err(|e| match e {
+    // As `ImageReader::decode` does: the output buffer counts against the allocation cap.
+    let over_limits = |e: image::ImageError| match e {
         image::ImageError::Limits(l) => too_large(format!(
             "{w}x{h} px: {l} (limits: {MAX_IMAGE_SIDE} px a side, {} MiB)",
             MAX_DECODE_BYTES >> 20
         )),
         other => decode_err(other),
-    })
+    };
+    let mut limits = decode_limits();
+    limits.reserve(bytes).map_err(over_limits)?;
+    decoder.set_limits(limits).map_err(over_limits)?;
+    DynamicImage::from_decoder(decoder).map_err(over_limits)
 }
 
 /// Loads an image as 8-bit RGB (any colour mode is converted; alpha is dropped).
