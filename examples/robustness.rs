@@ -324,7 +324,7 @@ fn main() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let (seed, size, refs) = read_references(&args.data, args.limit)?;
     let s = SoloV2Segmenter::load(&args.segmenter, SoloV2Segmenter::default_threshold(), &dev)?;
-    let mut model = Sketch2MedI::load(&args.weights)?.with_steps(MAX_T);
+    let mut model = Sketch2MedI::load(&args.weights)?.with_steps(MAX_T)?;
     // The report scores every step and applies the step selection itself (for each T).
     model.set_step_selection(false)?;
     anyhow::ensure!(

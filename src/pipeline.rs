@@ -14,8 +14,10 @@
 //! A folder with `pipeline.json` ([`PipelineManifest`]): the generator file (a path relative to
 //! the folder), the folder of `encoder.safetensors` + `encoder.json` (E and the average latent)
 //! and, optionally, of `refiner.safetensors` + `refiner.json` (H), and the default number of
-//! refinement steps. Every file is hashed (SHA-256) at load time; the hashes go into the
-//! provenance of every written image.
+//! refinement steps. Every weights file (the encoder's `latent_avg.safetensors` included) is
+//! hashed (SHA-256) at load time and checked against the hash its bundle records; the hashes go
+//! into the provenance of every written image. Tensors holding NaN or infinity are refused at
+//! load time, naming the file and the tensor.
 //!
 //! ## Sketch conventions
 //! Any size and colour mode is accepted and converted to what the models were trained on: one
@@ -24,7 +26,10 @@
 //! a warning); a non-square sketch is padded with white to a square (centred, aspect kept; a
 //! warning) and then resized with a triangle filter (the dataset loader's). A sketch without any
 //! ink (no pixel darker than 200 of 255 after resizing) still produces an image, with a
-//! [`SketchWarning::Blank`] warning.
+//! [`SketchWarning::Blank`] warning. Limits: files over [`s2m_core::imageio::MAX_IMAGE_SIDE`]
+//! px a side or [`s2m_core::imageio::MAX_DECODE_BYTES`] of pixels are refused from their
+//! header, and sketches with an aspect ratio above [`MAX_SKETCH_ASPECT`]:1 before any
+//! padding (docs/RELIABILITY.md).
 
 use candle_core::{Device, Tensor};
 use e4e_encoder::{Encoder, EncoderBundle, FrozenGenerator};
@@ -50,6 +55,14 @@ pub const DEFAULT_WEIGHTS: &str = "weights/sketch2medi_phantom64";
 pub const WEIGHTS_ENV: &str = "SKETCH2MEDI_WEIGHTS";
 /// Ink threshold: a pixel darker than this (0..255) counts as a stroke.
 pub const INK_THRESHOLD: u8 = 200;
+/// Most refinement steps T a pipeline runs (`"steps"` in pipeline.json, `generate --steps`,
+/// [`Sketch2MedI::with_steps`]): the paper uses 3; each step is one more H and G forward per
+/// sketch and one more set of weight offsets kept in memory.
+pub const MAX_STEPS: usize = 16;
+/// Largest aspect ratio (long side : short side) of a sketch. Padding to a square of the long
+/// side would otherwise let a 1 x 300000 sketch allocate a 300000² page; a sketch this thin is
+/// no drawing of a throat either.
+pub const MAX_SKETCH_ASPECT: u32 = 8;
 
 /// Errors of the pipeline. File problems name the file.
 #[derive(Debug, thiserror::Error)]
@@ -205,9 +218,7 @@ pub fn prepare_sketch_with(
 ) -> Result<PreparedSketch> {
     use image::imageops::{FilterType, overlay, resize};
     let (w, h) = (sketch.width(), sketch.height());
-    if w == 0 || h == 0 {
-        return Err(PipelineError::Invalid("the sketch has no pixels".into()));
-    }
+    check_sketch_dimensions(w, h)?;
     let mut warnings = Vec::new();
     // Alpha over white, then luma.
     let rgba = sketch.to_rgba8();
@@ -253,13 +264,42 @@ pub fn prepare_sketch_with(
     })
 }
 
-/// Reads a sketch file of any supported format (PNG, JPEG); errors name the file.
+/// Checks a sketch's size before anything is allocated for it: at least one pixel, and an
+/// aspect ratio of at most [`MAX_SKETCH_ASPECT`]:1 (the image decoders' caps,
+/// [`s2m_core::imageio::MAX_IMAGE_SIDE`] a side, apply to files).
+pub fn check_sketch_dimensions(width: u32, height: u32) -> Result<()> {
+    if width == 0 || height == 0 {
+        return Err(PipelineError::Invalid("the sketch has no pixels".into()));
+    }
+    let (long, short) = (width.max(height) as u64, width.min(height) as u64);
+    if long > short * MAX_SKETCH_ASPECT as u64 {
+        return Err(PipelineError::Invalid(format!(
+            "the sketch is {width}x{height} px: its aspect ratio is above the cap of \
+             {MAX_SKETCH_ASPECT}:1 (long side : short side)"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a sketch file of any supported format (PNG, JPEG); errors name the file. Files over
+/// the decode limits ([`s2m_core::imageio::MAX_IMAGE_SIDE`] a side,
+/// [`s2m_core::imageio::MAX_DECODE_BYTES`]) are refused from their header, and sketches
+/// that [`check_sketch_dimensions`] refuses (aspect ratio above [`MAX_SKETCH_ASPECT`]:1)
+/// right after decoding.
 pub fn load_sketch(path: impl AsRef<Path>) -> Result<DynamicImage> {
     let path = path.as_ref();
-    s2m_core::imageio::load_dynamic(path).map_err(|e| PipelineError::File {
+    let file_err = |message: String| PipelineError::File {
         path: path.to_path_buf(),
-        message: format!("not a readable sketch image: {e}"),
-    })
+        message,
+    };
+    let image = s2m_core::imageio::load_dynamic(path).map_err(|e| match e {
+        s2m_core::CoreError::TooLarge { message, .. } => {
+            file_err(format!("sketch image too large to decode: {message}"))
+        }
+        e => file_err(format!("not a readable sketch image: {e}")),
+    })?;
+    check_sketch_dimensions(image.width(), image.height()).map_err(|e| file_err(e.to_string()))?;
+    Ok(image)
 }
 
 /// The output of [`Sketch2MedI::generate`].
@@ -300,6 +340,8 @@ impl Generation {
 pub struct WeightHashes {
     pub generator: String,
     pub encoder: String,
+    /// The encoder folder's `latent_avg.safetensors` (w = E(sketch) + latent_avg).
+    pub latent_avg: String,
     pub refiner: Option<String>,
     /// The segmenter of the step selection ([`SelectConfig`]), when the manifest has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -334,6 +376,16 @@ impl std::fmt::Debug for Sketch2MedI {
     }
 }
 
+/// Checks a number of refinement steps against [`MAX_STEPS`].
+pub fn check_steps(steps: usize) -> Result<()> {
+    if steps > MAX_STEPS {
+        return Err(PipelineError::Invalid(format!(
+            "{steps} refinement steps is above the cap of {MAX_STEPS}"
+        )));
+    }
+    Ok(())
+}
+
 /// Joins `rel` to `dir`, refusing absolute paths (a manifest must not point anywhere).
 fn resolve(dir: &Path, rel: &str) -> Result<PathBuf> {
     let p = Path::new(rel);
@@ -360,6 +412,12 @@ impl PipelineManifest {
             return Err(file_err(format!(
                 "format {:?}, expected {FORMAT:?}",
                 manifest.format
+            )));
+        }
+        if manifest.steps > MAX_STEPS {
+            return Err(file_err(format!(
+                "\"steps\": {} is above the cap of {MAX_STEPS} refinement steps",
+                manifest.steps
             )));
         }
         Ok(manifest)
@@ -483,6 +541,7 @@ impl Sketch2MedI {
         let hashes = WeightHashes {
             generator: g_hash,
             encoder: encoder.meta.encoder_sha256.clone(),
+            latent_avg: encoder.latent_avg_sha256.clone(),
             refiner: refiner_hash,
             segmenter: segmenter_hash,
         };
@@ -533,10 +592,11 @@ impl Sketch2MedI {
         self.manifest.normalise = normalise;
     }
 
-    /// Changes the number of refinement steps (0 = encoder only).
-    pub fn with_steps(mut self, steps: usize) -> Self {
+    /// Changes the number of refinement steps (0 = encoder only; at most [`MAX_STEPS`]).
+    pub fn with_steps(mut self, steps: usize) -> Result<Self> {
+        check_steps(steps)?;
         self.steps = steps;
-        self
+        Ok(self)
     }
 
     pub fn has_refiner(&self) -> bool {
@@ -835,9 +895,11 @@ pub fn write_png_with_provenance(path: &Path, image: &RgbImage, prov: &Provenanc
             (
                 "Source",
                 format!(
-                    "generator sha256 {}, encoder sha256 {}, refiner sha256 {}",
+                    "generator sha256 {}, encoder sha256 {}, latent_avg sha256 {}, \
+                     refiner sha256 {}",
                     prov.weights.generator,
                     prov.weights.encoder,
+                    prov.weights.latent_avg,
                     prov.weights.refiner.as_deref().unwrap_or("none")
                 ),
             ),

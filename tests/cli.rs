@@ -45,6 +45,10 @@ fn bad_sizes_and_scales_fail_naming_the_argument() {
         (vec!["--size", "16"], "16"),
         (vec!["--scale", "0"], "--scale"),
         (vec!["--scale", "0.0001"], "--scale"),
+        (vec!["--size", "8192"], "--size"),
+        (vec!["--size", "8192"], "4096"),
+        (vec!["--scale", "1000"], "--scale"),
+        (vec!["--scale", "1000"], "cap of 100"),
     ] {
         let o = build(&out, &args);
         assert!(!o.status.success(), "{args:?} succeeded");

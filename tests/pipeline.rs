@@ -137,7 +137,10 @@ fn load_generate_embed_and_provenance_round_trip() {
     }
     assert_ne!(model.embed(&b).unwrap(), wa);
     // Encoder only: one image, the refiner's ŷ_0.
-    let e_only = Sketch2MedI::load(&model_dir).unwrap().with_steps(0);
+    let e_only = Sketch2MedI::load(&model_dir)
+        .unwrap()
+        .with_steps(0)
+        .unwrap();
     let ge = e_only.generate(&a).unwrap();
     assert_eq!(ge.steps.len(), 1);
     assert_eq!(ge.image, ga.steps[0]);
@@ -279,6 +282,195 @@ fn sketches_of_any_size_and_mode_are_converted_with_warnings() {
 }
 
 #[test]
+fn oversized_and_too_thin_sketches_are_refused_before_any_allocation() {
+    use sketch2medi::pipeline::{MAX_SKETCH_ASPECT, load_sketch};
+    // In memory: a 1x300000 sketch would be padded to a 300000² page (90 GB); refused.
+    let thin = DynamicImage::ImageLuma8(GrayImage::from_pixel(1, 300_000, Luma([0])));
+    let e = prepare_sketch(&thin, 32).unwrap_err();
+    assert!(matches!(e, PipelineError::Invalid(_)), "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("1x300000") && e.contains(&format!("{MAX_SKETCH_ASPECT}:1")),
+        "{e}"
+    );
+    // The cap itself passes (8:1, padded), one pixel more does not.
+    let at_cap = DynamicImage::ImageLuma8(GrayImage::from_pixel(8 * 20, 20, Luma([255])));
+    assert!(prepare_sketch(&at_cap, 32).is_ok());
+    let over = DynamicImage::ImageLuma8(GrayImage::from_pixel(8 * 20 + 1, 20, Luma([255])));
+    assert!(prepare_sketch(&over, 32).is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    // The same 1x300000 sketch as a PNG file (under 2 KB): refused from its header,
+    // naming the file and the limit.
+    let file = dir.path().join("thin.png");
+    {
+        use image::ImageEncoder;
+        use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+        let mut bytes = Vec::new();
+        PngEncoder::new_with_quality(&mut bytes, CompressionType::Best, FilterType::NoFilter)
+            .write_image(&[0u8; 300_000], 1, 300_000, image::ExtendedColorType::L8)
+            .unwrap();
+        assert!(bytes.len() < 2_000, "{} bytes", bytes.len());
+        std::fs::write(&file, bytes).unwrap();
+    }
+    let e = load_sketch(&file).unwrap_err().to_string();
+    assert!(e.contains("thin.png") && e.contains("16384"), "{e}");
+    // Within the decode limits but too thin: refused after decoding, naming the file.
+    let file = dir.path().join("strip.png");
+    GrayImage::from_pixel(16_000, 10, Luma([255]))
+        .save(&file)
+        .unwrap();
+    let e = load_sketch(&file).unwrap_err().to_string();
+    assert!(e.contains("strip.png") && e.contains("aspect ratio"), "{e}");
+    // A 20000x20000 PNG and a JPEG whose header says 64x65535.
+    let huge = dir.path().join("huge.png");
+    std::fs::write(&huge, s2m_core::testing::png_claiming_size(20_000, 20_000)).unwrap();
+    let tall = dir.path().join("tall.jpg");
+    std::fs::write(&tall, s2m_core::testing::jpeg_claiming_size(64, 65_535)).unwrap();
+    for (f, size) in [(&huge, "20000x20000"), (&tall, "64x65535")] {
+        let e = load_sketch(f).unwrap_err().to_string();
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(
+            e.contains(name) && e.contains(size) && e.contains("16384"),
+            "{e}"
+        );
+    }
+}
+
+/// Rewrites `<dir>/encoder.json` through `edit`.
+fn edit_encoder_json(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("encoder/encoder.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Sets element 0 of tensor `name` in the safetensors `file` to NaN.
+fn poison(file: &Path, name: &str) {
+    let mut t = candle_core::safetensors::load(file, &Device::Cpu).unwrap();
+    let x = &t[name];
+    let mut v = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    v[0] = f32::NAN;
+    let y = candle_core::Tensor::from_vec(v, x.dims(), &Device::Cpu).unwrap();
+    t.insert(name.to_string(), y);
+    candle_core::safetensors::save(&t, file).unwrap();
+}
+
+#[test]
+fn latent_avg_is_hashed_and_non_finite_weights_are_refused() {
+    use s2m_train::bundle::sha256_file;
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = tiny_pipeline(dir.path(), true);
+    let avg_file = model_dir.join("encoder/latent_avg.safetensors");
+    let avg_hash = sha256_file(&avg_file).unwrap();
+    // The export records the hash, the pipeline reports it and writes it into provenance.
+    let meta: e4e_encoder::bundle::EncoderMeta = serde_json::from_str(
+        &std::fs::read_to_string(model_dir.join("encoder/encoder.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta.latent_avg_sha256.as_deref(), Some(avg_hash.as_str()));
+    let model = Sketch2MedI::load(&model_dir).unwrap();
+    assert_eq!(model.hashes().latent_avg, avg_hash);
+    let g = model.generate(&ellipse_sketch(32, 10.0, 12.0)).unwrap();
+    let png = dir.path().join("out.png");
+    model.save_png(&g, &png).unwrap();
+    let prov = read_provenance(&png).unwrap().unwrap();
+    assert_eq!(prov["weights"]["latent_avg"], avg_hash.as_str());
+
+    // Flipped bytes in latent_avg: refused, naming the file.
+    let flipped = dir.path().join("flipped");
+    copy_dir(&model_dir, &flipped);
+    let f = flipped.join("encoder/latent_avg.safetensors");
+    let mut bytes = std::fs::read(&f).unwrap();
+    let n = bytes.len();
+    bytes[n - 2] ^= 0x01;
+    std::fs::write(&f, bytes).unwrap();
+    let e = Sketch2MedI::load(&flipped).unwrap_err().to_string();
+    assert!(
+        e.contains("latent_avg.safetensors") && e.contains(&avg_hash),
+        "{e}"
+    );
+    // An export without the recorded hash (written before it existed) still loads, and its
+    // latent_avg is still hashed for provenance.
+    let old = dir.path().join("old_export");
+    copy_dir(&model_dir, &old);
+    edit_encoder_json(&old, |v| {
+        v.as_object_mut().unwrap().remove("latent_avg_sha256");
+    });
+    assert_eq!(
+        Sketch2MedI::load(&old).unwrap().hashes().latent_avg,
+        avg_hash
+    );
+
+    // NaN in latent_avg (no hash recorded, so only the value check can catch it).
+    poison(&old.join("encoder/latent_avg.safetensors"), "latent_avg");
+    let e = Sketch2MedI::load(&old).unwrap_err().to_string();
+    assert!(
+        e.contains("latent_avg.safetensors") && e.contains("`latent_avg`") && e.contains("NaN"),
+        "{e}"
+    );
+    // NaN in E's weights with a matching recorded hash (a diverged run exports such a file).
+    let nan_e = dir.path().join("nan_encoder");
+    copy_dir(&model_dir, &nan_e);
+    let e_file = nan_e.join("encoder/encoder.safetensors");
+    let name = {
+        let t = candle_core::safetensors::load(&e_file, &Device::Cpu).unwrap();
+        let mut names: Vec<String> = t
+            .iter()
+            .filter(|(_, v)| v.dtype() == candle_core::DType::F32)
+            .map(|(k, _)| k.clone())
+            .collect();
+        names.sort();
+        names.remove(0)
+    };
+    poison(&e_file, &name);
+    let h = sha256_file(&e_file).unwrap();
+    edit_encoder_json(&nan_e, |v| v["encoder_sha256"] = h.into());
+    let e = Sketch2MedI::load(&nan_e).unwrap_err().to_string();
+    assert!(
+        e.contains("encoder.safetensors") && e.contains(&format!("`{name}`")),
+        "{e}"
+    );
+    // NaN in H's weights (refiner.json's hash updated) and in G's.
+    let nan_h = dir.path().join("nan_refiner");
+    copy_dir(&model_dir, &nan_h);
+    let h_file = nan_h.join("refiner/refiner.safetensors");
+    let h_name = {
+        let t = candle_core::safetensors::load(&h_file, &Device::Cpu).unwrap();
+        let mut names: Vec<String> = t
+            .iter()
+            .filter(|(_, v)| v.dtype() == candle_core::DType::F32)
+            .map(|(k, _)| k.clone())
+            .collect();
+        names.sort();
+        names.remove(0)
+    };
+    poison(&h_file, &h_name);
+    let json = nan_h.join("refiner/refiner.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    v["refiner_sha256"] = sha256_file(&h_file).unwrap().into();
+    std::fs::write(&json, v.to_string()).unwrap();
+    let e = Sketch2MedI::load(&nan_h).unwrap_err().to_string();
+    assert!(
+        e.contains("refiner.safetensors") && e.contains(&format!("`{h_name}`")),
+        "{e}"
+    );
+    let g_file = dir.path().join("g/generator.safetensors");
+    poison(&g_file, "style.1.weight");
+    let e = FrozenGenerator::load(&g_file, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("generator.safetensors") && e.contains("`style.1.weight`"),
+        "{e}"
+    );
+    let e = Sketch2MedI::load(&model_dir).unwrap_err().to_string();
+    assert!(e.contains("`style.1.weight`"), "{e}");
+}
+
+#[test]
 fn broken_weights_folders_and_inputs_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = tiny_pipeline(dir.path(), true);
@@ -317,6 +509,25 @@ fn broken_weights_folders_and_inputs_name_the_problem() {
     std::fs::write(bad.join(MANIFEST), serde_json::to_string(&m).unwrap()).unwrap();
     let e = msg(Sketch2MedI::load(&bad).unwrap_err());
     assert!(e.contains("must be relative"), "{e}");
+    // Steps above the cap, in the manifest or set afterwards.
+    let mut many = m.clone();
+    many.generator = "../g/generator.safetensors".into();
+    many.steps = sketch2medi::pipeline::MAX_STEPS + 1;
+    let steps_dir = dir.path().join("many_steps");
+    copy_dir(&model_dir, &steps_dir);
+    std::fs::write(
+        steps_dir.join(MANIFEST),
+        serde_json::to_string(&many).unwrap(),
+    )
+    .unwrap();
+    let e = msg(Sketch2MedI::load(&steps_dir).unwrap_err());
+    assert!(
+        e.contains(MANIFEST) && e.contains("\"steps\": 17") && e.contains("cap of 16"),
+        "{e}"
+    );
+    let model = Sketch2MedI::load(&model_dir).unwrap();
+    let e = msg(model.with_steps(17).unwrap_err());
+    assert!(e.contains("cap of 16"), "{e}");
     // A non-image sketch file.
     let not_image = dir.path().join("sketch.png");
     std::fs::write(&not_image, b"this is not a PNG").unwrap();

@@ -22,10 +22,10 @@ pub struct BuildArgs {
     #[arg(long)]
     out: PathBuf,
     /// Fraction of the paper's counts (1.0 = 60,000 images, 1,600/400 segmentation split,
-    /// 495 free-hand sketches).
+    /// 495 free-hand sketches); at most 100.
     #[arg(long, default_value_t = 0.01)]
     scale: f64,
-    /// Square image size in pixels (a multiple of 8, at least 32).
+    /// Square image size in pixels (a multiple of 8, from 32 to 4096).
     #[arg(long, default_value_t = 256)]
     size: u32,
     /// Base seed: the same seed always gives the same folder, byte for byte.
@@ -49,6 +49,7 @@ pub struct SheetArgs {
     out: PathBuf,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Tile size in pixels (a multiple of 8, from 32 to 4096).
     #[arg(long, default_value_t = 256)]
     size: u32,
     /// Number of samples (rows).
@@ -64,6 +65,9 @@ pub fn run(cmd: PhantomCommand) -> anyhow::Result<()> {
 }
 
 fn build(args: BuildArgs) -> anyhow::Result<()> {
+    // The library checks these too; here the message names the option first.
+    pharynx_phantom::check_size(args.size).context("--size")?;
+    pharynx_phantom::Counts::scaled(args.scale)?;
     let sketch = SketchConfig {
         stroke_width: args.stroke_width,
         ..SketchConfig::default()
@@ -121,7 +125,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
 }
 
 fn sheet(args: SheetArgs) -> anyhow::Result<()> {
-    pharynx_phantom::check_size(args.size)?;
+    pharynx_phantom::check_size(args.size).context("--size")?;
     anyhow::ensure!(args.rows > 0, "--rows must be at least 1");
     let sheet = contact_sheet(args.seed, args.size, args.rows, &SketchConfig::default())?;
     save_png(&args.out, &sheet)?;

@@ -7,7 +7,8 @@
 //! latent_avg.safetensors `latent_avg` [1, S]
 //! encoder.json           EncoderMeta: format tag, EncoderConfig, generator file + sha256 +
 //!                        config, latent_avg provenance, data + sketch source, losses,
-//!                        optimiser, steps, seed, time, sha256 of encoder.safetensors
+//!                        optimiser, steps, seed, time, sha256 of encoder.safetensors and
+//!                        (exports since it was added) of latent_avg.safetensors
 //! ```
 //!
 //! Written by [`crate::train::EncoderTrainer::export`]. [`torchvision_to_body_names`] is the
@@ -24,7 +25,7 @@ use stylegan2::StyleGan2Config;
 
 use crate::config::EncoderConfig;
 use crate::encoder::Encoder;
-use s2m_train::bundle::{bundle_file, read_bundle_json, verify_sha256};
+use s2m_train::bundle::{bundle_file, check_finite, read_bundle_json, sha256_file, verify_sha256};
 use s2m_train::{TrainError, TrainResult};
 
 /// Format tag of `encoder.json`.
@@ -115,6 +116,10 @@ pub struct EncoderMeta {
     pub created_unix_s: u64,
     /// sha256 of `encoder.safetensors` (checked on load).
     pub encoder_sha256: String,
+    /// sha256 of `latent_avg.safetensors` (checked on load when present; exports written
+    /// before it was recorded have none and still load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latent_avg_sha256: Option<String>,
     /// The encoder export this run was fine-tuned from (folder, sha256 of its weights, its
     /// steps); absent for a run from a seeded initialisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,18 +156,38 @@ pub struct EncoderBundle {
     pub encoder: Encoder,
     /// `[1, S]`.
     pub latent_avg: Tensor,
+    /// sha256 of the `latent_avg.safetensors` loaded (computed at load, for provenance).
+    pub latent_avg_sha256: String,
     pub meta: EncoderMeta,
 }
 
 impl EncoderBundle {
-    /// Loads an export folder (see the module docs). Errors name the missing or bad file.
+    /// Loads an export folder (see the module docs). Errors name the missing or bad file:
+    /// a sha256 that differs from the one `encoder.json` records (`encoder_sha256`, and
+    /// `latent_avg_sha256` when present), or a tensor holding NaN or infinity.
     pub fn load(dir: &Path, device: &Device) -> TrainResult<Self> {
         let meta: EncoderMeta = read_bundle_json(dir, ENCODER_JSON, "encoder", ENCODER_FORMAT)?;
         let weights = bundle_file(dir, ENCODER_WEIGHTS, "encoder")?;
         let avg_path = bundle_file(dir, LATENT_AVG_FILE, "encoder")?;
         verify_sha256(&weights, &meta.encoder_sha256)?;
-        let encoder = Encoder::load(
-            &weights,
+        let latent_avg_sha256 = sha256_file(&avg_path)?;
+        if let Some(recorded) = &meta.latent_avg_sha256
+            && *recorded != latent_avg_sha256
+        {
+            return Err(TrainError::bundle(
+                &avg_path,
+                format!(
+                    "sha256 {latent_avg_sha256} differs from the {recorded} recorded in \
+                     {ENCODER_JSON}"
+                ),
+            ));
+        }
+        let tensors = backbones::weights::read_safetensors(&weights, device)
+            .map_err(|e| TrainError::bundle(&weights, e.to_string()))?;
+        check_finite(&weights, &tensors)?;
+        let encoder = Encoder::from_tensors(
+            &weights.display().to_string(),
+            tensors,
             meta.encoder.clone(),
             ExtraChannelInit::MeanOfRgb,
             DType::F32,
@@ -170,6 +195,7 @@ impl EncoderBundle {
         )?;
         let avg = backbones::weights::read_safetensors(&avg_path, device)
             .map_err(|e| TrainError::bundle(&avg_path, e.to_string()))?;
+        check_finite(&avg_path, &avg)?;
         let s = meta.encoder.style_dim;
         let latent_avg = match avg.get(LATENT_AVG_KEY) {
             Some(t) if t.elem_count() == s => t.to_dtype(DType::F32)?.reshape((1, s))?,
@@ -192,6 +218,7 @@ impl EncoderBundle {
         Ok(Self {
             encoder,
             latent_avg,
+            latent_avg_sha256,
             meta,
         })
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use s2m_train::bundle::{sha256_file, sha256_tensors};
+use s2m_train::bundle::{check_finite, sha256_bytes, sha256_tensors};
 use s2m_train::{TrainError, TrainResult};
 use stylegan2::{Generator, GeneratorInput, NoiseMode, StyleGan2Config, WeightOffsets};
 
@@ -26,6 +26,7 @@ pub const GENERATOR_FILE: &str = "generator.safetensors";
 impl FrozenGenerator {
     /// Loads `path` (a `generator.safetensors` with its `.json` config, or a folder holding
     /// one) through `stylegan2::Checkpoint` (every key checked); records the file's sha256.
+    /// A tensor holding NaN or infinity is refused, naming the file and the tensor.
     pub fn load(path: &Path, device: &Device) -> TrainResult<Self> {
         let file = if path.is_dir() {
             path.join(GENERATOR_FILE)
@@ -37,9 +38,15 @@ impl FrozenGenerator {
         }
         let ck = stylegan2::Checkpoint::open(&file)?;
         let generator = ck.generator("", DType::F32, device)?;
+        // One more read for the hash and the finiteness check (the checkpoint keeps its own
+        // buffer private).
+        let bytes = std::fs::read(&file).map_err(|e| s2m_core::CoreError::io(&file, e))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| TrainError::bundle(&file, format!("unreadable safetensors: {e}")))?;
+        check_finite(&file, &tensors)?;
         Ok(Self {
             generator,
-            sha256: sha256_file(&file)?,
+            sha256: sha256_bytes(&bytes),
             source: file.display().to_string(),
         })
     }

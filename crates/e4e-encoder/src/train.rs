@@ -687,6 +687,7 @@ impl EncoderTrainer {
             seed: self.cfg.schedule.seed,
             created_unix_s: s2m_train::run::unix_time(),
             encoder_sha256: String::new(),
+            latent_avg_sha256: None,
             init_from: self.init.as_ref().map(|(i, _)| i.clone()),
         };
         write_bundle(
@@ -696,6 +697,9 @@ impl EncoderTrainer {
             |stage| {
                 Ok(EncoderMeta {
                     encoder_sha256: s2m_train::bundle::sha256_file(&stage.join(ENCODER_WEIGHTS))?,
+                    latent_avg_sha256: Some(s2m_train::bundle::sha256_file(
+                        &stage.join(LATENT_AVG_FILE),
+                    )?),
                     ..meta
                 })
             },

@@ -198,6 +198,32 @@ fn bundle_errors_name_the_file() {
         e.contains("encoder.safetensors") && e.contains("sha256"),
         "{e}"
     );
+    // latent_avg: its sha256 is recorded and checked; an export without it still loads.
+    let d = copy("changed_latent_avg");
+    let mut bytes = std::fs::read(d.join("latent_avg.safetensors")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(d.join("latent_avg.safetensors"), bytes).unwrap();
+    let e = err_of(&d);
+    assert!(
+        e.contains("latent_avg.safetensors") && e.contains("sha256"),
+        "{e}"
+    );
+    let d = copy("old_export");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("encoder.json")).unwrap()).unwrap();
+    assert!(
+        meta["latent_avg_sha256"].is_string(),
+        "the export records it"
+    );
+    meta.as_object_mut().unwrap().remove("latent_avg_sha256");
+    std::fs::write(d.join("encoder.json"), meta.to_string()).unwrap();
+    let old = EncoderBundle::load(&d, &Device::Cpu).unwrap();
+    assert_eq!(old.meta.latent_avg_sha256, None);
+    assert_eq!(
+        old.latent_avg_sha256,
+        s2m_train::bundle::sha256_file(&export.join("latent_avg.safetensors")).unwrap()
+    );
     let e = err_of(&dir.path().join("nowhere"));
     assert!(e.contains("nowhere"), "{e}");
 }

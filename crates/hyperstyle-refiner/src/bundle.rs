@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use e4e_encoder::bundle::{DataInfo, GeneratorRef, LossInfo};
 use s2m_train::TrainError;
-use s2m_train::bundle::{bundle_file, read_bundle_json, verify_sha256};
+use s2m_train::bundle::{bundle_file, check_finite, read_bundle_json, verify_sha256};
 use serde::{Deserialize, Serialize};
 use stylegan2::StyleGan2Config;
 
@@ -96,7 +96,8 @@ pub struct RefinerBundle {
 
 impl RefinerBundle {
     /// Loads an export folder for a generator with config `gen_cfg` (which must be the one H
-    /// was trained for). Errors name the missing or bad file.
+    /// was trained for). Errors name the missing or bad file (a sha256 that differs from the
+    /// one `refiner.json` records, a tensor holding NaN or infinity).
     pub fn load(dir: &Path, gen_cfg: &StyleGan2Config, device: &Device) -> Result<Self> {
         let (meta, weights) = read_export(dir)?;
         if &meta.generator.config != gen_cfg {
@@ -110,8 +111,12 @@ impl RefinerBundle {
             .into());
         }
         verify_sha256(&weights, &meta.refiner_sha256)?;
-        let hypernet = HyperNetwork::load(
-            &weights,
+        let tensors = backbones::weights::read_safetensors(&weights, device)
+            .map_err(|e| TrainError::bundle(&weights, e.to_string()))?;
+        check_finite(&weights, &tensors)?;
+        let hypernet = HyperNetwork::from_tensors(
+            &weights.display().to_string(),
+            tensors,
             meta.hyper.clone(),
             gen_cfg,
             DEFAULT_SKETCH_CHANNEL_INIT,

@@ -217,8 +217,14 @@ fn bad_input_gives_clear_messages() {
         e.contains("cannot be paired") && e.contains("003") && e.contains("method `m`"),
         "{e}"
     );
-    // Unpaired metric: fine; an unreadable image is skipped and named in the warnings.
+    // Unpaired metric: fine; an unreadable image, and one over the decode limits (a
+    // 20000x20000 PNG header), are skipped and named in the warnings.
     std::fs::write(b.join("broken.png"), b"not an image").unwrap();
+    std::fs::write(
+        b.join("huge.png"),
+        s2m_core::testing::png_claiming_size(20_000, 20_000),
+    )
+    .unwrap();
     cfg.metrics = vec![Metric::Fd];
     let r = evaluate_with(&cfg, Models::default(), &Device::Cpu, &NoProgress).unwrap();
     assert!(
@@ -226,7 +232,15 @@ fn bad_input_gives_clear_messages() {
         "{:?}",
         r.warnings
     );
-    assert_eq!(r.methods[0].skipped.len(), 1);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("huge.png") && w.contains("20000x20000") && w.contains("16384")),
+        "{:?}",
+        r.warnings
+    );
+    std::fs::remove_file(b.join("huge.png")).unwrap();
+    assert_eq!(r.methods[0].skipped.len(), 2);
     assert_eq!(r.get("m", Metric::Fd).unwrap().n, 3);
     // Strict: the unreadable image fails the run, naming the file.
     cfg.strict = true;

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 /// Errors raised by the phantom crate. Each names the argument or file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum PhantomError {
-    #[error("invalid image size {0}: it must be a multiple of 8 and at least 32")]
+    #[error(
+        "invalid image size {0}: it must be a multiple of 8 from 32 to {max}",
+        max = crate::render::MAX_SIZE
+    )]
     BadSize(u32),
     #[error("invalid argument {name}: {message}")]
     BadArgument { name: &'static str, message: String },

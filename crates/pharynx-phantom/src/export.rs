@@ -26,6 +26,9 @@ pub const PAPER_SEG_TRAIN: usize = 1_600;
 pub const PAPER_SEG_VAL: usize = 400;
 pub const PAPER_FREEHAND: usize = 495;
 
+/// Largest `scale` of a build: 100 x the paper's counts (6 million training images).
+pub const MAX_SCALE: f64 = 100.0;
+
 /// Number of ids per split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -36,12 +39,22 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// The paper's counts scaled by `scale` (rounded). Every split must keep at least one id.
+    /// The paper's counts scaled by `scale` (rounded), `scale` in (0, [`MAX_SCALE`]]. Every
+    /// split must keep at least one id.
     pub fn scaled(scale: f64) -> Result<Counts> {
         if !scale.is_finite() || scale <= 0.0 {
             return Err(PhantomError::BadArgument {
                 name: "--scale",
                 message: format!("{scale} is not a positive number"),
+            });
+        }
+        if scale > MAX_SCALE {
+            return Err(PhantomError::BadArgument {
+                name: "--scale",
+                message: format!(
+                    "{scale} is above the cap of {MAX_SCALE} ({} training images)",
+                    (PAPER_TRAIN as f64 * MAX_SCALE) as u64
+                ),
             });
         }
         let n = |paper: usize| (paper as f64 * scale).round() as usize;

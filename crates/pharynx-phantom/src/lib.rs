@@ -27,8 +27,8 @@ pub mod texture;
 
 pub use contact::contact_sheet;
 pub use error::{PhantomError, Result};
-pub use export::{BuildConfig, BuildReport, Counts, build_dataset};
+pub use export::{BuildConfig, BuildReport, Counts, MAX_SCALE, build_dataset};
 pub use loader::{Batch, DatasetSource, Loader, LoaderConfig, LoaderError};
 pub use params::PhantomParams;
-pub use render::{Phantom, check_size, render};
+pub use render::{MAX_SIZE, Phantom, check_size, render};
 pub use sample::{Sample, Stream, generate};

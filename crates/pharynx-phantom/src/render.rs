@@ -29,9 +29,13 @@ pub struct Phantom {
 /// slivers are treated as pharyngeal wall so that masks never hold unlabelable specks.
 const MIN_TONSIL_AREA: f32 = 0.0015;
 
-/// Checks an image size: a multiple of 8, at least 32.
+/// Largest image side the phantom renders (a 4096² image already takes seconds and 64 MB of
+/// label, height and colour buffers; a dataset at this size is gigabytes).
+pub const MAX_SIZE: u32 = 4096;
+
+/// Checks an image size: a multiple of 8, from 32 to [`MAX_SIZE`].
 pub fn check_size(size: u32) -> Result<()> {
-    if size < 32 || !size.is_multiple_of(8) {
+    if !(32..=MAX_SIZE).contains(&size) || !size.is_multiple_of(8) {
         return Err(PhantomError::BadSize(size));
     }
     Ok(())

@@ -43,10 +43,17 @@ fn counts_follow_the_paper_and_reject_empty_splits() {
         (c.train, c.seg_train, c.seg_val, c.freehand),
         (600, 16, 4, 5)
     );
-    for bad in [0.0, -1.0, f64::NAN, 0.0005] {
+    for bad in [0.0, -1.0, f64::NAN, 0.0005, 100.5, f64::INFINITY] {
         let err = Counts::scaled(bad).unwrap_err().to_string();
         assert!(err.contains("--scale"), "{err}");
     }
+    // Above the cap: the message names it; the cap itself is allowed.
+    let err = Counts::scaled(1e6).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("cap of {}", pharynx_phantom::MAX_SCALE)),
+        "{err}"
+    );
+    assert_eq!(Counts::scaled(100.0).unwrap().train, 6_000_000);
 }
 
 #[test]

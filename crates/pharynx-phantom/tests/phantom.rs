@@ -1,6 +1,6 @@
 //! Properties of rendered phantoms: determinism, masks, occlusion, parameter effects.
 
-use pharynx_phantom::{PhantomParams, Stream, check_size, generate, render};
+use pharynx_phantom::{MAX_SIZE, PhantomParams, Stream, check_size, generate, render};
 use s2m_core::anatomy::{Class, decode_label};
 use s2m_core::rng::rng_from_seed;
 use sketch_synth::SketchConfig;
@@ -167,11 +167,13 @@ fn any_valid_size_renders_and_bad_sizes_are_rejected() {
         assert_eq!(ph.image.dimensions(), (size, size));
         assert_eq!(ph.labels.width(), size);
     }
-    for bad in [0u32, 8, 24, 33, 100] {
+    for bad in [0u32, 8, 24, 33, 100, MAX_SIZE + 8, 65_536] {
         let err = check_size(bad).unwrap_err().to_string();
         assert!(err.contains(&bad.to_string()), "{err}");
+        assert!(err.contains(&MAX_SIZE.to_string()), "names the cap: {err}");
         assert!(render(&params(1), bad).is_err());
     }
+    assert!(check_size(MAX_SIZE).is_ok());
 }
 
 #[test]

@@ -13,6 +13,10 @@ pub enum CoreError {
     },
     #[error("cannot decode image {path}: {message}")]
     Decode { path: PathBuf, message: String },
+    /// An image file over the decode limits (`imageio::MAX_IMAGE_SIDE`,
+    /// `imageio::MAX_DECODE_BYTES`), refused from its header.
+    #[error("image {path} is too large to decode: {message}")]
+    TooLarge { path: PathBuf, message: String },
     #[error("cannot encode image {path}: {message}")]
     Encode { path: PathBuf, message: String },
     #[error("{what}: expected {expected}, got {got}")]
@@ -82,6 +86,7 @@ impl CoreError {
             | Self::BadCheckpoint { .. }
             | Self::InFile { .. }
             | Self::Decode { .. }
+            | Self::TooLarge { .. }
             | Self::Encode { .. }) => e,
             other => Self::InFile {
                 path: path.into(),

@@ -43,20 +43,75 @@ pub fn list_images(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Largest width or height, in pixels, of an image file the loaders decode.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// Most bytes a decoder may allocate for one image file (the decoded pixels included).
+pub const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The decode limits of every loader here: [`MAX_IMAGE_SIDE`] a side, [`MAX_DECODE_BYTES`]
+/// of allocations.
+pub fn decode_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits
+}
+
 /// Decodes an image file of any supported format and colour mode.
 ///
 /// The format is sniffed from the content first (a JPEG saved as `.png` still loads) and falls
-/// back to the extension.
+/// back to the extension. The size in the file's header is checked before any pixel is
+/// decoded: a side above [`MAX_IMAGE_SIDE`] or pixels above [`MAX_DECODE_BYTES`] give
+/// [`CoreError::TooLarge`] naming the file, its size and the limit (the decoder also runs
+/// under [`decode_limits`]).
 pub fn load_dynamic(path: impl AsRef<Path>) -> Result<DynamicImage> {
+    use image::ImageDecoder;
     let path = path.as_ref();
-    let reader = image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .map_err(|e| CoreError::io(path, e))?
         .with_guessed_format()
         .map_err(|e| CoreError::io(path, e))?;
-    reader.decode().map_err(|e| CoreError::Decode {
+    let decode_err = |e: image::ImageError| CoreError::Decode {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })
+    };
+    let too_large = |message: String| CoreError::TooLarge {
+        path: path.to_path_buf(),
+        message,
+    };
+    // The header alone first (only the allocation cap applies), so that a huge image is
+    // refused, with its size in the message, before any pixel buffer exists.
+    let mut header_limits = image::Limits::default();
+    header_limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(header_limits);
+    let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    let (w, h) = decoder.dimensions();
+    let bytes = decoder.total_bytes();
+    if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
+        return Err(too_large(format!(
+            "{w}x{h} px; the limit is {MAX_IMAGE_SIDE} px a side"
+        )));
+    }
+    if bytes > MAX_DECODE_BYTES {
+        return Err(too_large(format!(
+            "{w}x{h} px decode to {} MiB; the limit is {} MiB",
+            bytes.div_ceil(1 << 20),
+            MAX_DECODE_BYTES >> 20
+        )));
+    }
+    // As `ImageReader::decode` does: the output buffer counts against the allocation cap.
+    let over_limits = |e: image::ImageError| match e {
+        image::ImageError::Limits(l) => too_large(format!(
+            "{w}x{h} px: {l} (limits: {MAX_IMAGE_SIDE} px a side, {} MiB)",
+            MAX_DECODE_BYTES >> 20
+        )),
+        other => decode_err(other),
+    };
+    let mut limits = decode_limits();
+    limits.reserve(bytes).map_err(over_limits)?;
+    decoder.set_limits(limits).map_err(over_limits)?;
+    DynamicImage::from_decoder(decoder).map_err(over_limits)
 }
 
 /// Loads an image as 8-bit RGB (any colour mode is converted; alpha is dropped).
@@ -464,6 +519,50 @@ mod tests {
         assert!(matches!(err, CoreError::Encode { .. }), "{err}");
         assert!(err.to_string().contains("float.png"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn files_over_the_decode_limits_are_refused_from_their_header() {
+        use crate::testing::{jpeg_claiming_size, png_claiming_rgba_size, png_claiming_size};
+        let dir = tempfile::tempdir().unwrap();
+        // A 20000x20000 PNG (a few dozen bytes on disk, 400 MB of pixels) and a JPEG whose
+        // header says 64x65535: refused naming the file, the size and the limit.
+        let png = dir.path().join("huge.png");
+        std::fs::write(&png, png_claiming_size(20_000, 20_000)).unwrap();
+        let jpg = dir.path().join("tall.jpg");
+        std::fs::write(&jpg, jpeg_claiming_size(64, 65_535)).unwrap();
+        for (p, size) in [(&png, "20000x20000"), (&jpg, "64x65535")] {
+            let err = load_dynamic(p).unwrap_err();
+            assert!(matches!(err, CoreError::TooLarge { .. }), "{err}");
+            let msg = err.to_string();
+            let name = p.file_name().unwrap().to_str().unwrap();
+            assert!(msg.contains(name), "{msg}");
+            assert!(msg.contains(size), "{msg}");
+            assert!(msg.contains(&MAX_IMAGE_SIDE.to_string()), "{msg}");
+        }
+        // Within the side limit but over the allocation cap: 16000x16000 RGBA is 977 MiB.
+        let rgba = dir.path().join("wide_rgba.png");
+        std::fs::write(&rgba, png_claiming_rgba_size(16_000, 16_000)).unwrap();
+        let msg = load_dynamic(&rgba).unwrap_err().to_string();
+        assert!(
+            msg.contains("wide_rgba.png") && msg.contains("977 MiB"),
+            "{msg}"
+        );
+        assert!(msg.contains(&(MAX_DECODE_BYTES >> 20).to_string()), "{msg}");
+        // The same size in grey is 245 MiB and passes the header check (its data is then
+        // missing: a decode error, not an allocation failure).
+        let ok_size = dir.path().join("big_but_allowed.png");
+        std::fs::write(&ok_size, png_claiming_size(16_000, 16_000)).unwrap();
+        let err = load_dynamic(&ok_size).unwrap_err();
+        assert!(matches!(err, CoreError::Decode { .. }), "{err}");
+        // The crafted files are valid at their real size: the limits, not the crafting, refuse
+        // them.
+        let small = dir.path().join("small.png");
+        std::fs::write(&small, png_claiming_size(1, 1)).unwrap();
+        assert_eq!(load_gray(&small).unwrap().dimensions(), (1, 1));
+        let small = dir.path().join("small.jpg");
+        std::fs::write(&small, jpeg_claiming_size(8, 8)).unwrap();
+        assert_eq!(load_gray(&small).unwrap().dimensions(), (8, 8));
     }
 
     #[test]

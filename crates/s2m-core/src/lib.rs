@@ -9,7 +9,8 @@
 //! - [`fsio`]: atomic file writes (temp file + rename) so nothing is left half-written;
 //! - [`init`]: seeded initial values for any model built through a `VarBuilder`;
 //! - [`error`]: [`CoreError`], the error of everything above;
-//! - [`testing`]: helpers for parity tests against committed PyTorch fixtures.
+//! - [`testing`]: helpers for parity tests against committed PyTorch fixtures, and crafted
+//!   image files for the decode-limit tests.
 //!
 //! Training (optimisers, checkpoints, logs, plots) lives in `s2m-train`, the convolution kernels
 //! in `s2m-kernels`.

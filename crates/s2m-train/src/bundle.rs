@@ -15,7 +15,39 @@ use crate::error::{TrainError, TrainResult};
 /// Lower-case hex sha256 of a file's bytes.
 pub fn sha256_file(path: &Path) -> TrainResult<String> {
     let bytes = std::fs::read(path).map_err(|e| s2m_core::CoreError::io(path, e))?;
-    Ok(hex(&Sha256::digest(&bytes)))
+    Ok(sha256_bytes(&bytes))
+}
+
+/// Lower-case hex sha256 of `bytes` (a file already read).
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Refuses weights holding NaN or infinity: the error names `path` (the file the tensors came
+/// from), the first such tensor (by name) and the value. Integer tensors are not looked at.
+/// A trained model never holds such values; a file that does was written by a diverged run or
+/// damaged, and would turn every output into NaN.
+pub fn check_finite(path: &Path, tensors: &HashMap<String, Tensor>) -> TrainResult<()> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let t = &tensors[name];
+        if !t.dtype().is_float() {
+            continue;
+        }
+        let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(TrainError::bundle(
+                path,
+                format!(
+                    "tensor `{name}` holds a non-finite value ({} at flat index {i} of {:?})",
+                    values[i],
+                    t.dims()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -139,4 +171,41 @@ pub fn verify_sha256(path: &Path, expected: &str) -> TrainResult<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn check_finite_names_the_file_and_the_first_bad_tensor() {
+        let dev = Device::Cpu;
+        let ok = Tensor::new(&[1f32, -2.0, 0.0], &dev).unwrap();
+        let nan = Tensor::new(&[1f32, f32::NAN], &dev).unwrap();
+        let inf = Tensor::new(&[f32::INFINITY], &dev).unwrap();
+        let ints = Tensor::new(&[3u32, 4], &dev).unwrap();
+        let path = Path::new("dir/weights.safetensors");
+        let good: HashMap<String, Tensor> = [("a".to_string(), ok.clone()), ("n".into(), ints)]
+            .into_iter()
+            .collect();
+        check_finite(path, &good).unwrap();
+        let bad: HashMap<String, Tensor> = [
+            ("a".to_string(), ok),
+            ("layer.weight".into(), nan),
+            ("z.bias".into(), inf),
+        ]
+        .into_iter()
+        .collect();
+        let e = check_finite(path, &bad).unwrap_err().to_string();
+        assert!(
+            e.contains("weights.safetensors") && e.contains("`layer.weight`") && e.contains("NaN"),
+            "{e}"
+        );
+        let only_inf: HashMap<String, Tensor> = [("z.bias".to_string(), bad["z.bias"].clone())]
+            .into_iter()
+            .collect();
+        let e = check_finite(path, &only_inf).unwrap_err().to_string();
+        assert!(e.contains("`z.bias`") && e.contains("inf"), "{e}");
+    }
 }
