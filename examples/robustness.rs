@@ -1,9 +1,11 @@
-//! Robustness report: DICE through the segmenter S of E and E+H (t = 1..3) on the free-hand
-//! references of a phantom build, per sketch source (the build's simulated free-hand sketches,
-//! the references drawn again by their drawers on other canvases and pens, by the part-wise
-//! drawer styles, a blank page), per drawer style of the build's simulator, and
-//! for both sketch inputs (plain resize, normalisation); plus the ceiling (the reference images
-//! through S). Every mean has a 95% bootstrap CI; every gain a paired CI over the same images.
+//! Robustness report: DICE through the segmenter S of E, E+H (t = 1..3) and E+H with the
+//! per-sketch step selection (`E+H select t<=T`, the rule of `sketch2medi::pipeline::select_step`)
+//! on the free-hand references of a phantom build, per sketch source (the build's simulated
+//! free-hand sketches, the references drawn again by their drawers on other canvases and pens,
+//! by the part-wise drawer styles, a blank page), per drawer style (the simulator's twelve and
+//! the five part-wise ones), and per sketch input (`--inputs`: plain resize, normalisation);
+//! plus the ceiling (the reference images through S). Every mean has a 95% bootstrap CI; every
+//! gain a paired CI over the same images.
 //!
 //! ```text
 //! cargo run --release -- phantom build --out data/val7 --size 64 --scale 0.2 --seed 7
@@ -62,12 +64,23 @@ struct Args {
     /// Sketch inputs to compare: resize, normalise (comma separated).
     #[arg(long, default_value = "resize,normalise", value_delimiter = ',')]
     inputs: Vec<String>,
+    /// The bars of the figures, as INPUT:SYSTEM (comma separated; systems: E, E+H t=N,
+    /// E+H select t<=N).
+    #[arg(
+        long,
+        default_value = "resize:E+H t=3,normalise:E,normalise:E+H t=1",
+        value_delimiter = ','
+    )]
+    figure: Vec<String>,
     /// Only redraw the figures from an earlier run's robustness.json (into --out).
     #[arg(long)]
     replot: Option<PathBuf>,
 }
 
 const RESAMPLES: usize = 10_000;
+/// Names of the sources whose rows are also split per drawer style.
+const SIMULATOR: &str = "simulator";
+const PARTWISE: &str = "part-wise drawer";
 const MAX_T: usize = 3;
 
 /// Mean and 95% percentile-bootstrap interval (seeded).
@@ -257,24 +270,21 @@ fn select_by_agreement(
         .collect()
 }
 
-/// The series of the figures: the plain resize with the paper's T = 3 against the normalised
-/// input with E alone and with one refinement.
-const FIGURE_SERIES: [(&str, &str); 4] = [
-    ("resize", "E"),
-    ("resize", "E+H t=3"),
-    ("normalise", "E"),
-    ("normalise", "E+H t=1"),
-];
-
 /// `robustness.png` (one group per sketch source) and `robustness_styles.png` (one group per
-/// drawer style of the simulator's sketches): DICE with 95% CI whiskers.
-fn write_figures(out: &Path, rows: &[Row], simulator: &str) -> anyhow::Result<()> {
+/// drawer style of the simulator's and the part-wise drawer's sketches): DICE with 95% CI
+/// whiskers, one bar per `input:system` of `series`.
+fn write_figures(out: &Path, rows: &[Row], series: &[String]) -> anyhow::Result<()> {
     use s2m_train::plot::{IntervalBar, plot_interval_bars};
+    let wanted = |r: &Row| {
+        series
+            .iter()
+            .any(|s| *s == format!("{}:{}", r.input, r.system))
+    };
     let groups = |keep: &dyn Fn(&Row) -> Option<String>| {
         let mut groups: Vec<(String, Vec<IntervalBar>)> = Vec::new();
         for r in rows {
             let Some(group) = keep(r) else { continue };
-            if !FIGURE_SERIES.contains(&(r.input.as_str(), r.system.as_str())) {
+            if !wanted(r) {
                 continue;
             }
             let bar = IntervalBar {
@@ -299,11 +309,13 @@ fn write_figures(out: &Path, rows: &[Row], simulator: &str) -> anyhow::Result<()
         1100,
         450,
     )?;
-    let by_style =
-        groups(&|r: &Row| (r.style != "all" && r.source == simulator).then(|| r.style.clone()));
+    let by_style = groups(&|r: &Row| {
+        (r.style != "all" && (r.source.starts_with(SIMULATOR) || r.source.starts_with(PARTWISE)))
+            .then(|| r.style.clone())
+    });
     plot_interval_bars(
         out.join("robustness_styles.png"),
-        "DICE through S per drawer style, simulator sketches (95% CI)",
+        "DICE through S per drawer style: the simulator's 12 and the 5 part-wise (95% CI)",
         "DICE",
         &by_style,
         1400,
@@ -317,9 +329,8 @@ fn main() -> anyhow::Result<()> {
     if let Some(json) = &args.replot {
         let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json)?)?;
         let rows: Vec<Row> = serde_json::from_value(report["rows"].clone())?;
-        let simulator = rows.first().context("no rows")?.source.clone();
         std::fs::create_dir_all(&args.out)?;
-        return write_figures(&args.out, &rows, &simulator);
+        return write_figures(&args.out, &rows, &args.figure);
     }
     let dev = Device::Cpu;
     let (seed, size, refs) = read_references(&args.data, args.limit)?;
@@ -344,7 +355,7 @@ fn main() -> anyhow::Result<()> {
         let path = args.data.join("freehand").join(format!("{}.png", r.id));
         simulated.push(load_sketch(&path)?.to_luma8());
     }
-    sources.push((format!("simulator ({size} px)"), simulated));
+    sources.push((format!("{SIMULATOR} ({size} px)"), simulated));
     for spec in &args.redraw {
         let (canvas, pen) = spec
             .split_once(':')
@@ -356,7 +367,7 @@ fn main() -> anyhow::Result<()> {
     if args.partwise {
         let drawn = draw_partwise(seed, &refs)?;
         let n = partwise_styles().len();
-        sources.push((format!("part-wise drawer ({n} styles)"), drawn));
+        sources.push((format!("{PARTWISE} ({n} styles)"), drawn));
     }
     let blank = vec![GrayImage::from_pixel(size, size, Luma([255])); refs.len()];
     sources.push(("blank page (floor)".into(), blank));
@@ -370,7 +381,19 @@ fn main() -> anyhow::Result<()> {
     .collect();
     anyhow::ensure!(!inputs.is_empty(), "--inputs: use resize and/or normalise");
     let mut rows = Vec::new();
+    let partwise_names: Vec<String> = partwise_styles().into_iter().map(|s| s.name).collect();
     for (source, sketches) in &sources {
+        // The drawer style of each sketch of this source.
+        let styles: Vec<String> = refs
+            .iter()
+            .map(|r| {
+                if source.starts_with(PARTWISE) {
+                    Ok(partwise_names[reference_index(r)? % partwise_names.len()].clone())
+                } else {
+                    Ok(r.style.clone())
+                }
+            })
+            .collect::<anyhow::Result<_>>()?;
         for (input, cfg) in &inputs {
             model.set_normalisation(cfg.clone());
             let (per_step, agree) = score(&model, &s, sketches, &refs)?;
@@ -396,8 +419,8 @@ fn main() -> anyhow::Result<()> {
             for (k, (system, scores)) in systems.iter().enumerate() {
                 let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
                 groups.insert("all".into(), (0..refs.len()).collect());
-                for (i, r) in refs.iter().enumerate() {
-                    groups.entry(r.style.clone()).or_default().push(i);
+                for (i, style) in styles.iter().enumerate() {
+                    groups.entry(style.clone()).or_default().push(i);
                 }
                 for (style, idx) in groups {
                     let v: Vec<f64> = idx.iter().map(|&i| scores[i]).collect();
@@ -451,15 +474,22 @@ fn main() -> anyhow::Result<()> {
     for r in rows.iter().filter(|r| r.style == "all") {
         md += &format!("| {} | {} |\n", r.source, r.cells());
     }
-    md += "\n## Per drawer style (simulator sketches)\n\n| style | n | input | system | DICE [95% CI] | gain over E [95% CI] |\n|---|---|---|---|---|---|\n";
-    for r in rows
+    for (source, _) in sources
         .iter()
-        .filter(|r| r.style != "all" && r.source == sources[0].0)
+        .filter(|(s, _)| s.starts_with(SIMULATOR) || s.starts_with(PARTWISE))
     {
-        md += &format!("| {} | {} | {} |\n", r.style, r.n, r.cells());
+        md += &format!(
+            "\n## Per drawer style: {source}\n\n| style | n | input | system | DICE [95% CI] | gain over E [95% CI] |\n|---|---|---|---|---|---|\n"
+        );
+        for r in rows
+            .iter()
+            .filter(|r| r.style != "all" && r.source == *source)
+        {
+            md += &format!("| {} | {} | {} |\n", r.style, r.n, r.cells());
+        }
     }
     std::fs::write(args.out.join("robustness.md"), &md)?;
-    write_figures(&args.out, &rows, &sources[0].0)?;
+    write_figures(&args.out, &rows, &args.figure)?;
     let json =
         serde_json::json!({ "data": args.data, "seed": seed, "ceiling": ceiling, "rows": rows });
     std::fs::write(
