@@ -203,6 +203,24 @@ impl LoaderPairs {
         Ok(self)
     }
 
+    /// The pairs of `batch` with `sketches`, on `device` (the label maps if asked for).
+    fn pairs(
+        &self,
+        batch: pharynx_phantom::Batch,
+        sketches: Tensor,
+        device: &Device,
+    ) -> TrainResult<Pairs> {
+        Ok(Pairs {
+            images: batch.images.to_device(device)?,
+            sketches: sketches.to_device(device)?,
+            masks: batch
+                .masks
+                .filter(|_| self.masks)
+                .map(|m| m.to_device(device))
+                .transpose()?,
+        })
+    }
+
     fn load_batch(&self, indices: &[usize]) -> TrainResult<pharynx_phantom::Batch> {
         self.loader
             .batch(indices)
@@ -269,16 +287,9 @@ impl PairDataset for LoaderPairs {
         let batch = self.load_batch(indices)?;
         let sketches = batch
             .sketches
+            .clone()
             .ok_or_else(|| TrainError::Data("the loader returned no sketches".into()))?;
-        Ok(Pairs {
-            images: batch.images.to_device(device)?,
-            sketches: sketches.to_device(device)?,
-            masks: batch
-                .masks
-                .filter(|_| self.masks)
-                .map(|m| m.to_device(device))
-                .transpose()?,
-        })
+        self.pairs(batch, sketches, device)
     }
     fn load_for_step(&self, step: u64, indices: &[usize], device: &Device) -> TrainResult<Pairs> {
         let Some(aug) = &self.augment else {
@@ -291,15 +302,7 @@ impl PairDataset for LoaderPairs {
             ));
         };
         let sketches = augment_batch(aug, step, indices, sketches, masks)?;
-        Ok(Pairs {
-            images: batch.images.to_device(device)?,
-            sketches: sketches.to_device(device)?,
-            masks: batch
-                .masks
-                .filter(|_| self.masks)
-                .map(|m| m.to_device(device))
-                .transpose()?,
-        })
+        self.pairs(batch, sketches, device)
     }
     fn description(&self) -> String {
         self.description.clone()
