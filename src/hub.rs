@@ -65,6 +65,12 @@ pub fn fetch_pipeline(repo_id: &str, subfolder: &str) -> Result<PathBuf> {
             get(&format!("{r}/{f}"))?;
         }
     }
+    if let Some(sel) = &manifest.select {
+        use sketch_synth::solov2::export::{INFO_FILE, WEIGHTS_FILE};
+        for f in [WEIGHTS_FILE, INFO_FILE] {
+            get(&format!("{}/{f}", sel.segmenter))?;
+        }
+    }
     Ok(manifest_path
         .parent()
         .map(Path::to_path_buf)

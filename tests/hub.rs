@@ -40,7 +40,11 @@ fn from_hub_loads_a_cached_repo_offline_and_names_a_missing_file() {
     std::fs::write(repo.join("refs/main"), REV).unwrap();
     let snapshot = repo.join("snapshots").join(REV);
     let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights");
-    for d in ["sketch2medi_phantom64", "stylegan2_phantom64"] {
+    for d in [
+        "sketch2medi_phantom64",
+        "stylegan2_phantom64",
+        "solov2_phantom",
+    ] {
         link_dir(&weights.join(d), &snapshot.join(d));
     }
     // The resume checkpoint is not part of a pipeline.
@@ -59,7 +63,16 @@ fn from_hub_loads_a_cached_repo_offline_and_names_a_missing_file() {
         local.generate(&sketch).unwrap().image
     );
 
-    // A file the cache lacks is fetched from HF_ENDPOINT (a closed port): the error names it.
+    // A file the cache lacks is fetched from HF_ENDPOINT (a closed port): the error names it,
+    // the segmenter of the step selection included.
+    let s_json = snapshot.join("solov2_phantom/solov2.json");
+    let target = std::fs::read_link(&s_json).unwrap();
+    std::fs::remove_file(&s_json).unwrap();
+    let Err(e) = Sketch2MedI::from_hub(REPO, "sketch2medi_phantom64", &dev) else {
+        panic!("a missing segmenter file without network must be an error");
+    };
+    assert!(e.to_string().contains("solov2_phantom/solov2.json"), "{e}");
+    std::os::unix::fs::symlink(target, &s_json).unwrap();
     std::fs::remove_file(snapshot.join("sketch2medi_phantom64/refiner/refiner.json")).unwrap();
     let Err(e) = Sketch2MedI::from_hub(REPO, "sketch2medi_phantom64", &dev) else {
         panic!("a missing file without network must be an error");
