@@ -282,6 +282,8 @@ fn encoder_train_augments_resumes_and_records_the_augmentation() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
+    // Without a terminal the progress comes as lines on stderr.
+    assert!(stderr(&o).contains("step 2/2 ("), "{}", stderr(&o));
     let meta = std::fs::read_to_string(enc.join("export/encoder.json")).unwrap();
     assert!(meta.contains("augmented on the fly"), "{meta}");
 }
