@@ -92,7 +92,13 @@ pub fn write_bundle<M: Serialize>(
     }
     std::fs::create_dir_all(&stage).map_err(|e| s2m_core::CoreError::io(&stage, e))?;
     for (file, tensors) in files {
-        candle_core::safetensors::save(tensors, stage.join(file))?;
+        // Serialised here and written like every other file (mode from the umask; candle's
+        // `save` left exported weights at 0600).
+        let mut entries: Vec<(&String, &Tensor)> = tensors.iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let bytes = safetensors::serialize(entries, None)
+            .map_err(|e| TrainError::Config(format!("cannot serialise {file}: {e}")))?;
+        s2m_core::fsio::atomic_write(stage.join(file), &bytes)?;
     }
     let meta = meta(&stage)?;
     let json = serde_json::to_string_pretty(&meta)
@@ -177,6 +183,26 @@ pub fn verify_sha256(path: &Path, expected: &str) -> TrainResult<()> {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn bundle_weights_round_trip_with_the_mode_of_the_json() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let dev = Device::Cpu;
+        let t: HashMap<String, Tensor> = [
+            ("b".to_string(), Tensor::new(&[1f32, 2.0], &dev).unwrap()),
+            ("a".to_string(), Tensor::new(&[3f32], &dev).unwrap()),
+        ]
+        .into_iter()
+        .collect();
+        let out = dir.path().join("export");
+        write_bundle(&out, &[("w.safetensors", &t)], "m.json", |_| Ok(1u32)).unwrap();
+        let back = candle_core::safetensors::load(out.join("w.safetensors"), &dev).unwrap();
+        assert_eq!(back["b"].to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
+        assert_eq!(back["a"].to_vec1::<f32>().unwrap(), vec![3.0]);
+        let mode = |f: &str| std::fs::metadata(out.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("w.safetensors"), mode("m.json"));
+    }
 
     #[test]
     fn check_finite_names_the_file_and_the_first_bad_tensor() {
