@@ -86,6 +86,18 @@ fn ellipse_sketch(size: u32, rx: f32, ry: f32) -> DynamicImage {
     DynamicImage::ImageLuma8(img)
 }
 
+/// The alphabetically first f32 tensor of a safetensors file.
+fn first_f32_tensor(file: &Path) -> String {
+    let t = candle_core::safetensors::load(file, &Device::Cpu).unwrap();
+    let mut names: Vec<String> = t
+        .iter()
+        .filter(|(_, v)| v.dtype() == candle_core::DType::F32)
+        .map(|(k, _)| k.clone())
+        .collect();
+    names.sort();
+    names.remove(0)
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for f in std::fs::read_dir(from).unwrap() {
@@ -414,16 +426,7 @@ fn latent_avg_is_hashed_and_non_finite_weights_are_refused() {
     let nan_e = dir.path().join("nan_encoder");
     copy_dir(&model_dir, &nan_e);
     let e_file = nan_e.join("encoder/encoder.safetensors");
-    let name = {
-        let t = candle_core::safetensors::load(&e_file, &Device::Cpu).unwrap();
-        let mut names: Vec<String> = t
-            .iter()
-            .filter(|(_, v)| v.dtype() == candle_core::DType::F32)
-            .map(|(k, _)| k.clone())
-            .collect();
-        names.sort();
-        names.remove(0)
-    };
+    let name = first_f32_tensor(&e_file);
     poison(&e_file, &name);
     let h = sha256_file(&e_file).unwrap();
     edit_encoder_json(&nan_e, |v| v["encoder_sha256"] = h.into());
@@ -436,16 +439,7 @@ fn latent_avg_is_hashed_and_non_finite_weights_are_refused() {
     let nan_h = dir.path().join("nan_refiner");
     copy_dir(&model_dir, &nan_h);
     let h_file = nan_h.join("refiner/refiner.safetensors");
-    let h_name = {
-        let t = candle_core::safetensors::load(&h_file, &Device::Cpu).unwrap();
-        let mut names: Vec<String> = t
-            .iter()
-            .filter(|(_, v)| v.dtype() == candle_core::DType::F32)
-            .map(|(k, _)| k.clone())
-            .collect();
-        names.sort();
-        names.remove(0)
-    };
+    let h_name = first_f32_tensor(&h_file);
     poison(&h_file, &h_name);
     let json = nan_h.join("refiner/refiner.json");
     let mut v: serde_json::Value =

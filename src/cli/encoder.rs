@@ -284,10 +284,10 @@ impl PairDataset for LoaderPairs {
         self.loader.len()
     }
     fn load(&self, indices: &[usize], device: &Device) -> TrainResult<Pairs> {
-        let batch = self.load_batch(indices)?;
+        let mut batch = self.load_batch(indices)?;
         let sketches = batch
             .sketches
-            .clone()
+            .take()
             .ok_or_else(|| TrainError::Data("the loader returned no sketches".into()))?;
         self.pairs(batch, sketches, device)
     }
