@@ -1,5 +1,6 @@
 //! Robustness report: DICE through the segmenter S of E, E+H (t = 1..3) and E+H with the
-//! per-sketch step selection (`E+H select t<=T`, the rule of `sketch2medi::pipeline::select_step`)
+//! per-sketch step selection (`E+H select t<=T`, the rule of `sketch2medi::pipeline::select_step`
+//! with the pipeline's margin; `--select-margins` adds other margins)
 //! on the free-hand references of a phantom build, per sketch source (the build's simulated
 //! free-hand sketches, the references drawn again by their drawers on other canvases and pens,
 //! by the part-wise drawer styles, a blank page), per drawer style (the simulator's twelve and
@@ -72,6 +73,10 @@ struct Args {
         value_delimiter = ','
     )]
     figure: Vec<String>,
+    /// Extra step-selection margins (px, comma separated) to score beside the pipeline's own:
+    /// rows `E+H select t<=T m=MARGIN`.
+    #[arg(long, value_delimiter = ',')]
+    select_margins: Vec<f32>,
     /// Only redraw the figures from an earlier run's robustness.json (into --out).
     #[arg(long)]
     replot: Option<PathBuf>,
@@ -261,11 +266,12 @@ fn select_by_agreement(
     per_step: &[Vec<f64>],
     agree: &[Vec<Option<f32>>],
     t_max: usize,
+    margin: f32,
 ) -> Vec<f64> {
     (0..per_step[0].len())
         .map(|i| {
             let d: Vec<Option<f32>> = (0..=t_max).map(|t| agree[t][i]).collect();
-            per_step[select_step(&d)][i]
+            per_step[select_step(&d, margin)][i]
         })
         .collect()
 }
@@ -336,6 +342,13 @@ fn main() -> anyhow::Result<()> {
     let (seed, size, refs) = read_references(&args.data, args.limit)?;
     let s = SoloV2Segmenter::load(&args.segmenter, SoloV2Segmenter::default_threshold(), &dev)?;
     let mut model = Sketch2MedI::load(&args.weights)?.with_steps(MAX_T)?;
+    let margin = model.manifest().select.as_ref().map_or(0.0, |s| s.margin);
+    for m in &args.select_margins {
+        anyhow::ensure!(
+            m.is_finite() && *m >= 0.0,
+            "--select-margins: {m} is not a finite number >= 0"
+        );
+    }
     // The report scores every step and applies the step selection itself (for each T).
     model.set_step_selection(false)?;
     anyhow::ensure!(
@@ -413,8 +426,14 @@ fn main() -> anyhow::Result<()> {
             for t in 1..=MAX_T {
                 systems.push((
                     format!("E+H select t<={t}"),
-                    select_by_agreement(&per_step, &agree, t),
+                    select_by_agreement(&per_step, &agree, t, margin),
                 ));
+                for &m in &args.select_margins {
+                    systems.push((
+                        format!("E+H select t<={t} m={m}"),
+                        select_by_agreement(&per_step, &agree, t, m),
+                    ));
+                }
             }
             for (k, (system, scores)) in systems.iter().enumerate() {
                 let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();

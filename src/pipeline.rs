@@ -128,7 +128,8 @@ fn default_steps() -> usize {
 /// contour sketch of S's masks of ŷ_t (instances with score >= `threshold`, drawn as the
 /// training sketches are) and the sketch as the model saw it; the smallest distance wins, ties
 /// go to the earlier step, and a step whose image S finds nothing in never wins over one where
-/// it does. With a blank sketch every step ties and E's image (t = 0) is kept.
+/// it does. A refinement step t > 0 replaces E's image only when it is at least `margin` px
+/// closer than E's. With a blank sketch every step ties and E's image (t = 0) is kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SelectConfig {
     /// The segmenter S's export folder (`solov2.safetensors` + `solov2.json`), relative to the
@@ -137,6 +138,10 @@ pub struct SelectConfig {
     /// Score threshold of S's instances (the paper's sketch threshold, 0.35).
     #[serde(default = "default_select_threshold")]
     pub threshold: f32,
+    /// How much closer (px of chamfer distance) a refinement step must be than E's image to
+    /// replace it; 0 = the closest step wins.
+    #[serde(default)]
+    pub margin: f32,
 }
 
 fn default_select_threshold() -> f32 {
@@ -154,11 +159,17 @@ pub fn sketch_distance(labels: &LabelMap, sketch: &GrayImage) -> Result<Option<f
     sketch_synth::chamfer_distance(&contours, sketch, 128).map_err(invalid)
 }
 
-/// The step of [`SelectConfig`] among `distances` (one per step t = 0..): the smallest, ties to
-/// the earlier step, `None` (nothing found) never over a distance; 0 when all are `None`.
-pub fn select_step(distances: &[Option<f32>]) -> usize {
+/// The step of [`SelectConfig`] among `distances` (one per step t = 0..): the smallest among E's
+/// (t = 0) and the steps at least `margin` closer than E's, ties to the earlier step, `None`
+/// (nothing found) never over a distance; 0 when all are `None`.
+pub fn select_step(distances: &[Option<f32>], margin: f32) -> usize {
     let key = |t: usize| distances[t].unwrap_or(f32::INFINITY);
+    let Some(&first) = distances.first() else {
+        return 0;
+    };
+    let bar = first.map_or(f32::INFINITY, |d0| d0 - margin);
     (0..distances.len())
+        .filter(|&t| t == 0 || (distances[t].is_some() && key(t) <= bar))
         .min_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)))
         .unwrap_or(0)
 }
@@ -528,6 +539,12 @@ impl Sketch2MedI {
                         sel.threshold
                     )));
                 }
+                if !(sel.margin.is_finite() && sel.margin >= 0.0) {
+                    return Err(bad(format!(
+                        "margin {} must be a finite number >= 0",
+                        sel.margin
+                    )));
+                }
                 let segmenter = SoloV2Segmenter::load(&s_dir, sel.threshold, device)
                     .map_err(|e| bad(format!("{e:#}")))?;
                 let hash = s2m_train::bundle::sha256_file(
@@ -636,7 +653,8 @@ impl Sketch2MedI {
             .iter()
             .map(|m| sketch_distance(m, sketch))
             .collect::<Result<Vec<_>>>()?;
-        let chosen = select_step(&distances);
+        let margin = self.manifest.select.as_ref().map_or(0.0, |s| s.margin);
+        let chosen = select_step(&distances, margin);
         Ok((distances, chosen))
     }
 

@@ -554,12 +554,20 @@ fn step_selection_picks_the_step_closest_to_the_sketch_and_is_recorded() {
     use sketch2medi::pipeline::{SelectConfig, select_step, sketch_distance};
     // The rule: smallest distance, ties to the earlier step, nothing found never wins.
     assert_eq!(
-        select_step(&[Some(3.0), Some(1.0), Some(1.0), Some(2.0)]),
+        select_step(&[Some(3.0), Some(1.0), Some(1.0), Some(2.0)], 0.0),
         1
     );
-    assert_eq!(select_step(&[None, Some(5.0), None]), 1);
-    assert_eq!(select_step(&[None, None, None, None]), 0);
-    assert_eq!(select_step(&[Some(2.0), Some(2.0)]), 0);
+    assert_eq!(select_step(&[None, Some(5.0), None], 0.0), 1);
+    assert_eq!(select_step(&[None, None, None, None], 0.0), 0);
+    assert_eq!(select_step(&[Some(2.0), Some(2.0)], 0.0), 0);
+    assert_eq!(select_step(&[], 0.0), 0);
+    // With a margin a step must beat E's image by at least that much; among those that do,
+    // the closest wins. With nothing found in E's image any distance qualifies.
+    assert_eq!(select_step(&[Some(3.0), Some(2.5), Some(2.2)], 1.0), 0);
+    assert_eq!(select_step(&[Some(3.0), Some(2.5), Some(2.0)], 1.0), 2);
+    assert_eq!(select_step(&[Some(3.0), Some(1.5), Some(1.9)], 1.0), 1);
+    assert_eq!(select_step(&[None, Some(9.0), None], 1.0), 1);
+    assert_eq!(select_step(&[Some(3.0), None, None], 1.0), 0);
 
     let dir = tempfile::tempdir().unwrap();
     let folder = tiny_pipeline(dir.path(), true);
@@ -575,6 +583,7 @@ fn step_selection_picks_the_step_closest_to_the_sketch_and_is_recorded() {
     manifest.select = Some(SelectConfig {
         segmenter: "../s".into(),
         threshold: 0.35,
+        margin: 0.0,
     });
     std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
     let mut model = Sketch2MedI::load(&folder).unwrap();
@@ -599,7 +608,7 @@ fn step_selection_picks_the_step_closest_to_the_sketch_and_is_recorded() {
                 "t = {t}"
             );
         }
-        assert_eq!(g.chosen_step, select_step(&g.distances));
+        assert_eq!(g.chosen_step, select_step(&g.distances, 0.0));
         assert_eq!(g.image, g.steps[g.chosen_step]);
         let png = dir.path().join("sel.png");
         model.save_png(&g, &png).unwrap();
@@ -621,15 +630,21 @@ fn step_selection_picks_the_step_closest_to_the_sketch_and_is_recorded() {
     assert_eq!(g.chosen_step, 3);
     assert!(g.distances.is_empty());
 
-    // A bad threshold or a missing segmenter is refused at load time, naming "select".
-    for (seg, threshold) in [("../s", 1.5), ("../missing", 0.35)] {
+    // A bad threshold or margin or a missing segmenter is refused at load time, naming
+    // "select".
+    for (seg, threshold, margin) in [
+        ("../s", 1.5, 0.0),
+        ("../missing", 0.35, 0.0),
+        ("../s", 0.35, -1.0),
+    ] {
         manifest.select = Some(SelectConfig {
             segmenter: seg.into(),
             threshold,
+            margin,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
         let Err(e) = Sketch2MedI::load(&folder) else {
-            panic!("{seg} {threshold} loaded")
+            panic!("{seg} {threshold} {margin} loaded")
         };
         assert!(e.to_string().contains("\"select\""), "{e}");
     }
