@@ -112,6 +112,69 @@ fn contact_sheet_command_checks_its_arguments() {
 }
 
 #[test]
+fn numeric_options_are_checked_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let data = dir.path().join("no-data");
+    let (out_s, data_s) = (out.to_str().unwrap(), data.to_str().unwrap());
+    for (cmd, option, value, reason) in [
+        (vec!["stylegan2", "train"], "--r1", "NaN", "finite"),
+        (vec!["stylegan2", "train"], "--lr", "inf", "finite"),
+        (vec!["stylegan2", "train"], "--lr", "0", "greater than 0"),
+        (vec!["stylegan2", "train"], "--steps", "-1", "negative"),
+        (vec!["stylegan2", "train"], "--batch", "0", "at least 1"),
+        (
+            vec!["stylegan2", "train"],
+            "--checkpoint-every",
+            "0",
+            "at least 1",
+        ),
+        (
+            vec!["stylegan2", "train"],
+            "--sample-every",
+            "0",
+            "at least 1",
+        ),
+        (
+            vec!["stylegan2", "train"],
+            "--max-minutes",
+            "-3",
+            "greater than 0",
+        ),
+        (vec!["encoder", "train"], "--log-every", "0", "at least 1"),
+        (vec!["encoder", "train"], "--moco", "-0.5", "0 or greater"),
+        (vec!["encoder", "train"], "--augment-keep", "1.5", "[0, 1]"),
+        (vec!["refiner", "train"], "--structure", "NaN", "finite"),
+        (vec!["solov2", "train"], "--lr", "-1e-3", "greater than 0"),
+    ] {
+        let mut args = cmd.clone();
+        args.extend(["--data", data_s, "--out", out_s, option, value]);
+        let o = run(&args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let e = stderr(&o);
+        assert!(e.contains(option) && e.contains(reason), "{args:?}: {e}");
+        assert!(!out.exists(), "{args:?} created {out:?}");
+    }
+    // Caps on sizes that would otherwise run for hours.
+    let sheet = dir.path().join("sheet.png");
+    let o = run(&[
+        "phantom",
+        "contact-sheet",
+        "--out",
+        sheet.to_str().unwrap(),
+        "--size",
+        "32",
+        "--rows",
+        "100000",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("256 rows"), "{}", stderr(&o));
+    let o = run(&["bench", "pipeline", "--steps", "100"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("at most 16"), "{}", stderr(&o));
+}
+
+#[test]
 fn stylegan2_train_resumes_and_sample_writes_images() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("ds");

@@ -29,12 +29,12 @@ pub struct PipelineBenchArgs {
     /// Batch sizes, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     batch: Vec<usize>,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
     iters: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::cli::args::count0::<usize>, allow_negative_numbers = true)]
     warmup: usize,
-    /// Refinement steps T of the full generate.
-    #[arg(long, default_value_t = 3)]
+    /// Refinement steps T of the full generate (0 to 16).
+    #[arg(long, default_value_t = 3, value_parser = crate::cli::args::count0::<usize>, allow_negative_numbers = true)]
     steps: usize,
 }
 
@@ -47,9 +47,9 @@ pub struct Stylegan2BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     batch: Vec<usize>,
     /// Timed repetitions per measurement (after `--warmup` untimed ones).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
     iters: usize,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::cli::args::count0::<usize>, allow_negative_numbers = true)]
     warmup: usize,
     /// Also time training steps (G and D updates, lazy R1 every 16 steps included).
     #[arg(long)]
@@ -110,7 +110,11 @@ fn stylegan2_bench(args: Stylegan2BenchArgs) -> anyhow::Result<()> {
     let (d, _dv) = init_discriminator(&cfg, &mut rng_from_seed(1), DType::F32, &device)?;
     let size = cfg.size as usize;
     for &b in &args.batch {
-        anyhow::ensure!(b > 0, "--batch sizes must be at least 1");
+        anyhow::ensure!(
+            (1..=crate::cli::generate::MAX_BATCH).contains(&b),
+            "--batch sizes must lie in 1..={}",
+            crate::cli::generate::MAX_BATCH
+        );
         let z = randn_vec(
             &mut rng_from_seed(derive_seed(2, 0, b as u64)),
             b * cfg.style_dim,
@@ -156,13 +160,23 @@ fn stylegan2_bench(args: Stylegan2BenchArgs) -> anyhow::Result<()> {
 
 fn pipeline_bench(args: PipelineBenchArgs) -> anyhow::Result<()> {
     let device = crate::cli::device()?;
+    anyhow::ensure!(
+        args.steps <= sketch2medi::pipeline::MAX_STEPS,
+        "--steps {}: at most {} refinement steps",
+        args.steps,
+        sketch2medi::pipeline::MAX_STEPS
+    );
     let m = sketch2medi::timing::TimingModels::new(args.preset, &device)?;
     println!(
         "device {:?}, preset {:?} ({} px), {} timed runs after {} warm-up",
         device, args.preset, m.size, args.iters, args.warmup
     );
     for &b in &args.batch {
-        anyhow::ensure!(b > 0, "--batch sizes must be at least 1");
+        anyhow::ensure!(
+            (1..=crate::cli::generate::MAX_BATCH).contains(&b),
+            "--batch sizes must lie in 1..={}",
+            crate::cli::generate::MAX_BATCH
+        );
         let x = m.sketches(b)?;
         let t = time_it(&device, args.warmup, args.iters, || {
             m.encode(&x)?;

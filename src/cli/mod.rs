@@ -1,5 +1,6 @@
 //! Subcommands of the `sketch2medi` binary: thin layers over the library crates.
 
+mod args;
 mod bench;
 mod encoder;
 mod evaluate;

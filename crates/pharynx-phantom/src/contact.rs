@@ -55,9 +55,19 @@ fn gray_to_rgb(g: &GrayImage) -> RgbImage {
     })
 }
 
-/// Renders the contact sheet for `rows` preview samples of `seed` at `size` px.
+/// The most rows a contact sheet may have.
+pub const MAX_SHEET_ROWS: usize = 256;
+
+/// Renders the contact sheet for `rows` preview samples of `seed` at `size` px (1 to
+/// [`MAX_SHEET_ROWS`] rows).
 /// Row `r` uses drawer styles `2r mod 12` and `2r + 1 mod 12`.
 pub fn contact_sheet(seed: u64, size: u32, rows: usize, sketch: &SketchConfig) -> Result<RgbImage> {
+    if !(1..=MAX_SHEET_ROWS).contains(&rows) {
+        return Err(crate::PhantomError::BadArgument {
+            name: "rows",
+            message: format!("{rows} rows: a contact sheet has 1 to {MAX_SHEET_ROWS} rows"),
+        });
+    }
     let styles = drawer_styles();
     let pad = 4u32;
     let cols = COLUMNS.len() as u32;

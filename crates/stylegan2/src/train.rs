@@ -153,8 +153,17 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.mixing) {
             return bad("mixing must be a probability in [0, 1]");
         }
-        if self.r1_gamma < 0.0 || self.path_regularize < 0.0 {
-            return bad("r1_gamma and path_regularize must be >= 0");
+        for (name, v) in [
+            ("r1_gamma", self.r1_gamma),
+            ("path_regularize", self.path_regularize),
+            ("ema_half_life_images", self.ema_half_life_images),
+            ("ema_rampup", self.ema_rampup),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(TrainError::Config(format!(
+                    "{name} = {v} must be finite and >= 0"
+                )));
+            }
         }
         if self.path_batch_shrink == 0 {
             return bad("path_batch_shrink must be at least 1");

@@ -251,3 +251,34 @@ fn a_zero_cadence_is_refused_with_its_name() {
         );
     }
 }
+
+#[test]
+fn nan_or_negative_regularisation_is_refused_with_its_name() {
+    for (name, cfg) in [
+        (
+            "r1_gamma",
+            TrainConfig {
+                r1_gamma: f64::NAN,
+                ..TrainConfig::default()
+            },
+        ),
+        (
+            "path_regularize",
+            TrainConfig {
+                path_regularize: -1.0,
+                ..TrainConfig::default()
+            },
+        ),
+        (
+            "ema_rampup",
+            TrainConfig {
+                ema_rampup: f64::INFINITY,
+                ..TrainConfig::default()
+            },
+        ),
+    ] {
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains(name), "{name}: {err}");
+    }
+    TrainConfig::default().validate().unwrap();
+}
