@@ -2,7 +2,7 @@
 //! parsed, so a NaN, an infinity, a negative count or a zero cadence is refused with the
 //! option's name and the rule instead of reaching a trainer (clap prefixes the message with
 //! `invalid value '...' for '--option <VALUE>'`). Options using them accept a leading minus
-//! sign as a value (`allow_negative_numbers`), so `--steps -1` is reported as a negative
+//! sign as a value (`allow_hyphen_values`), so `--steps -1` is reported as a negative
 //! number rather than as an unknown option.
 
 use std::str::FromStr;

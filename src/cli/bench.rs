@@ -29,12 +29,12 @@ pub struct PipelineBenchArgs {
     /// Batch sizes, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     batch: Vec<usize>,
-    #[arg(long, default_value_t = 5, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 5, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     iters: usize,
-    #[arg(long, default_value_t = 1, value_parser = crate::cli::args::count0::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1, value_parser = crate::cli::args::count0::<usize>, allow_hyphen_values = true)]
     warmup: usize,
     /// Refinement steps T of the full generate (0 to 16).
-    #[arg(long, default_value_t = 3, value_parser = crate::cli::args::count0::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 3, value_parser = crate::cli::args::count0::<usize>, allow_hyphen_values = true)]
     steps: usize,
 }
 
@@ -47,9 +47,9 @@ pub struct Stylegan2BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     batch: Vec<usize>,
     /// Timed repetitions per measurement (after `--warmup` untimed ones).
-    #[arg(long, default_value_t = 10, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     iters: usize,
-    #[arg(long, default_value_t = 2, value_parser = crate::cli::args::count0::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 2, value_parser = crate::cli::args::count0::<usize>, allow_hyphen_values = true)]
     warmup: usize,
     /// Also time training steps (G and D updates, lazy R1 every 16 steps included).
     #[arg(long)]

@@ -31,17 +31,17 @@ pub enum EncoderCommand {
 /// Seed, sampling / checkpoint schedule and time budget of every training command.
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {
-    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<u64>, allow_hyphen_values = true)]
     pub seed: u64,
     /// Sample strip and loss curves every N steps.
-    #[arg(long, default_value_t = 500, value_parser = crate::cli::args::count::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 500, value_parser = crate::cli::args::count::<u64>, allow_hyphen_values = true)]
     pub sample_every: u64,
     /// Checkpoint every N steps.
-    #[arg(long, default_value_t = 500, value_parser = crate::cli::args::count::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 500, value_parser = crate::cli::args::count::<u64>, allow_hyphen_values = true)]
     pub checkpoint_every: u64,
     /// Stop after this many minutes of wall-clock time (at a step boundary, with a checkpoint
     /// and the export); re-running the command continues.
-    #[arg(long, value_parser = crate::cli::args::positive, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     pub max_minutes: Option<f64>,
 }
 
@@ -71,25 +71,25 @@ pub struct CommonTrainArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Total steps (a resumed run continues up to this step).
-    #[arg(long, default_value_t = 20_000, value_parser = crate::cli::args::count::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 20_000, value_parser = crate::cli::args::count::<u64>, allow_hyphen_values = true)]
     pub steps: u64,
-    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     pub batch: usize,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-4, value_parser = crate::cli::args::positive, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-4, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     pub lr: f64,
     #[command(flatten)]
     pub schedule: ScheduleArgs,
     /// Write a log.csv row every N steps.
-    #[arg(long, default_value_t = 10, value_parser = crate::cli::args::count::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::args::count::<u64>, allow_hyphen_values = true)]
     pub log_every: u64,
     /// L_sim weights: MSE, perceptual (LPIPS-alex if its trunk is in --loss-weights, else the
     /// shipped ST-LPIPS-alex), MoCo (only if moco_v2 weights are in --loss-weights).
-    #[arg(long, default_value_t = SimilarityLoss::DEFAULT_L2, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = SimilarityLoss::DEFAULT_L2, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     pub l2: f64,
-    #[arg(long, default_value_t = SimilarityLoss::DEFAULT_LPIPS, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = SimilarityLoss::DEFAULT_LPIPS, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     pub lpips: f64,
-    #[arg(long, default_value_t = SimilarityLoss::DEFAULT_MOCO, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = SimilarityLoss::DEFAULT_MOCO, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     pub moco: f64,
     /// Folder with the loss networks' weights (default: the repository's weights/).
     #[arg(long)]
@@ -107,9 +107,9 @@ pub struct CommonTrainArgs {
     /// normalised as the pipeline does (`sketch_synth::augment`).
     #[arg(long, default_value_t = false)]
     pub augment: bool,
-    #[arg(long, default_value_t = AugmentConfig::default().keep_probability, value_parser = crate::cli::args::probability, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = AugmentConfig::default().keep_probability, value_parser = crate::cli::args::probability, allow_hyphen_values = true)]
     pub augment_keep: f32,
-    #[arg(long, default_value_t = AugmentConfig::default().partwise_probability, value_parser = crate::cli::args::probability, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = AugmentConfig::default().partwise_probability, value_parser = crate::cli::args::probability, allow_hyphen_values = true)]
     pub augment_partwise: f32,
 }
 
@@ -135,13 +135,13 @@ pub struct EncoderTrainArgs {
     #[arg(long, default_value = "narrow_cpu")]
     pub preset: String,
     /// Weight lambda_adv of E's adversarial term (0 disables D_w).
-    #[arg(long, default_value_t = 0.1, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.1, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     pub adv_lambda: f64,
     /// D_w's Adam learning rate.
-    #[arg(long, default_value_t = 2e-5, value_parser = crate::cli::args::positive, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 2e-5, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     pub d_lr: f64,
     /// R1 weight gamma of D_w (lazy, every 16 steps).
-    #[arg(long, default_value_t = 10.0, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     pub r1: f64,
     /// Fine-tune: start E (and w_avg) from this encoder export folder (same preset and
     /// generator); D_w starts fresh.

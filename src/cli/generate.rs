@@ -33,23 +33,23 @@ pub struct GenerateArgs {
     #[arg(long)]
     force: bool,
     /// Sketches per batch in folder mode (1 to 256).
-    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     batch: usize,
     /// Weights folder (default: $SKETCH2MEDI_WEIGHTS, else weights/sketch2medi_phantom64).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Refinement steps T (default: the pipeline's "steps"); 0 = encoder only, at most 16.
-    #[arg(long, value_parser = crate::cli::args::count0::<usize>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::args::count0::<usize>, allow_hyphen_values = true)]
     steps: Option<usize>,
     /// Also write a strip "sketch | E | E+H t=1..T" to this PNG.
     #[arg(long)]
     strip: Option<PathBuf>,
     /// Also write N appearance variations (style mixing of the fine layers) next to --out as
     /// <stem>_var<i>.png (at most 256).
-    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<usize>, allow_hyphen_values = true)]
     variations: usize,
     /// Seed of the variations.
-    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<u64>, allow_hyphen_values = true)]
     seed: u64,
     /// How the sketch is brought to the model's size (default: the pipeline's, pipeline.json
     /// "normalise"): `resize` (triangle filter) or `normalise` (ink-preserving, pen width

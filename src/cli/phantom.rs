@@ -23,16 +23,16 @@ pub struct BuildArgs {
     out: PathBuf,
     /// Fraction of the paper's counts (1.0 = 60,000 images, 1,600/400 segmentation split,
     /// 495 free-hand sketches); at most 100.
-    #[arg(long, default_value_t = 0.01, value_parser = crate::cli::args::positive, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.01, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     scale: f64,
     /// Square image size in pixels (a multiple of 8, from 32 to 4096).
-    #[arg(long, default_value_t = 256, value_parser = crate::cli::args::count::<u32>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 256, value_parser = crate::cli::args::count::<u32>, allow_hyphen_values = true)]
     size: u32,
     /// Base seed: the same seed always gives the same folder, byte for byte.
-    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<u64>, allow_hyphen_values = true)]
     seed: u64,
     /// Stroke width of the synthesized sketches, in pixels at 256 px.
-    #[arg(long, default_value_t = SketchConfig::default().stroke_width, value_parser = crate::cli::args::positive_f32, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = SketchConfig::default().stroke_width, value_parser = crate::cli::args::positive_f32, allow_hyphen_values = true)]
     stroke_width: f32,
     /// Replace a non-empty output folder (only once the new one is complete).
     #[arg(long)]
@@ -47,13 +47,13 @@ pub struct SheetArgs {
     /// Output PNG.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<u64>, allow_hyphen_values = true)]
     seed: u64,
     /// Tile size in pixels (a multiple of 8, from 32 to 4096).
-    #[arg(long, default_value_t = 256, value_parser = crate::cli::args::count::<u32>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 256, value_parser = crate::cli::args::count::<u32>, allow_hyphen_values = true)]
     size: u32,
     /// Number of samples (rows, 1 to 256).
-    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     rows: usize,
 }
 

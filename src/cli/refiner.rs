@@ -35,24 +35,24 @@ pub struct StructureNetArgs {
     #[arg(long)]
     data: PathBuf,
     /// Image side the net is trained at (the generator's size; a multiple of 8).
-    #[arg(long, default_value_t = 64, value_parser = crate::cli::args::count::<u32>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 64, value_parser = crate::cli::args::count::<u32>, allow_hyphen_values = true)]
     size: u32,
     /// Run folder: checkpoints/, samples/, log.csv, loss.png, export/.
     #[arg(long)]
     out: PathBuf,
     /// Total steps (a resumed run continues up to this step).
-    #[arg(long, default_value_t = 3000, value_parser = crate::cli::args::count::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 3000, value_parser = crate::cli::args::count::<u64>, allow_hyphen_values = true)]
     steps: u64,
-    #[arg(long, default_value_t = 16, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 16, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     batch: usize,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3, value_parser = crate::cli::args::positive, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-3, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     lr: f64,
     /// Channels of the U-Net's first level.
-    #[arg(long, default_value_t = 16, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 16, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     width: usize,
     /// Standard deviation of the Gaussian noise added to the training images ([-1, 1] units).
-    #[arg(long, default_value_t = 0.05, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.05, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     noise: f64,
     #[command(flatten)]
     schedule: ScheduleArgs,
@@ -71,27 +71,27 @@ pub struct RefinerTrainArgs {
     #[arg(long, default_value = "narrow_cpu")]
     preset: String,
     /// Refinement iterations T per sample (each with its loss).
-    #[arg(long, default_value_t = hyperstyle_refiner::DEFAULT_STEPS, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = hyperstyle_refiner::DEFAULT_STEPS, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     iterations: usize,
     /// Weight of the sketch-weighted MSE (the squared error on the pixels the sketch draws,
     /// dilated by one pixel) added to L_sim at every iteration. 0 = the paper's loss.
-    #[arg(long, default_value_t = 0.0, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     sketch_l2: f64,
     /// Weight of the region loss added at every iteration: for each structure of the target's
     /// label map (the phantom's masks/), the squared error of the mean colour over that
     /// region, so that structures do not fade into their surroundings. 0 = the paper's loss.
-    #[arg(long, default_value_t = 0.0, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     region: f64,
     /// Weight of a structure loss added at every iteration: cross-entropy + soft Dice of the
     /// frozen structure net (--structure-net) on the image against the target's label map, so
     /// that every structure stays visible where the target has it. 0 = the paper's loss.
-    #[arg(long, default_value_t = 0.0, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     structure: f64,
     /// Weight of a feature distance added at every iteration: LPIPS-style (unit-normalised
     /// channels, squared difference) between the image and the target through the frozen
     /// structure net's feature maps, a domain-trained stand-in for the unavailable MoCo trunk.
     /// 0 = the paper's loss.
-    #[arg(long, default_value_t = 0.0, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     structure_features: f64,
     /// The structure net for --structure / --structure-features: an export folder of
     /// `refiner structure-net`.
@@ -99,7 +99,7 @@ pub struct RefinerTrainArgs {
     structure_net: Option<PathBuf>,
     /// Weight of a realism term added at every iteration: the non-saturating GAN loss of the
     /// generator's discriminator (frozen, from --discriminator). 0 = the paper's loss.
-    #[arg(long, default_value_t = 0.0, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     adv: f64,
     /// The discriminator for --adv: a `sketch2medi stylegan2 train` checkpoint (its `d.*`
     /// tensors, e.g. weights/stylegan2_phantom64/resume/ckpt-000005175.safetensors) or a

@@ -55,25 +55,25 @@ pub struct TrainArgs {
     #[arg(long, default_value = "phantom_r18")]
     preset: String,
     /// Square input size (multiple of 32); the preset's scale ranges are rescaled to it.
-    #[arg(long, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     input_size: Option<usize>,
     /// Length of the schedule in steps (lr decays at 3/4 and 11/12 of it).
-    #[arg(long, default_value_t = 3000, value_parser = crate::cli::args::count::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 3000, value_parser = crate::cli::args::count::<u64>, allow_hyphen_values = true)]
     steps: u64,
     /// Images per step.
-    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     batch: usize,
     /// Peak AdamW learning rate.
-    #[arg(long, default_value_t = 1e-3, value_parser = crate::cli::args::positive, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-3, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     lr: f64,
     /// Linear warm-up steps.
-    #[arg(long, default_value_t = 200, value_parser = crate::cli::args::count0::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 200, value_parser = crate::cli::args::count0::<u64>, allow_hyphen_values = true)]
     warmup: u64,
     /// Base seed.
-    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<u64>, allow_hyphen_values = true)]
     seed: u64,
     /// Stop at a step boundary before this wall-clock budget (minutes), checkpoint and export.
-    #[arg(long, value_parser = crate::cli::args::positive, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     max_minutes: Option<f64>,
     /// torchvision-named ResNet weights (safetensors) for the backbone; then BatchNorm is
     /// frozen and stage 1 too, as the reference. Without it the backbone trains from scratch
@@ -84,7 +84,7 @@ pub struct TrainArgs {
     #[arg(long)]
     no_augment: bool,
     /// Checkpoint every N steps.
-    #[arg(long, default_value_t = 200, value_parser = crate::cli::args::count::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 200, value_parser = crate::cli::args::count::<u64>, allow_hyphen_values = true)]
     checkpoint_every: u64,
     /// Skip the validation DICE at the end.
     #[arg(long)]
@@ -103,10 +103,10 @@ pub struct EvalArgs {
     #[arg(long, default_value = "seg_val")]
     split: String,
     /// Score threshold of the instances that make the label maps (the paper's delta).
-    #[arg(long, default_value_t = 0.35, value_parser = crate::cli::args::probability, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.35, value_parser = crate::cli::args::probability, allow_hyphen_values = true)]
     threshold: f32,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     batch: usize,
     /// Also write the result as JSON here.
     #[arg(long)]
@@ -128,13 +128,13 @@ pub struct SketchesArgs {
     #[arg(long, default_value = "train")]
     split: String,
     /// Instances with a score below this are not drawn (the paper's delta).
-    #[arg(long, default_value_t = 0.35, value_parser = crate::cli::args::probability, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.35, value_parser = crate::cli::args::probability, allow_hyphen_values = true)]
     threshold: f32,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     batch: usize,
     /// Only the first N images (timing runs).
-    #[arg(long, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     limit: Option<usize>,
 }
 

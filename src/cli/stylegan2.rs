@@ -28,13 +28,13 @@ pub struct SampleArgs {
     #[arg(long)]
     out: PathBuf,
     /// Number of images.
-    #[arg(long, default_value_t = 64, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 64, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     n: usize,
     /// Seed of the latents (image i uses z from derive_seed(seed, 0, i)).
-    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count0::<u64>, allow_hyphen_values = true)]
     seed: u64,
     /// Truncation psi towards the mean latent (1 = none).
-    #[arg(long, default_value_t = 1.0, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     truncation: f64,
     /// Key prefix inside the file (e.g. g_ema for a rosinality conversion).
     #[arg(long, default_value = "")]
@@ -53,17 +53,17 @@ pub struct TrainArgs {
     #[arg(long, default_value = "phantom_64")]
     model: String,
     /// Total steps (a resumed run continues up to this step).
-    #[arg(long, default_value_t = 20_000, value_parser = crate::cli::args::count::<u64>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 20_000, value_parser = crate::cli::args::count::<u64>, allow_hyphen_values = true)]
     steps: u64,
-    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::count::<usize>, allow_hyphen_values = true)]
     batch: usize,
-    #[arg(long, default_value_t = 0.002, value_parser = crate::cli::args::positive, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.002, value_parser = crate::cli::args::positive, allow_hyphen_values = true)]
     lr: f64,
     /// R1 weight gamma.
-    #[arg(long, default_value_t = 10.0, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     r1: f64,
     /// Path-length weight (0 disables it).
-    #[arg(long, default_value_t = 2.0, value_parser = crate::cli::args::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 2.0, value_parser = crate::cli::args::non_negative, allow_hyphen_values = true)]
     path_regularize: f64,
     #[command(flatten)]
     schedule: crate::cli::encoder::ScheduleArgs,
