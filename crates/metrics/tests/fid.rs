@@ -160,7 +160,11 @@ fn kid_matches_torch_fidelity() {
     let want = f64s(&f["kid"]);
     for i in 0..want.len() {
         let got = mmd2_unbiased(&f1, &f2, 64, &r1[i], &r2[i]);
-        println!("kid subset {i}: rust {got:.12} torch-fidelity {:.12}", want[i]);
+        println!(
+            "kid subset {i}: rust {got:.12} torch-fidelity {:.12} rel {:.2e}",
+            want[i],
+            rel(got, want[i])
+        );
         assert!(rel(got, want[i]) < 1e-9, "{got} vs {}", want[i]);
     }
     // The numpy RandomState draw gives exactly torch-fidelity's subsets (rng_seed 2020).
