@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Parity fixtures for crates/backbones (torchvision / pytorch-fid / e4e reference outputs).
+"""Parity fixtures for crates/backbones (torchvision / e4e reference outputs).
+
+The FID Inception fixture comes from pytorch-fid itself: tools/fid_inception_fixture.py.
 
 Every model is filled with the deterministic weight formula of `backbones::synthetic`
 (crates/backbones/src/synthetic.rs), so no weight is committed: the Rust tests rebuild the
@@ -237,91 +239,9 @@ class IRSE50(nn.Module):
         return taps
 
 
-# ---------------------------------------------------------------- FID Inception (pytorch-fid inception.py)
-from torchvision.models import inception as tvi
-
-
-class FIDInceptionA(tvi.InceptionA):
-    def forward(self, x):
-        branch1x1 = self.branch1x1(x)
-        branch5x5 = self.branch5x5_2(self.branch5x5_1(x))
-        branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        branch_pool = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-        branch_pool = self.branch_pool(branch_pool)
-        return torch.cat([branch1x1, branch5x5, branch3x3dbl, branch_pool], 1)
-
-
-class FIDInceptionC(tvi.InceptionC):
-    def forward(self, x):
-        branch1x1 = self.branch1x1(x)
-        branch7x7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-        b = self.branch7x7dbl_1(x)
-        b = self.branch7x7dbl_2(b)
-        b = self.branch7x7dbl_3(b)
-        b = self.branch7x7dbl_4(b)
-        b = self.branch7x7dbl_5(b)
-        branch_pool = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-        branch_pool = self.branch_pool(branch_pool)
-        return torch.cat([branch1x1, branch7x7, b, branch_pool], 1)
-
-
-class FIDInceptionE(tvi.InceptionE):
-    def __init__(self, in_channels, max_pool):
-        super().__init__(in_channels)
-        self.max_pool = max_pool
-
-    def forward(self, x):
-        branch1x1 = self.branch1x1(x)
-        b3 = self.branch3x3_1(x)
-        b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
-        bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
-        if self.max_pool:  # FIDInceptionE_2 (Mixed_7c)
-            branch_pool = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
-        else:  # FIDInceptionE_1 (Mixed_7b)
-            branch_pool = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-        branch_pool = self.branch_pool(branch_pool)
-        return torch.cat([branch1x1, b3, bd, branch_pool], 1)
-
-
-def fid_inception_v3():
-    m = tvi.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
-    m.Mixed_5b = FIDInceptionA(192, pool_features=32)
-    m.Mixed_5c = FIDInceptionA(256, pool_features=64)
-    m.Mixed_5d = FIDInceptionA(288, pool_features=64)
-    m.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
-    m.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
-    m.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
-    m.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
-    m.Mixed_7b = FIDInceptionE(1280, max_pool=False)
-    m.Mixed_7c = FIDInceptionE(2048, max_pool=True)
-    return m
-
-
-def fid_taps(m, x):
-    """pytorch-fid InceptionV3(resize_input=True, normalize_input=True) blocks 0..3."""
-    taps = {}
-    x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-    x = 2 * x - 1
-    x = m.Conv2d_2b_3x3(m.Conv2d_2a_3x3(m.Conv2d_1a_3x3(x)))
-    x = F.max_pool2d(x, kernel_size=3, stride=2)
-    taps["block0"] = x
-    x = m.Conv2d_4a_3x3(m.Conv2d_3b_1x1(x))
-    x = F.max_pool2d(x, kernel_size=3, stride=2)
-    taps["block1"] = x
-    for n in ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"]:
-        x = getattr(m, n)(x)
-    taps["block2"] = x
-    for n in ["Mixed_7a", "Mixed_7b", "Mixed_7c"]:
-        x = getattr(m, n)(x)
-    taps["pool3"] = x.mean(dim=(2, 3))
-    return taps
-
-
 def EXTRA_JOBS():
     return {
         "irse50": lambda: (fill(IRSE50()), image((1, 3, 48, 40)), lambda m, x: m.taps(x)),
-        "fid_inception": lambda: (fill(fid_inception_v3()), image((1, 3, 37, 45), 0.0, 1.0), fid_taps),
     }
 
 

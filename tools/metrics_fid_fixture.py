@@ -1,23 +1,44 @@
 #!/usr/bin/env python3
 """Parity fixtures for the Frechet distance, KID and the FID feature pipeline (crates/metrics).
 
-Writes `crates/metrics/tests/fixtures/{frechet,fid_pipeline}.safetensors`:
+Every number comes from the reference packages, imported (nothing re-written here):
+pytorch-fid 0.3.0 and torch-fidelity 0.4.0 (pip). Writes
+`crates/metrics/tests/fixtures/{frechet,fid_pipeline}.safetensors`, checked by
+`cargo test -p metrics --test fid`:
 
-* `frechet`: two correlated 64-d feature sets (200 and 150 rows, f32), numpy's statistics
-  (`mu`, `np.cov(rowvar=False)`, f64), the FID from **pytorch-fid's
-  `calculate_frechet_distance`** (scipy `sqrtm`), 5 KID subsets of size 50 (row indices drawn
-  by numpy) and the KID per subset from **clean-fid's `kernel_distance`** estimator
-  (polynomial kernel d=3, gamma=1/dim, coef 1; unbiased).
+* `frechet`: two correlated 64-d feature sets (200 and 150 rows, f32, numpy seed 7). Their
+  statistics from **torch-fidelity's `fid_features_to_statistics`** (np.mean, np.cov rowvar=False;
+  fed the features as f64), the FID from **pytorch-fid's `calculate_frechet_distance`** (scipy
+  `sqrtm`) and from **torch-fidelity's `fid_statistics_to_metric`** (eigenvalues). KID from
+  **torch-fidelity's `kid_features_to_metric`** (poly kernel degree 3, gamma 1/d, coef0 1,
+  unbiased MMD^2, subsets drawn by `np.random.RandomState(rng_seed).choice(replace=False)`):
+  `kid` / `kid_rows1` / `kid_rows2` = the 5 subsets of 50 it draws with rng_seed 2020 (the rows
+  are read off the package's own RandomState calls by wrapping `choice`; each per-subset value
+  from torch-fidelity's `kernel_mmd`); `kid_mean`/`kid_std` its result for those settings,
+  `kid100_*` for its default 100 subsets (size 100, rng_seed 2020), `kid_f32_*` with the f32
+  features as torch-fidelity gets them from an extractor (kernels in f32).
 * `fid_pipeline`: two sets of 5 small images in [0, 1] (40x40), their pool3 features from
-  **pytorch-fid's `InceptionV3([3])`** (resize to 299 bilinear, 2x-1) with every parameter filled
-  by the synthetic formula of `backbones::synthetic` (`tools/backbones_fixtures.py`), the
-  Frechet distance of those features (torch-fidelity's eigenvalue formula in f64: the 2048-d
-  covariances of 5 images are singular, where scipy's sqrtm is not accurate) and the
-  full-set KID.
+  **pytorch-fid's `InceptionV3([3])`** (resize to 299 bilinear, 2x-1), the FD of those features
+  from torch-fidelity's `fid_features_to_statistics` + `fid_statistics_to_metric` (eigenvalues of
+  S1 S2: the 2048-d covariances of 5 images are singular, where scipy's sqrtm is not accurate)
+  and torch-fidelity's `kid_features_to_metric` (1 subset of 5, rng_seed 2020).
 
-Usage: .venv/bin/pip install scipy pytorch-fid
-       .venv/bin/python tools/metrics_fid_fixture.py
+What is stubbed, and nothing else: pytorch-fid's weights download (see
+tools/fid_inception_fixture.py: a synthetic `pt_inception-2015-12-05-6726825d.pth` pre-placed
+in a temporary torch.hub cache; values from the `backbones::synthetic` name-seeded formula,
+which `metrics::features::InceptionFeatures::synthetic` rebuilds). torch-fidelity downloads
+nothing here (only its feature-level functions are called).
+
+Features are handed to torch-fidelity as f64 tensors (the Rust side computes in f64), except
+for the `kid_f32_*` values. Each file's safetensors metadata records the script, the reference
+packages and versions, the config and the stub.
+
+Usage (no network needed):
+    python3 -m venv /work/venv-ref && /work/venv-ref/bin/pip install torch torchvision numpy \
+        scipy safetensors pytorch-fid==0.3.0 torch-fidelity==0.4.0
+    /work/venv-ref/bin/python tools/metrics_fid_fixture.py
 """
+import contextlib
 import os
 import sys
 
@@ -26,30 +47,68 @@ import torch
 from safetensors.numpy import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import backbones_fixtures as bf  # noqa: E402
+import backbones_fixtures as bf  # noqa: E402  (test image)
+import fid_inception_fixture as fif  # noqa: E402  (pytorch-fid InceptionV3 with the stubbed download)
 
 OUT = "crates/metrics/tests/fixtures"
+SCRIPT = "tools/metrics_fid_fixture.py"
+KID_SEED = 2020  # torch-fidelity's default rng_seed
 
 
-def kid_subset(x, y):
-    """clean-fid `kernel_distance` body for one subset (x, y: m x d float64)."""
-    d = x.shape[1]
-    m = x.shape[0]
-    a = (x @ x.T / d + 1) ** 3 + (y @ y.T / d + 1) ** 3
-    b = (x @ y.T / d + 1) ** 3
-    t = (a.sum() - np.diag(a).sum()) / (m - 1) - b.sum() * 2 / m
-    return t / m
+def tf_stats(x):
+    """torch-fidelity's statistics (mu, np.cov rowvar=False) of f64 features."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    return fid_features_to_statistics(torch.from_numpy(np.asarray(x, dtype=np.float64)))
 
 
-def fd_eig(mu1, s1, mu2, s2):
-    """torch-fidelity's Frechet distance: tr sqrt via the eigenvalues of S1 S2 (complex sqrt)."""
-    ev = np.linalg.eigvals(s1 @ s2).astype(np.complex128)
-    tr = np.sqrt(ev).real.sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr)
+def tf_fid(s1, s2):
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+
+    return fid_statistics_to_metric(s1, s2, verbose=False)[KEY_METRIC_FID]
+
+
+def tf_kid(x, y, subsets, subset_size, dtype=np.float64):
+    """torch-fidelity's `kid_features_to_metric` -> (mean, std)."""
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+    out = kid_features_to_metric(
+        torch.from_numpy(np.asarray(x, dtype=dtype)),
+        torch.from_numpy(np.asarray(y, dtype=dtype)),
+        kid_subsets=subsets,
+        kid_subset_size=subset_size,
+        rng_seed=KID_SEED,
+        verbose=False,
+    )
+    return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
+
+
+@contextlib.contextmanager
+def recorded_choices():
+    """Records the row indices torch-fidelity's own `RandomState.choice` calls return.
+
+    Observation only: the wrapped method calls numpy's and returns its result unchanged.
+    """
+    drawn = []
+    orig = np.random.RandomState.choice
+
+    class Recording(np.random.RandomState):
+        def choice(self, *a, **k):
+            r = orig(self, *a, **k)
+            drawn.append(np.array(r, dtype=np.int64))
+            return r
+
+    saved = np.random.RandomState
+    np.random.RandomState = Recording
+    try:
+        yield drawn
+    finally:
+        np.random.RandomState = saved
 
 
 def frechet_fixture():
     from pytorch_fid.fid_score import calculate_frechet_distance
+    from torch_fidelity.metric_kid import kernel_mmd
 
     rng = np.random.default_rng(7)
     d = 64
@@ -58,35 +117,47 @@ def frechet_fixture():
     f1 = (rng.normal(size=(200, d)) @ l1 + 0.5).astype(np.float32)
     f2 = (rng.normal(size=(150, d)) @ l2 + 0.4 + 0.1 * rng.normal(size=d)).astype(np.float32)
     x1, x2 = f1.astype(np.float64), f2.astype(np.float64)
-    mu1, mu2 = x1.mean(0), x2.mean(0)
-    s1, s2 = np.cov(x1, rowvar=False), np.cov(x2, rowvar=False)
-    fid = calculate_frechet_distance(mu1, s1, mu2, s2)
+    s1, s2 = tf_stats(x1), tf_stats(x2)
+    fid = calculate_frechet_distance(s1["mu"], s1["sigma"], s2["mu"], s2["sigma"])
+    fid_tf = tf_fid(s1, s2)
+
     m, k = 50, 5
-    ix = np.stack([rng.choice(200, m, replace=False) for _ in range(k)]).astype(np.int64)
-    iy = np.stack([rng.choice(150, m, replace=False) for _ in range(k)]).astype(np.int64)
-    kids = np.array([kid_subset(x1[ix[i]], x2[iy[i]]) for i in range(k)])
-    print(f"frechet: fid {fid!r} (eig formula {fd_eig(mu1, s1, mu2, s2)!r}), kid {kids}")
+    with recorded_choices() as drawn:
+        kid_mean, kid_std = tf_kid(x1, x2, k, m)
+    assert len(drawn) == 2 * k, len(drawn)
+    ix, iy = np.stack(drawn[0::2]), np.stack(drawn[1::2])
+    kids = np.array([kernel_mmd(x1[ix[i]], x2[iy[i]]) for i in range(k)])
+    # The recorded rows are the package's subsets: its mean over them is kid_mean.
+    assert abs(kids.mean() - kid_mean) <= 1e-12 * abs(kid_mean), (kids.mean(), kid_mean)
+    kid100 = tf_kid(x1, x2, 100, 100)
+    kid_f32 = tf_kid(f1, f2, k, m, dtype=np.float32)
+    print(f"frechet: fid {fid!r} (torch-fidelity {fid_tf!r}); kid {kid_mean!r} +- {kid_std!r}")
+    print(f"  kid 100x100 {kid100}; kid from f32 features {kid_f32}")
     return {
         "f1": f1,
         "f2": f2,
-        "mu1": mu1,
-        "mu2": mu2,
-        "sigma1": s1,
-        "sigma2": s2,
+        "mu1": s1["mu"],
+        "mu2": s2["mu"],
+        "sigma1": s1["sigma"],
+        "sigma2": s2["sigma"],
         "fid": np.array([fid], dtype=np.float64),
+        "fid_torch_fidelity": np.array([fid_tf], dtype=np.float64),
         "kid_rows1": ix,
         "kid_rows2": iy,
         "kid": kids,
-    }
+        "kid_mean_std": np.array([kid_mean, kid_std]),
+        "kid100_mean_std": np.array(kid100),
+        "kid_f32_mean_std": np.array(kid_f32),
+    }, (
+        "features: numpy default_rng(7), 200 and 150 rows x 64, f32; statistics and FID from "
+        "f64 features; KID: kid_subsets=5, kid_subset_size=50, rng_seed=2020 (kid, kid_rows*, "
+        "kid_mean_std), kid_subsets=100, kid_subset_size=100, rng_seed=2020 (kid100_mean_std), "
+        "f32 features, 5 x 50 (kid_f32_mean_std); kernel poly degree 3, gamma 1/d, coef0 1"
+    )
 
 
 def pipeline_fixture():
-    import pytorch_fid.inception as pfi
-
-    synthetic = bf.fill(bf.fid_inception_v3()).state_dict()
-    # pytorch-fid downloads its weights inside fid_inception_v3(); hand it the synthetic ones.
-    pfi.load_state_dict_from_url = lambda *a, **k: synthetic
-    model = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    model = fif.pytorch_fid_inception([3])
     a = bf.image((5, 3, 40, 40), 0.0, 1.0)
     # A different distribution: seeded uniform noise blended with the flipped images.
     noise = torch.from_numpy(np.random.default_rng(3).random((5, 3, 40, 40))).to(torch.float32)
@@ -94,26 +165,46 @@ def pipeline_fixture():
     with torch.no_grad():
         fa = model(a)[0].squeeze(-1).squeeze(-1).numpy()
         fb = model(b)[0].squeeze(-1).squeeze(-1).numpy()
-    xa, xb = fa.astype(np.float64), fb.astype(np.float64)
-    fd = fd_eig(xa.mean(0), np.cov(xa, rowvar=False), xb.mean(0), np.cov(xb, rowvar=False))
-    kid = kid_subset(xa, xb)
-    print(f"fid_pipeline: fd {fd!r} kid {kid!r}; tr S1 {np.trace(np.cov(xa, rowvar=False))}")
+    fd = tf_fid(tf_stats(fa), tf_stats(fb))
+    kid_mean, _ = tf_kid(fa, fb, 1, 5)
+    print(f"fid_pipeline: fd {fd!r} kid {kid_mean!r}")
     return {
         "images1": a.numpy(),
         "images2": b.numpy(),
         "pool3_1": fa,
         "pool3_2": fb,
         "fd": np.array([fd]),
-        "kid": np.array([kid]),
-    }
+        "kid": np.array([kid_mean]),
+    }, (
+        "pytorch_fid.inception.InceptionV3([3], resize_input=True, normalize_input=True), CPU f32 "
+        "1 thread; images 2 x 5 x 3 x 40 x 40 in [0, 1]; FD: torch-fidelity "
+        "fid_features_to_statistics + fid_statistics_to_metric on f64 features; KID: "
+        "kid_features_to_metric, kid_subsets=1, kid_subset_size=5, rng_seed=2020, f64 features"
+    )
 
 
 def main():
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
-    meta = {"torch": torch.__version__, "generator": "tools/metrics_fid_fixture.py"}
+    calls = {
+        "frechet": "pytorch_fid.fid_score.calculate_frechet_distance; torch_fidelity.metric_fid."
+        "fid_features_to_statistics, fid_statistics_to_metric; torch_fidelity.metric_kid."
+        "kid_features_to_metric, kernel_mmd",
+        "fid_pipeline": "pytorch_fid.inception.InceptionV3; torch_fidelity.metric_fid."
+        "fid_features_to_statistics, fid_statistics_to_metric; torch_fidelity.metric_kid."
+        "kid_features_to_metric",
+    }
     for name, make in [("frechet", frechet_fixture), ("fid_pipeline", pipeline_fixture)]:
-        t = {k: np.ascontiguousarray(v) for k, v in make().items()}
+        tensors, config = make()
+        meta = {
+            "generator": SCRIPT,
+            "reference": fif.versions("pytorch-fid", "torch-fidelity"),
+            "reference_call": calls[name],
+            "packages": fif.versions("torch", "torchvision", "numpy", "scipy"),
+            "config": config,
+            "stubbed": fif.STUB if name == "fid_pipeline" else "nothing (no weights involved)",
+        }
+        t = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
         p = os.path.join(OUT, f"{name}.safetensors")
         save_file(t, p, metadata=meta)
         print(p, os.path.getsize(p), "bytes")

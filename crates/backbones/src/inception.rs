@@ -16,6 +16,10 @@
 //!
 //! Taps: `block0` (64 ch, 73x73 for a 299 input, after the first max pool), `block1` (192 ch,
 //! 35x35), `block2` (768 ch, 17x17), `pool3` (`[B, 2048]`, the FID feature).
+//!
+//! Parity: `tests/parity.rs` against the pytorch-fid 0.3.0 package itself (its `InceptionV3`
+//! blocks 0..3; only the weights download stubbed), fixture from
+//! `tools/fid_inception_fixture.py`.
 
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! .venv/bin/python tools/backbones_fixtures.py --out crates/backbones/tests/fixtures
+//! /work/venv-ref/bin/python tools/fid_inception_fixture.py   # pytorch-fid 0.3.0 itself
 //! ```
 //!
 //! Both sides fill every parameter with `backbones::synthetic`'s formula, so no weights are
@@ -28,6 +29,37 @@ fn fixture(name: &str) -> HashMap<String, Tensor> {
         .join(format!("{name}.safetensors"));
     candle_core::safetensors::load(&p, &Device::Cpu)
         .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", p.display()))
+}
+
+/// The fixture's safetensors `__metadata__` (provenance written by the generator script).
+fn fixture_metadata(name: &str) -> HashMap<String, String> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.safetensors"));
+    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .unwrap_or_else(|e| panic!("bad safetensors header in {}: {e}", p.display()));
+    meta.metadata().clone().unwrap_or_default()
+}
+
+/// Fails unless the fixture says it was produced by `generator` running `package` (pinned
+/// as `package==version`) and says what was stubbed: a fixture re-written by a stand-in for
+/// the reference cannot come back silently.
+fn assert_reference(name: &str, generator: &str, package: &str) {
+    let meta = fixture_metadata(name);
+    let field = |k: &str| {
+        meta.get(k)
+            .unwrap_or_else(|| panic!("{name}: fixture metadata lacks `{k}`: {meta:?}"))
+    };
+    assert_eq!(field("generator"), generator, "{name}: generator");
+    assert!(
+        field("reference")
+            .split("; ")
+            .any(|r| r.starts_with(&format!("{package}=="))),
+        "{name}: reference is not {package}: {meta:?}"
+    );
+    assert!(!field("stubbed").is_empty(), "{name}: stub not recorded");
+    assert!(!field("config").is_empty(), "{name}: config not recorded");
 }
 
 fn max_abs(t: &Tensor) -> f32 {
@@ -147,6 +179,11 @@ fn irse50_matches_e4e() {
 
 #[test]
 fn fid_inception_matches_pytorch_fid() {
+    assert_reference(
+        "fid_inception",
+        "tools/fid_inception_fixture.py",
+        "pytorch-fid",
+    );
     let f = fixture("fid_inception");
     let net = backbones::FidInceptionV3::new(
         backbones::FidInceptionConfig::default(),

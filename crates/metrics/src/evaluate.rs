@@ -478,8 +478,8 @@ impl<'a> Run<'a> {
         settings.insert(
             "kid".into(),
             format!(
-                "{} subsets of min(n, {}), seed {}",
-                cfg.kid.subsets, cfg.kid.subset_size, cfg.kid.seed
+                "{} subsets of min(n, {}), seed {} ({:?})",
+                cfg.kid.subsets, cfg.kid.subset_size, cfg.kid.seed, cfg.kid.sampler
             ),
         );
         settings.insert("device".into(), format!("{:?}", self.device));

@@ -1,8 +1,9 @@
 //! Kernel Inception Distance: the unbiased MMD^2 with the cubic polynomial kernel
 //! `k(x, y) = (x.y / d + 1)^3`, averaged over random subsets.
 //!
-//! Mirrors torch-fidelity's `kid` (`kid_subsets` = 100, `kid_subset_size` = 1000, degree 3,
-//! gamma = 1/d, coef0 = 1) and clean-fid's `kernel_distance` (same estimator):
+//! Mirrors torch-fidelity 0.4.0's `kid_features_to_metric` (`kid_subsets` = 100,
+//! `kid_subset_size` = 1000, `rng_seed` = 2020, degree 3, gamma = 1/d, coef0 = 1,
+//! `mmd_est="unbiased"`), whose estimator clean-fid's `kernel_distance` shares:
 //!
 //! ```text
 //! m     = min(n1, n2, subset_size)
@@ -11,32 +12,65 @@
 //! KID   = mean over subsets, reported with the (population) std over subsets as torch-fidelity.
 //! ```
 //!
-//! NOTE: subsets are drawn with a seeded ChaCha8 stream (`rand::seq::index::sample`), not
-//! numpy's generator, so the subsets differ from the Python tools; the estimator on given
-//! subsets is identical (parity test on fixed subsets in `tests/kid.rs`). With `m = n1 = n2`
-//! and one subset the value is deterministic and equals the Python value exactly.
+//! Subsets ([`KidSampler`]): the default draws them exactly as torch-fidelity does
+//! (`np.random.RandomState(seed)`, per subset `choice(n1, m, replace=False)` then
+//! `choice(n2, m, replace=False)`, reproduced in [`crate::numpy_random`]), so
+//! [`KidConfig::torch_fidelity`] gives torch-fidelity's KID for the same features (parity test
+//! in `tests/fid.rs`, fixture from the package itself). [`KidSampler::ChaCha8`] keeps the
+//! earlier seeded ChaCha8 stream (`rand::seq::index::sample`).
+//!
+//! NOTE: torch-fidelity refuses `subset_size` > n; here `m` is clamped to `min(n1, n2)`, which
+//! equals torch-fidelity called with `kid_subset_size = m`. The kernels are computed in f64;
+//! torch-fidelity computes them in the features' dtype (f32 from its extractors), which moves
+//! KID by about 1e-6 relative.
 
 use faer::Mat;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::features::error::{MetricsError, Result};
+use crate::numpy_random::RandomState;
 
-/// KID settings (torch-fidelity defaults).
+/// How the KID subsets are drawn from the seed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KidSampler {
+    /// torch-fidelity's draw: numpy's legacy `RandomState(seed)` (seed < 2^32) and
+    /// `choice(n, m, replace=False)`, first set then second set, per subset.
+    #[default]
+    NumpyRandomState,
+    /// A seeded ChaCha8 stream (`rand::seq::index::sample`), independent of numpy.
+    ChaCha8,
+}
+
+/// KID settings; the default is torch-fidelity's ([`KidConfig::torch_fidelity`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KidConfig {
+    /// Number of subsets (torch-fidelity `kid_subsets`).
     pub subsets: usize,
+    /// Rows per subset, clamped to the smaller set (torch-fidelity `kid_subset_size`).
     pub subset_size: usize,
+    /// Seed of the subset draw (torch-fidelity `rng_seed`).
     pub seed: u64,
+    /// Generator of the subsets (older config files without it get torch-fidelity's).
+    #[serde(default)]
+    pub sampler: KidSampler,
+}
+
+impl KidConfig {
+    /// torch-fidelity 0.4.0's defaults: 100 subsets of 1000, `rng_seed` 2020, its numpy draw.
+    pub fn torch_fidelity() -> Self {
+        Self {
+            subsets: 100,
+            subset_size: 1000,
+            seed: 2020,
+            sampler: KidSampler::NumpyRandomState,
+        }
+    }
 }
 
 impl Default for KidConfig {
     fn default() -> Self {
-        Self {
-            subsets: 100,
-            subset_size: 1000,
-            seed: 0,
-        }
+        Self::torch_fidelity()
     }
 }
 
@@ -84,6 +118,50 @@ pub fn mmd2_unbiased(fx: &[f32], fy: &[f32], dim: usize, rx: &[usize], ry: &[usi
     (off(&kxx) + off(&kyy)) / (mf * (mf - 1.0)) - 2.0 * sxy / (mf * mf)
 }
 
+/// The row indices of every subset (`m` rows of each set), as `cfg.sampler` draws them.
+pub fn kid_subsets(
+    n1: usize,
+    n2: usize,
+    m: usize,
+    cfg: &KidConfig,
+) -> Result<Vec<(Vec<usize>, Vec<usize>)>> {
+    if m > n1.min(n2) {
+        return Err(MetricsError::Invalid(format!(
+            "KID subsets of {m} rows from sets of {n1} and {n2} rows"
+        )));
+    }
+    match cfg.sampler {
+        KidSampler::NumpyRandomState => {
+            let seed = u32::try_from(cfg.seed).map_err(|_| {
+                MetricsError::Invalid(format!(
+                    "KID seed {} out of numpy RandomState's range [0, 2^32)",
+                    cfg.seed
+                ))
+            })?;
+            let mut rng = RandomState::new(seed);
+            Ok((0..cfg.subsets)
+                .map(|_| {
+                    let rx = rng.choice_without_replacement(n1, m);
+                    (rx, rng.choice_without_replacement(n2, m))
+                })
+                .collect())
+        }
+        KidSampler::ChaCha8 => {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+            Ok((0..cfg.subsets)
+                .map(|_| {
+                    let mut rx = rand::seq::index::sample(&mut rng, n1, m).into_vec();
+                    let mut ry = rand::seq::index::sample(&mut rng, n2, m).into_vec();
+                    // The estimator is order-invariant; sorting keeps memory access regular.
+                    rx.sort_unstable();
+                    ry.sort_unstable();
+                    (rx, ry)
+                })
+                .collect())
+        }
+    }
+}
+
 /// KID between two feature sets (row-major, `dim` columns), with seeded subsets.
 pub fn kid(fx: &[f32], fy: &[f32], dim: usize, cfg: &KidConfig) -> Result<KidValue> {
     if dim == 0 || !fx.len().is_multiple_of(dim) || !fy.len().is_multiple_of(dim) {
@@ -102,16 +180,9 @@ pub fn kid(fx: &[f32], fy: &[f32], dim: usize, cfg: &KidConfig) -> Result<KidVal
             cfg.subsets
         )));
     }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
-    let vals: Vec<f64> = (0..cfg.subsets)
-        .map(|_| {
-            let mut rx = rand::seq::index::sample(&mut rng, n1, m).into_vec();
-            let mut ry = rand::seq::index::sample(&mut rng, n2, m).into_vec();
-            // The estimator is order-invariant; sorting keeps memory access regular.
-            rx.sort_unstable();
-            ry.sort_unstable();
-            mmd2_unbiased(fx, fy, dim, &rx, &ry)
-        })
+    let vals: Vec<f64> = kid_subsets(n1, n2, m, cfg)?
+        .iter()
+        .map(|(rx, ry)| mmd2_unbiased(fx, fy, dim, rx, ry))
         .collect();
     let mean = vals.iter().sum::<f64>() / vals.len() as f64;
     let var = vals.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / vals.len() as f64;

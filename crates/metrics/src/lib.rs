@@ -1,7 +1,8 @@
 //! Evaluation metrics of the paper's Table I: FID/KID, DICE, LPIPS, DISTS, ST-LPIPS, TReS, CLIP-IQA.
 //!
 //! - [`frechet`]: Gaussian feature statistics (cacheable) and the Frechet distance (f64, faer).
-//! - [`fid`]: FID / `FD[<extractor>]` between image sets; [`kid`]: KID (unbiased MMD^2).
+//! - [`fid`]: FID / `FD[<extractor>]` between image sets; [`kid`]: KID (unbiased MMD^2, torch-fidelity's
+//!   subsets via [`numpy_random`]).
 //! - [`features`]: image folders, `[-1,1]`/`[0,1]` loading, feature extractors, [`MetricsError`].
 //! - [`clip_iqa`]: CLIP-IQA (OpenAI CLIP RN50 image tower + attention pool, stored prompts).
 //! - [`tres`]: TReS (ResNet + transformer, pyiqa names, uniform 224 crops).
@@ -18,6 +19,7 @@ pub mod features;
 pub mod fid;
 pub mod frechet;
 pub mod kid;
+pub mod numpy_random;
 pub mod perceptual;
 pub mod report;
 pub mod tres;

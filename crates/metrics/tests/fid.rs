@@ -1,6 +1,14 @@
-//! Frechet distance, KID and the FID feature pipeline against committed Python fixtures
-//! (`tools/metrics_fid_fixture.py`: pytorch-fid's `calculate_frechet_distance` with scipy
-//! `sqrtm`, clean-fid's KID estimator, pytorch-fid's `InceptionV3` with synthetic weights).
+//! Frechet distance, KID and the FID feature pipeline against fixtures produced by the
+//! reference packages themselves (pytorch-fid 0.3.0, torch-fidelity 0.4.0; the versions, the
+//! calls and the one stub are in each file's metadata, checked below):
+//!
+//! ```text
+//! /work/venv-ref/bin/python tools/metrics_fid_fixture.py
+//! ```
+//!
+//! pytorch-fid's `calculate_frechet_distance` (scipy `sqrtm`), torch-fidelity's
+//! `fid_features_to_statistics` / `fid_statistics_to_metric` / `kid_features_to_metric` /
+//! `kernel_mmd`, pytorch-fid's `InceptionV3` with synthetic weights (only its download stubbed).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,7 +16,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use metrics::features::{FeatureExtractor, InceptionFeatures, check_finite};
 use metrics::frechet::{GaussianStats, frechet_distance};
-use metrics::kid::{KidConfig, kid, mmd2_unbiased};
+use metrics::kid::{KidConfig, KidSampler, kid, kid_subsets, mmd2_unbiased};
 
 fn fixture(name: &str) -> HashMap<String, Tensor> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,6 +24,39 @@ fn fixture(name: &str) -> HashMap<String, Tensor> {
         .join(format!("{name}.safetensors"));
     candle_core::safetensors::load(&p, &Device::Cpu)
         .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", p.display()))
+}
+
+/// The fixture's safetensors `__metadata__` (provenance written by the generator script).
+fn fixture_metadata(name: &str) -> HashMap<String, String> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.safetensors"));
+    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .unwrap_or_else(|e| panic!("bad safetensors header in {}: {e}", p.display()));
+    meta.metadata().clone().unwrap_or_default()
+}
+
+/// Fails unless the fixture was written by `tools/metrics_fid_fixture.py` running the named
+/// reference packages (pinned as `package==version`) and records its config and stub: a
+/// fixture re-written by a stand-in for the reference cannot come back silently.
+fn assert_reference(name: &str, packages: &[&str]) {
+    let meta = fixture_metadata(name);
+    let field = |k: &str| {
+        meta.get(k)
+            .unwrap_or_else(|| panic!("{name}: fixture metadata lacks `{k}`: {meta:?}"))
+    };
+    assert_eq!(field("generator"), "tools/metrics_fid_fixture.py", "{name}");
+    for package in packages {
+        assert!(
+            field("reference")
+                .split("; ")
+                .any(|r| r.starts_with(&format!("{package}=="))),
+            "{name}: reference does not name {package}: {meta:?}"
+        );
+    }
+    assert!(!field("stubbed").is_empty(), "{name}: stub not recorded");
+    assert!(!field("config").is_empty(), "{name}: config not recorded");
 }
 
 fn f64s(t: &Tensor) -> Vec<f64> {
@@ -36,7 +77,8 @@ fn rel(a: f64, b: f64) -> f64 {
 }
 
 #[test]
-fn frechet_matches_scipy_sqrtm_on_committed_statistics() {
+fn frechet_matches_pytorch_fid_and_torch_fidelity() {
+    assert_reference("frechet", &["pytorch-fid", "torch-fidelity"]);
     let f = fixture("frechet");
     let d = 64;
     let s1 = GaussianStats {
@@ -59,8 +101,14 @@ fn frechet_matches_scipy_sqrtm_on_committed_statistics() {
         rel(got, want)
     );
     assert!(rel(got, want) < 1e-6, "{got} vs {want}");
+    let want_tf = f64s(&f["fid_torch_fidelity"])[0];
+    println!(
+        "frechet: rust {got:.15} torch-fidelity {want_tf:.15} rel {:.2e}",
+        rel(got, want_tf)
+    );
+    assert!(rel(got, want_tf) < 1e-6, "{got} vs {want_tf}");
 
-    // Statistics from the raw features equal numpy's mean and np.cov(rowvar=False).
+    // Statistics from the raw features equal torch-fidelity's (np.mean, np.cov(rowvar=False)).
     let ours = GaussianStats::from_features("fixture", &f32s(&f["f1"]), d).unwrap();
     let worst = ours
         .sigma
@@ -97,7 +145,7 @@ fn stats_round_trip_through_a_file() {
 }
 
 #[test]
-fn kid_matches_clean_fid_estimator_on_fixed_subsets() {
+fn kid_matches_torch_fidelity() {
     let f = fixture("frechet");
     let (f1, f2) = (f32s(&f["f1"]), f32s(&f["f2"]));
     let rows = |k: &str| -> Vec<Vec<usize>> {
@@ -108,17 +156,65 @@ fn kid_matches_clean_fid_estimator_on_fixed_subsets() {
             .collect()
     };
     let (r1, r2) = (rows("kid_rows1"), rows("kid_rows2"));
+    // torch-fidelity's `kernel_mmd` on the subsets it drew.
     let want = f64s(&f["kid"]);
     for i in 0..want.len() {
         let got = mmd2_unbiased(&f1, &f2, 64, &r1[i], &r2[i]);
-        println!("kid subset {i}: rust {got:.12} numpy {:.12}", want[i]);
+        println!(
+            "kid subset {i}: rust {got:.12} torch-fidelity {:.12} rel {:.2e}",
+            want[i],
+            rel(got, want[i])
+        );
         assert!(rel(got, want[i]) < 1e-9, "{got} vs {}", want[i]);
     }
-    // Seeded subsets: deterministic; same distribution gives ~0, a shifted one > 0.
+    // The numpy RandomState draw gives exactly torch-fidelity's subsets (rng_seed 2020).
+    let cfg = KidConfig {
+        subsets: 5,
+        subset_size: 50,
+        ..KidConfig::torch_fidelity()
+    };
+    let drawn = kid_subsets(200, 150, 50, &cfg).unwrap();
+    for (i, (rx, ry)) in drawn.iter().enumerate() {
+        assert_eq!(rx, &r1[i], "subset {i} of the first set");
+        assert_eq!(ry, &r2[i], "subset {i} of the second set");
+    }
+    // kid_features_to_metric's mean and std: 5 x 50, its default 100 subsets (of 100), and from
+    // the f32 features as its extractors hand them over (kernels in f32 there).
+    let cases = [
+        ("kid_mean_std", cfg, 1e-9),
+        (
+            "kid100_mean_std",
+            KidConfig {
+                subset_size: 100,
+                ..KidConfig::torch_fidelity()
+            },
+            1e-9,
+        ),
+        ("kid_f32_mean_std", cfg, 1e-4),
+    ];
+    for (key, cfg, tol) in cases {
+        let want = f64s(&f[key]);
+        let got = kid(&f1, &f2, 64, &cfg).unwrap();
+        println!(
+            "{key}: rust {:.12} +- {:.12} torch-fidelity {:.12} +- {:.12} rel {:.2e} / {:.2e}",
+            got.mean,
+            got.std,
+            want[0],
+            want[1],
+            rel(got.mean, want[0]),
+            rel(got.std, want[1])
+        );
+        assert!(rel(got.mean, want[0]) < tol, "{key}: {got:?} vs {want:?}");
+        assert!(rel(got.std, want[1]) < tol, "{key}: {got:?} vs {want:?}");
+        assert_eq!(got.subsets, cfg.subsets);
+    }
+
+    // The ChaCha8 sampler: deterministic; same distribution gives ~0, a shifted one > 0.
     let cfg = KidConfig {
         subsets: 10,
         subset_size: 50,
         seed: 3,
+        sampler: KidSampler::ChaCha8,
     };
     let a = kid(&f1, &f2, 64, &cfg).unwrap();
     let b = kid(&f1, &f2, 64, &cfg).unwrap();
@@ -128,10 +224,19 @@ fn kid_matches_clean_fid_estimator_on_fixed_subsets() {
     assert!(a.mean > 0.3 * mean_sub && a.mean < 3.0 * mean_sub, "{a:?}");
     let same = kid(&f1[..100 * 64], &f1[100 * 64..], 64, &cfg).unwrap();
     assert!(same.mean.abs() < a.mean / 5.0, "{same:?} vs {a:?}");
+
+    // numpy's RandomState takes 32-bit seeds only.
+    let big = KidConfig {
+        seed: 1 << 32,
+        ..KidConfig::torch_fidelity()
+    };
+    let e = kid(&f1, &f2, 64, &big).unwrap_err().to_string();
+    assert!(e.contains("seed"), "{e}");
 }
 
 #[test]
 fn fid_pipeline_matches_pytorch_fid_inception() {
+    assert_reference("fid_pipeline", &["pytorch-fid", "torch-fidelity"]);
     let f = fixture("fid_pipeline");
     let dev = Device::Cpu;
     let ext = InceptionFeatures::synthetic(&dev).unwrap();
@@ -158,18 +263,23 @@ fn fid_pipeline_matches_pytorch_fid_inception() {
     let fd = frechet_distance(&s1, &s2).unwrap();
     let want = f64s(&f["fd"])[0];
     println!(
-        "pipeline FD: rust {fd:.10e} torch+numpy {want:.10e} rel {:.2e}",
+        "pipeline FD: rust {fd:.10e} torch-fidelity {want:.10e} rel {:.2e}",
         rel(fd, want)
     );
     assert!(rel(fd, want) < 1e-3, "{fd} vs {want}");
+    // torch-fidelity with kid_subsets=1 and kid_subset_size=5 (= the clamp to 5 images).
     let cfg = KidConfig {
         subsets: 1,
-        subset_size: 1000,
-        seed: 0,
+        ..KidConfig::torch_fidelity()
     };
     let k = kid(&feats[0], &feats[1], 2048, &cfg).unwrap();
+    assert_eq!(k.subset_size, 5);
     let want_k = f64s(&f["kid"])[0];
-    println!("pipeline KID: rust {:.6e} numpy {want_k:.6e}", k.mean);
+    println!(
+        "pipeline KID: rust {:.6e} torch-fidelity {want_k:.6e} rel {:.2e}",
+        k.mean,
+        rel(k.mean, want_k)
+    );
     assert!(rel(k.mean, want_k) < 1e-2, "{} vs {want_k}", k.mean);
 }
 
