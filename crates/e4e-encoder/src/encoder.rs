@@ -77,16 +77,24 @@ impl Encoder {
         config.validate()?;
         let feat = config.backbone.feature_channels();
         let body = match &config.backbone {
-            EncoderBackbone::IrSe50 => Body::IrSe(Box::new(IrSe::new(
-                IrSeConfig::ir_se50().with_in_channels(config.in_channels),
-                vb.clone(),
-            )?)),
             EncoderBackbone::ResNet { depth, widths } => Body::ResNet(ResNetBody::new(
                 *depth,
                 *widths,
                 config.in_channels,
                 vb.clone(),
             )?),
+            EncoderBackbone::IrSe50 | EncoderBackbone::IrSe50Widths { .. } => {
+                let widths = config
+                    .backbone
+                    .ir_se_widths()
+                    .unwrap_or(backbones::IR_SE_WIDTHS);
+                Body::IrSe(Box::new(IrSe::new(
+                    IrSeConfig::ir_se50()
+                        .with_in_channels(config.in_channels)
+                        .with_widths(widths),
+                    vb.clone(),
+                )?))
+            }
         };
         let head = match config.head {
             EncoderHead::SingleW => Head::Single(EqualLinear::new(
@@ -115,12 +123,13 @@ impl Encoder {
                         vb.pp("styles").pp(i),
                     )?);
                 }
-                let latlayers = match config.backbone {
-                    EncoderBackbone::IrSe50 => Some((
-                        conv1x1(256, 512, vb.pp("latlayer1"))?,
-                        conv1x1(128, 512, vb.pp("latlayer2"))?,
+                // e4e: latlayer1 = Conv1x1(256 -> 512) on c2, latlayer2 = Conv1x1(128 -> 512) on c1.
+                let latlayers = match config.backbone.ir_se_widths() {
+                    Some(w) => Some((
+                        conv1x1(w[2], w[3], vb.pp("latlayer1"))?,
+                        conv1x1(w[1], w[3], vb.pp("latlayer2"))?,
                     )),
-                    EncoderBackbone::ResNet { .. } => None,
+                    None => None,
                 };
                 Head::WPlus {
                     styles,
@@ -160,7 +169,9 @@ impl Encoder {
     ) -> Result<Self> {
         config.validate()?;
         let stem = match config.backbone {
-            EncoderBackbone::IrSe50 => "input_layer.0.weight",
+            EncoderBackbone::IrSe50 | EncoderBackbone::IrSe50Widths { .. } => {
+                "input_layer.0.weight"
+            }
             EncoderBackbone::ResNet { .. } => "conv1.weight",
         };
         if let Some(w) = tensors.get(stem)
