@@ -66,6 +66,9 @@ def require(sd, key, what):
 
 def encoder_config(enc, opts, input_size_flag):
     """The crate's EncoderConfig (serde JSON) from the encoder tensors and the options."""
+    encoder_type = opts.get("encoder_type", "Encoder4Editing")
+    if encoder_type not in ("Encoder4Editing", "SingleStyleCodeEncoder"):
+        raise ConvertError(f"encoder_type {encoder_type!r} is not supported (Encoder4Editing, SingleStyleCodeEncoder)")
     stem = require(enc, "input_layer.0.weight", "the IR-SE input layer")
     in_channels = int(stem.shape[1])
     units = sorted({int(m.group(1)) for k in enc if (m := re.match(r"body\.(\d+)\.", k))})
@@ -74,7 +77,6 @@ def encoder_config(enc, opts, input_size_flag):
     first = [0, 3, 7, 21]  # first unit of each stage
     widths = [int(require(enc, f"body.{u}.res_layer.1.weight", "a unit conv").shape[0]) for u in first]
     backbone = "IrSe50" if widths == IR_SE_WIDTHS else {"IrSe50Widths": {"widths": widths}}
-    encoder_type = opts.get("encoder_type", "Encoder4Editing")
     if encoder_type == "Encoder4Editing":
         n_styles = len({int(m.group(1)) for k in enc if (m := re.match(r"styles\.(\d+)\.linear\.weight$", k))})
         if n_styles == 0:
@@ -87,12 +89,10 @@ def encoder_config(enc, opts, input_size_flag):
         expected = 2 * int(math.log2(size)) - 2 if size else n_styles  # e4e: 2 log2(size) - 2
         if n_styles != expected:
             raise ConvertError(f"{n_styles} style blocks, but opts.stylegan_size gives {expected}")
-    elif encoder_type == "SingleStyleCodeEncoder":
+    else:  # SingleStyleCodeEncoder
         style_dim = int(require(enc, "linear.weight", "the single-w head").shape[0])
         input_size = input_size_flag
         head = "SingleW"
-    else:
-        raise ConvertError(f"encoder_type {encoder_type!r} is not supported (Encoder4Editing, SingleStyleCodeEncoder)")
     return {
         "backbone": backbone,
         "in_channels": in_channels,

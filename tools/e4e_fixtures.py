@@ -217,7 +217,7 @@ def round_trip(psp_mod, enc_mod, net, opts, out_dir, ref_path, x, meta, seed):
         t[f"grad.{k}"] = g
     save_file({k: v.contiguous().float() for k, v in t.items()}, ref_path, metadata=meta)
     print(f"{ref_path}: {os.path.getsize(ref_path)} bytes; export {out_dir}: "
-          f"{sorted(os.listdir(out_dir))}; max|codes| {float(w.abs().max()):.3g}")
+          f"{sorted(os.listdir(out_dir))}; max|codes| {float(w.detach().abs().max()):.3g}")
 
 
 def main():
