@@ -40,6 +40,7 @@ StyleGAN checkpoint) are skipped (no weights downloaded); `latent_avg` is set th
         [--e4e-commit HASH] [--out crates/e4e-encoder/tests/fixtures] [--official-out /tmp/e4e_official]
 """
 import argparse
+import copy
 import json
 import os
 import sys
@@ -183,6 +184,32 @@ def randomise(model, seed):
             t.copy_(0.75 + 0.5 * u)
 
 
+def rel_err(a, b):
+    return float((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30))
+
+
+def outputs(enc_mod, enc, latent_avg, x, seed, proj=None):
+    """e4e's eval forward at three progressive stages and at Inference (codes + latent_avg,
+    as pSp.forward with start_from_latent_avg), and the gradients of sum(codes * proj)."""
+    out = {}
+    with torch.no_grad():
+        for stage in (0, 2, 5):  # W only; coarse deltas; into the middle FPN level
+            enc.progressive_stage = enc_mod.ProgressiveStage(stage)
+            out[f"stage{stage}"] = enc(x) + latent_avg.repeat(x.shape[0], 1, 1)
+    enc.progressive_stage = enc_mod.ProgressiveStage.Inference
+    xg = x.clone().requires_grad_(True)
+    w = enc(xg) + latent_avg.repeat(x.shape[0], 1, 1)
+    if proj is None:
+        proj = torch.randn(w.shape, generator=torch.Generator().manual_seed(seed + 3))
+    params = dict(enc.named_parameters())
+    grads = torch.autograd.grad((w * proj.to(w.dtype)).sum(), [xg] + [params[k] for k in GRAD_PARAMS])
+    out["codes"] = w.detach()
+    out["grad.input"] = grads[0]
+    for k, g in zip(GRAD_PARAMS, grads[1:]):
+        out[f"grad.{k}"] = g
+    return out, proj
+
+
 def round_trip(psp_mod, enc_mod, net, opts, out_dir, ref_path, x, meta, seed):
     """Saves `net` as e4e's coach does, converts it, and writes the reference outputs."""
     torch.manual_seed(seed + 2)
@@ -196,25 +223,20 @@ def round_trip(psp_mod, enc_mod, net, opts, out_dir, ref_path, x, meta, seed):
         torch.save(save_dict, ckpt)
         convert(ckpt, out_dir)
     net.eval()
-    enc = net.encoder
-    t = {"input": x.clone()}
-    with torch.no_grad():
-        for stage in (0, 2, 5):  # W only; coarse deltas; into the middle FPN level
-            enc.progressive_stage = enc_mod.ProgressiveStage(stage)
-            t[f"stage{stage}"] = enc(x) + net.latent_avg.repeat(x.shape[0], 1, 1)
-    enc.progressive_stage = enc_mod.ProgressiveStage.Inference
-    xg = x.clone().requires_grad_(True)
-    codes = enc(xg)
-    w = codes + net.latent_avg.repeat(x.shape[0], 1, 1)  # pSp.forward, start_from_latent_avg
-    proj = torch.randn(w.shape, generator=torch.Generator().manual_seed(seed + 3))
-    loss = (w * proj).sum()
-    params = dict(enc.named_parameters())
-    grads = torch.autograd.grad(loss, [xg] + [params[k] for k in GRAD_PARAMS])
-    t["codes"] = w.detach()
-    t["proj"] = proj
-    t["grad.input"] = grads[0]
-    for k, g in zip(GRAD_PARAMS, grads[1:]):
-        t[f"grad.{k}"] = g
+    proj = None
+    runs = {}
+    for dtype in (torch.float64, torch.float32):
+        enc = copy.deepcopy(net.encoder).to(dtype)
+        la = net.latent_avg.to(dtype)
+        runs[dtype], proj = outputs(enc_mod, enc, la, x.to(dtype), seed, proj)
+    # The stored values are the exact (f64) answer for the f32 weights of the export; the
+    # metadata records how far PyTorch's own f32 result is from it (`torch_f32_err.<key>`,
+    # max |torch_f32 - f64| / max |f64|), which the Rust test uses as a floor of its tolerance.
+    t = {"input": x.clone(), "proj": proj.float()}
+    for k, v in runs[torch.float64].items():
+        t[k] = v
+        meta[f"torch_f32_err.{k}"] = f"{rel_err(runs[torch.float32][k], v):.3e}"
+    w = t["codes"]
     save_file({k: v.contiguous().float() for k, v in t.items()}, ref_path, metadata=meta)
     print(f"{ref_path}: {os.path.getsize(ref_path)} bytes; export {out_dir}: "
           f"{sorted(os.listdir(out_dir))}; max|codes| {float(w.detach().abs().max()):.3g}")
@@ -242,9 +264,11 @@ def main():
         x32 = image((1, 3, 32, 32), 0.0, 1.0)
         t["irse.input"] = x32
         m = fill(enc_mod.BackboneEncoderUsingLastLayerIntoW(50, "ir_se", opts256))
-        out = m(x32)
-        assert torch.equal(out, out[:, :1].expand_as(out))
+        out32 = m(x32)
+        assert torch.equal(out32, out32[:, :1].expand_as(out32))
+        out = m.double()(x32.double())  # the exact answer for these weights (see round_trip)
         t["irse_single.out"] = out[:, 0]
+        irse_f32_err = rel_err(out32[:, 0], out[:, 0])
         d = fill(disc_mod.LatentCodesDiscriminator(512, 4))
         w = image((1, 1, 3, 512), -2.0, 2.0).reshape(3, 512)
         t["d_w.input"] = w
@@ -255,12 +279,14 @@ def main():
         args.e4e,
         commit,
         "e4e BackboneEncoderUsingLastLayerIntoW(50, 'ir_se', stylegan_size=256) on 1x3x32x32 "
-        "(irse_single.out = row 0); e4e LatentCodesDiscriminator(512, 4) (d_w.*); weights: "
+        "(irse_single.out = row 0, computed in f64: torch_f32_err.irse_single.out is torch's f32 "
+        "error against it); e4e LatentCodesDiscriminator(512, 4) (d_w.*); weights: "
         "backbones::synthetic formula; keys.ir_se50* / keys.d_w_e4e from e4e's classes",
         ref.STUB_NOTE + "; pSp pretrained loads not used",
         restyle_entries="narrow*, keys.resnet*, keys.narrow_cpu*: the project's re-implementation "
         "of ReStyle's ResNet encoders (tools/restyle_reimpl.py), NOT reference code",
     )
+    meta["torch_f32_err.irse_single.out"] = f"{irse_f32_err:.3e}"
     with torch.device("meta"):
         meta["keys.ir_se50"] = json.dumps(keys(enc_mod.BackboneEncoderUsingLastLayerIntoW(50, "ir_se", opts256)))
         meta["keys.ir_se50_wplus14"] = json.dumps(keys(enc_mod.Encoder4Editing(50, "ir_se", opts256)))
@@ -288,7 +314,7 @@ def main():
         f"stylegan_size {n['stylegan_size']} (10 styles), 2x3x{n['input_size']}x{n['input_size']} input, "
         f"torch.manual_seed({n['seed']}) init + randomise(); inside e4e pSp (decoder Generator("
         f"{n['stylegan_size']}, 512, 8, cm=2)); saved as coach __get_save_dict; eval forward = e4e's "
-        "Encoder4Editing.forward; codes include latent_avg; grads of sum(codes * proj)",
+        "Encoder4Editing.forward; codes include latent_avg; grads of sum(codes * proj); stored outputs computed in f64 (torch_f32_err.* = torch f32 error)",
         ref.STUB_NOTE + "; pSp.load_weights skipped (no pretrained ir_se50 / StyleGAN weights); "
         "Encoder4Editing.__init__ replaced by the narrow assembly (its hard-coded 64..512 widths)",
         export="e4e_narrow_export/ written by tools/convert_e4e.py",
@@ -309,7 +335,7 @@ def main():
             commit,
             f"e4e pSp(encoder_type=Encoder4Editing, stylegan_size={args.official_size}): e4e's own "
             f"constructor, IR-SE-50, {net.encoder.style_count} styles, 1x3x256x256 input, "
-            f"torch.manual_seed({n['seed']}) init + randomise(); coach __get_save_dict; eval",
+            f"torch.manual_seed({n['seed']}) init + randomise(); coach __get_save_dict; eval; stored outputs computed in f64 (torch_f32_err.* = torch f32 error)",
             ref.STUB_NOTE + "; pSp.load_weights skipped (no pretrained ir_se50 / StyleGAN weights)",
         )
         os.makedirs(args.official_out, exist_ok=True)

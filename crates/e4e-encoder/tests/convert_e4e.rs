@@ -16,7 +16,11 @@
 //! - `#[ignore]`: e4e's own configuration (IR-SE-50, 18 styles for stylegan_size 1024, 256 px),
 //!   about 1 GB, read from `E4E_OFFICIAL_DIR` (`DIR/export`, `DIR/reference.safetensors`).
 //!
-//! Tolerances: forward max |rust - torch| <= 1e-4 max |torch|, gradients 1e-3 (f32 both sides).
+//! The stored outputs are e4e's forward run in f64 on the f32 weights of the export (the exact
+//! answer); the metadata records PyTorch's own f32 error against it (`torch_f32_err.<key>`).
+//! Tolerances: max |rust - ref| <= 1e-4 max |ref| (forward) and 1e-3 (gradients). Against
+//! torch's own f32 run the official config's gradients would not do: PyTorch's f32 input
+//! gradient is 7e-3 off the f64 answer (the log prints PyTorch's error beside ours).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +32,12 @@ use s2m_core::testing::{fixture_metadata, load_fixture, rel_err};
 
 const FWD_TOL: f32 = 1e-4;
 const GRAD_TOL: f32 = 1e-3;
+
+/// PyTorch's own f32 error against the stored f64 answer (`torch_f32_err.<key>`), for the log.
+fn torch_f32_err<'a>(meta: &'a HashMap<String, String>, key: &str) -> &'a str {
+    meta.get(&format!("torch_f32_err.{key}"))
+        .map_or("?", String::as_str)
+}
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -48,14 +58,16 @@ fn check_round_trip(export: &Path, reference: &Path) -> (f32, f32) {
     let bundle = EncoderBundle::load(export, &dev).unwrap();
     let x = &t["input"];
 
-    let mut fwd = Vec::new();
-    fwd.push(("codes", rel_err(&bundle.embed(x).unwrap(), &t["codes"])));
+    let mut fwd = vec![(
+        "codes".to_string(),
+        rel_err(&bundle.embed(x).unwrap(), &t["codes"]),
+    )];
     for stage in [0usize, 2, 5] {
         let codes = bundle.encoder.forward_progressive(x, false, stage).unwrap();
         let w = Encoder::add_latent_avg(&codes, &bundle.latent_avg).unwrap();
         let name = format!("stage{stage}");
-        fwd.push(("stage", rel_err(&w, &t[&name])));
-        println!("{name}: {:.2e}", fwd.last().unwrap().1);
+        let err = rel_err(&w, &t[&name]);
+        fwd.push((name, err));
     }
 
     // Gradients of sum(w * proj) w.r.t. the input and the stored parameters: the converted
@@ -88,17 +100,18 @@ fn check_round_trip(export: &Path, reference: &Path) -> (f32, f32) {
             g.get(v.as_tensor())
         }
         .unwrap_or_else(|| panic!("no gradient for {name}"));
-        let err = rel_err(got, want);
-        println!("grad {name}: {err:.2e}");
-        grad.push(err);
+        grad.push((k.clone(), rel_err(got, want)));
     }
     assert!(grad.len() >= 10, "fixture has {} gradients", grad.len());
     for (name, err) in &fwd {
-        println!("{name}: {err:.2e}");
-        assert!(*err <= FWD_TOL, "{name}: {err}");
+        println!("{name}: {err:.2e} (torch f32: {})", torch_f32_err(&meta, name));
+        assert!(*err <= FWD_TOL, "{name}: {err} > {FWD_TOL}");
     }
-    let worst_grad = grad.iter().cloned().fold(0f32, f32::max);
-    assert!(worst_grad <= GRAD_TOL, "gradient error {worst_grad}");
+    for (name, err) in &grad {
+        println!("{name}: {err:.2e} (torch f32: {})", torch_f32_err(&meta, name));
+        assert!(*err <= GRAD_TOL, "{name}: {err} > {GRAD_TOL}");
+    }
+    let worst_grad = grad.iter().map(|(_, e)| *e).fold(0f32, f32::max);
     let worst_fwd = fwd.iter().map(|(_, e)| *e).fold(0f32, f32::max);
     println!("worst: forward {worst_fwd:.2e}, gradient {worst_grad:.2e}");
     (worst_fwd, worst_grad)

@@ -147,10 +147,23 @@ fn forward_matches_pytorch() {
     ));
 
     for (name, err) in &report {
-        println!("{name}: max|rust - torch| / max|torch| = {err:.2e}");
+        println!("{name}: max|rust - ref| / max|ref| = {err:.2e}");
     }
+    // irse_single is stored in f64 (the exact answer for the synthetic weights). It is
+    // ill-conditioned: IR-SE-50 activations reach ~160 and e4e's 512 -> 512 head cancels them to
+    // ~19, so PyTorch's own f32 result is already ~5e-5 off (`torch_f32_err.irse_single.out`).
+    // Its tolerance is 1e-4 or IRSE_SINGLE_FACTOR times PyTorch's own f32 error, if larger.
+    const IRSE_SINGLE_FACTOR: f32 = 4.0;
+    let meta = fixture_metadata(FIX);
     for (name, err) in report {
-        assert!(err < 1e-4, "{name}: {err}");
+        let torch = meta
+            .get(&format!("torch_f32_err.{name}.out"))
+            .map_or(0.0, |v| v.parse::<f32>().unwrap());
+        let tol = 1e-4f32.max(IRSE_SINGLE_FACTOR * torch);
+        if torch > 0.0 {
+            println!("{name}: tolerance {tol:.1e} (torch f32 against f64: {torch:.1e})");
+        }
+        assert!(err < tol, "{name}: {err} (torch f32 {torch})");
     }
 }
 
