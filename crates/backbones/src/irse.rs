@@ -169,7 +169,11 @@ impl IrSe {
                 "IR-SE in_channels must be positive".into(),
             ));
         }
-        if config.widths.iter().any(|&w| w == 0 || w % SE_REDUCTION != 0) {
+        if config
+            .widths
+            .iter()
+            .any(|&w| w == 0 || w % SE_REDUCTION != 0)
+        {
             return Err(BackboneError::Config(format!(
                 "IR-SE widths {:?} must be positive multiples of the SE reduction {SE_REDUCTION}",
                 config.widths

@@ -84,8 +84,8 @@ fn check_round_trip(export: &Path, reference: &Path) -> (f32, f32) {
     let vb = VarBuilder::from_tensors(map, DType::F32, &dev);
     let e = Encoder::new(bundle.encoder.config().clone(), vb).unwrap();
     let xv = Var::from_tensor(x).unwrap();
-    let w = Encoder::add_latent_avg(&e.forward(xv.as_tensor()).unwrap(), &bundle.latent_avg)
-        .unwrap();
+    let w =
+        Encoder::add_latent_avg(&e.forward(xv.as_tensor()).unwrap(), &bundle.latent_avg).unwrap();
     let loss = (w * &t["proj"]).unwrap().sum_all().unwrap();
     let g = loss.backward().unwrap();
     let mut grad = Vec::new();
@@ -104,11 +104,17 @@ fn check_round_trip(export: &Path, reference: &Path) -> (f32, f32) {
     }
     assert!(grad.len() >= 10, "fixture has {} gradients", grad.len());
     for (name, err) in &fwd {
-        println!("{name}: {err:.2e} (torch f32: {})", torch_f32_err(&meta, name));
+        println!(
+            "{name}: {err:.2e} (torch f32: {})",
+            torch_f32_err(&meta, name)
+        );
         assert!(*err <= FWD_TOL, "{name}: {err} > {FWD_TOL}");
     }
     for (name, err) in &grad {
-        println!("{name}: {err:.2e} (torch f32: {})", torch_f32_err(&meta, name));
+        println!(
+            "{name}: {err:.2e} (torch f32: {})",
+            torch_f32_err(&meta, name)
+        );
         assert!(*err <= GRAD_TOL, "{name}: {err} > {GRAD_TOL}");
     }
     let worst_grad = grad.iter().map(|(_, e)| *e).fold(0f32, f32::max);
