@@ -151,7 +151,7 @@ fn irse50_matches_e4e() {
         Some(40),
         "{meta:?}"
     );
-    assert!(meta.get("stubbed").is_some(), "{meta:?}");
+    assert!(meta.contains_key("stubbed"), "{meta:?}");
     let f = fixture("irse50");
     let net = backbones::IrSe::new(
         backbones::IrSeConfig::ir_se50(),

@@ -18,7 +18,9 @@
 //! NOTE (deviations): `style_dim` may differ from 512 (`linear` is then `[style_dim, C]` and the
 //! style blocks are `GradualStyleBlock(C, style_dim)`); the single-w head returns `[B, S]`
 //! rather than e4e's `[B, n_styles, S]` repeat (use [`Encoder::to_w_plus`]); ResNet-50 bodies
-//! (2048-d features) and narrow widths are extensions not found in the repos.
+//! (2048-d features) and narrow widths (ResNet `widths`, IR-SE `IrSe50Widths`) are extensions
+//! not found in the repos. e4e checkpoints convert with `tools/convert_e4e.py` (tested in
+//! `tests/convert_e4e.rs` against e4e's own code).
 
 use std::collections::HashMap;
 use std::path::Path;

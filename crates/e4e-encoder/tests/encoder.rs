@@ -410,4 +410,15 @@ fn configs_round_trip_and_validate() {
             .validate()
             .is_err()
     );
+    // IR-SE widths must be multiples of the SE reduction 16
+    let narrow_irse = |widths| EncoderConfig {
+        backbone: e4e_encoder::EncoderBackbone::IrSe50Widths { widths },
+        ..EncoderConfig::ir_se50()
+    };
+    assert!(narrow_irse([16, 16, 16, 32]).validate().is_ok());
+    let err = narrow_irse([16, 16, 16, 8])
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("multiples of 16"), "{err}");
 }
