@@ -168,7 +168,7 @@ def convert(ckpt_path, out_dir, generator_out=None, input_size=256, trust_pickle
             import convert_stylegan2 as cs
 
             tensors = {f"g_ema.{k}": cs.from_torch(v) for k, v in dec.items()}
-            if ckpt.get("latent_avg") is not None:
+            if ckpt.get("latent_avg") is not None and avg.numel() == gen_cfg["style_dim"]:
                 tensors["latent_avg"] = cs.from_torch(avg.reshape(-1))
             cs.finish(tensors, gen_cfg, generator_out)
             gen_file = generator_out + ".safetensors"
@@ -178,6 +178,12 @@ def convert(ckpt_path, out_dir, generator_out=None, input_size=256, trust_pickle
     else:
         raise ConvertError(f"{ckpt_path}: no `decoder.*` keys in state_dict (the generator E was trained with)")
 
+    notes = []
+    if gen_ref["config"]["style_dim"] != cfg["style_dim"]:
+        notes.append(
+            f"encoder style_dim {cfg['style_dim']} differs from the generator's "
+            f"{gen_ref['config']['style_dim']} (not an e4e-trained pair: a test checkpoint)"
+        )
     f = lambda k, d=0.0: float(opts.get(k, d) or 0.0)  # noqa: E731
     face = str(opts.get("dataset_type", "")).startswith("ffhq")
     encoder_meta = {
@@ -200,7 +206,8 @@ def convert(ckpt_path, out_dir, generator_out=None, input_size=256, trust_pickle
                 f"converted from the e4e checkpoint {src} by tools/convert_e4e.py",
                 f"e4e id_lambda {f('id_lambda')} ({'ArcFace ID loss' if face else 'MoCo loss'})",
                 f"delta_norm_lambda {f('delta_norm_lambda')}, progressive_start {opts.get('progressive_start')}",
-            ],
+            ]
+            + notes,
         },
         "optimizer": str(opts.get("optim_name", "ranger")),
         "steps": int(ckpt.get("global_step", 0) or 0),
