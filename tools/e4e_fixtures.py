@@ -25,10 +25,13 @@ Writes into `--out` (default crates/e4e-encoder/tests/fixtures):
    NOTE: e4e's constructor hard-codes widths 64..512 and style blocks for 256 px; the narrow model
    keeps every class and the forward, only the constructor's numbers are smaller (style-block
    spatial sizes follow the same rule: input/16, /8, /4).
-3. With `--official-out DIR` (not committed; about 1 GB): the same round trip at e4e's own
+3. With `--official-out DIR` (not committed; about 1.1 GB): the same round trip at e4e's own
    configuration, `Encoder4Editing(50, 'ir_se', opts)` from e4e's constructor with
    `stylegan_size` = `--official-size` (default 1024, e4e's default: 18 styles; 256 -> 14) on a
-   1x3x256x256 image, into DIR/export + DIR/reference.safetensors; checked by
+   1x3x256x256 image, into DIR/export + DIR/reference.safetensors, and for e4e's
+   `SingleStyleCodeEncoder` (`BackboneEncoderUsingLastLayerIntoW`, whose forward hard-codes 512
+   channels, so it has no narrow variant) into DIR/single_export + DIR/single_reference.safetensors;
+   checked by
    `E4E_OFFICIAL_DIR=DIR cargo test -p e4e-encoder --test convert_e4e -- --ignored`.
 
 In every case the pretrained loads of e4e's `pSp.load_weights` (ir_se50 face weights, the
@@ -73,6 +76,7 @@ GRAD_PARAMS = [
     "latlayer1.weight",
     "latlayer2.bias",
 ]
+GRAD_PARAMS_SINGLE = GRAD_PARAMS[:5] + ["linear.weight", "linear.bias"]
 
 
 def keys(model):
@@ -189,23 +193,31 @@ def rel_err(a, b):
 
 
 def outputs(enc_mod, enc, latent_avg, x, seed, proj=None):
-    """e4e's eval forward at three progressive stages and at Inference (codes + latent_avg,
-    as pSp.forward with start_from_latent_avg), and the gradients of sum(codes * proj)."""
+    """e4e's eval forward (codes + latent_avg, as pSp.forward with start_from_latent_avg) and
+    the gradients of sum(codes * proj); for Encoder4Editing also three progressive stages. The
+    single-w encoder's codes are e4e's repeated `[B, n, S]`; row 0 is stored (the crate returns
+    `[B, S]`)."""
     out = {}
-    with torch.no_grad():
-        for stage in (0, 2, 5):  # W only; coarse deltas; into the middle FPN level
-            enc.progressive_stage = enc_mod.ProgressiveStage(stage)
-            out[f"stage{stage}"] = enc(x) + latent_avg.repeat(x.shape[0], 1, 1)
-    enc.progressive_stage = enc_mod.ProgressiveStage.Inference
+    wplus = isinstance(enc, enc_mod.Encoder4Editing)
+    if wplus:
+        with torch.no_grad():
+            for stage in (0, 2, 5):  # W only; coarse deltas; into the middle FPN level
+                enc.progressive_stage = enc_mod.ProgressiveStage(stage)
+                out[f"stage{stage}"] = enc(x) + latent_avg.repeat(x.shape[0], 1, 1)
+        enc.progressive_stage = enc_mod.ProgressiveStage.Inference
     xg = x.clone().requires_grad_(True)
     w = enc(xg) + latent_avg.repeat(x.shape[0], 1, 1)
+    if not wplus:
+        assert torch.equal(w, w[:, :1].expand_as(w))
+        w = w[:, 0]
     if proj is None:
         proj = torch.randn(w.shape, generator=torch.Generator().manual_seed(seed + 3))
     params = dict(enc.named_parameters())
-    grads = torch.autograd.grad((w * proj.to(w.dtype)).sum(), [xg] + [params[k] for k in GRAD_PARAMS])
+    names = GRAD_PARAMS if wplus else GRAD_PARAMS_SINGLE
+    grads = torch.autograd.grad((w * proj.to(w.dtype)).sum(), [xg] + [params[k] for k in names])
     out["codes"] = w.detach()
     out["grad.input"] = grads[0]
-    for k, g in zip(GRAD_PARAMS, grads[1:]):
+    for k, g in zip(names, grads[1:]):
         out[f"grad.{k}"] = g
     return out, proj
 
@@ -213,7 +225,8 @@ def outputs(enc_mod, enc, latent_avg, x, seed, proj=None):
 def round_trip(psp_mod, enc_mod, net, opts, out_dir, ref_path, x, meta, seed):
     """Saves `net` as e4e's coach does, converts it, and writes the reference outputs."""
     torch.manual_seed(seed + 2)
-    latent_avg = torch.randn(net.encoder.styles[0].out_c)  # a generator's w_avg [S]
+    style_dim = net.encoder.state_dict()["styles.0.linear.weight" if hasattr(net.encoder, "styles") else "linear.weight"].shape[0]
+    latent_avg = torch.randn(style_dim)  # a generator's w_avg [S]
     net.latent_avg = latent_avg.repeat(net.encoder.style_count, 1)  # __load_latent_avg(ckpt, repeat)
     save_dict = {"state_dict": net.state_dict(), "opts": vars(opts)}  # coach __get_save_dict
     if opts.start_from_latent_avg:
@@ -221,7 +234,7 @@ def round_trip(psp_mod, enc_mod, net, opts, out_dir, ref_path, x, meta, seed):
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = os.path.join(tmp, "e4e_checkpoint.pt")
         torch.save(save_dict, ckpt)
-        convert(ckpt, out_dir)
+        convert(ckpt, out_dir, input_size=x.shape[-1])
     net.eval()
     proj = None
     runs = {}
@@ -341,6 +354,16 @@ def main():
         os.makedirs(args.official_out, exist_ok=True)
         round_trip(psp_mod, enc_mod, net, opts, os.path.join(args.official_out, "export"),
                    os.path.join(args.official_out, "reference.safetensors"), x, meta, n["seed"])
+        # e4e's SingleStyleCodeEncoder (BackboneEncoderUsingLastLayerIntoW): its forward views the
+        # pooled map as [-1, 512], so it has no narrow variant; only this official one.
+        del net
+        torch.manual_seed(n["seed"])
+        opts = e4e_opts(args.official_size, "SingleStyleCodeEncoder")
+        net = build_psp(psp_mod, opts)
+        randomise(net.encoder, n["seed"])
+        meta = dict(meta, config=meta["config"].replace("Encoder4Editing", "SingleStyleCodeEncoder"))
+        round_trip(psp_mod, enc_mod, net, opts, os.path.join(args.official_out, "single_export"),
+                   os.path.join(args.official_out, "single_reference.safetensors"), x, meta, n["seed"])
 
 
 if __name__ == "__main__":
