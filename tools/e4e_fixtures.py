@@ -225,7 +225,8 @@ def outputs(enc_mod, enc, latent_avg, x, seed, proj=None):
 def round_trip(psp_mod, enc_mod, net, opts, out_dir, ref_path, x, meta, seed):
     """Saves `net` as e4e's coach does, converts it, and writes the reference outputs."""
     torch.manual_seed(seed + 2)
-    style_dim = net.encoder.state_dict()["styles.0.linear.weight" if hasattr(net.encoder, "styles") else "linear.weight"].shape[0]
+    head = "styles.0.linear.weight" if hasattr(net.encoder, "styles") else "linear.weight"
+    style_dim = net.encoder.state_dict()[head].shape[0]
     latent_avg = torch.randn(style_dim)  # a generator's w_avg [S]
     net.latent_avg = latent_avg.repeat(net.encoder.style_count, 1)  # __load_latent_avg(ckpt, repeat)
     save_dict = {"state_dict": net.state_dict(), "opts": vars(opts)}  # coach __get_save_dict
@@ -244,7 +245,7 @@ def round_trip(psp_mod, enc_mod, net, opts, out_dir, ref_path, x, meta, seed):
         runs[dtype], proj = outputs(enc_mod, enc, la, x.to(dtype), seed, proj)
     # The stored values are the exact (f64) answer for the f32 weights of the export; the
     # metadata records how far PyTorch's own f32 result is from it (`torch_f32_err.<key>`,
-    # max |torch_f32 - f64| / max |f64|), which the Rust test uses as a floor of its tolerance.
+    # max |torch_f32 - f64| / max |f64|), which the Rust test prints beside its own error.
     t = {"input": x.clone(), "proj": proj.float()}
     for k, v in runs[torch.float64].items():
         t[k] = v
