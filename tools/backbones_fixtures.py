@@ -9,7 +9,12 @@ same weights by parameter name. Only inputs and (summarised) outputs are saved.
 
 Usage (CPU torch + torchvision; any recent version):
     python3 -m venv .venv && .venv/bin/pip install torch torchvision safetensors numpy
-    .venv/bin/python tools/backbones_fixtures.py [--out crates/backbones/tests/fixtures]
+    .venv/bin/python tools/backbones_fixtures.py [--out crates/backbones/tests/fixtures] \
+        [--e4e /path/to/encoder4editing [--e4e-commit HASH]] [--only irse50]
+
+`irse50` is e4e's own IR-SE-50 (`models/encoders/model_irse.py` `Backbone`, imported from the
+checkout given with `--e4e`, see tools/e4e_reference.py and tools/README.md); without `--e4e`
+it is skipped. Its metadata records the reference repository, commit, config and the stub.
 
 Summaries per tap T (keeps every file small): `T.mean` = spatial mean [B, C] over all
 channels, `T.head` = the first 4 channels at full resolution [B, 4, H, W]; 2-d taps (`pool`,
@@ -174,74 +179,41 @@ def vgg_l2_taps(features, x):
 
 
 
-# ---------------------------------------------------------------- IR-SE-50 (e4e models/encoders/helpers.py)
-class SEModule(nn.Module):
-    def __init__(self, channels, reduction):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, channels // reduction, kernel_size=1, padding=0, bias=False)
-        self.relu = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(channels // reduction, channels, kernel_size=1, padding=0, bias=False)
-        self.sigmoid = nn.Sigmoid()
-
-    def forward(self, x):
-        module_input = x
-        x = self.avg_pool(x)
-        x = self.fc1(x)
-        x = self.relu(x)
-        x = self.fc2(x)
-        x = self.sigmoid(x)
-        return module_input * x
+# ---------------------------------------------------------------- IR-SE-50 (e4e's own code)
+def irse50_taps(backbone, x):
+    """Taps of e4e `models/encoders/model_irse.py` `Backbone(112, 50, 'ir_se')`: its
+    `input_layer` and the 24 `body` units (the `output_layer` ArcFace head is not used by the
+    encoders; it is filled but not run). Stage ends are units 2, 6, 20, 23."""
+    taps = {}
+    h = backbone.input_layer(x)
+    taps["stem"] = h
+    ends = {2: "stage1", 6: "stage2", 20: "stage3", 23: "stage4"}
+    for i, u in enumerate(backbone.body):
+        h = u(h)
+        if i in ends:
+            taps[ends[i]] = h
+    taps["pool"] = h.mean(dim=(2, 3))
+    return taps
 
 
-class bottleneck_IR_SE(nn.Module):
-    def __init__(self, in_channel, depth, stride):
-        super().__init__()
-        if in_channel == depth:
-            self.shortcut_layer = nn.MaxPool2d(1, stride)
-        else:
-            self.shortcut_layer = nn.Sequential(
-                nn.Conv2d(in_channel, depth, (1, 1), stride, bias=False), nn.BatchNorm2d(depth)
-            )
-        self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(in_channel),
-            nn.Conv2d(in_channel, depth, (3, 3), (1, 1), 1, bias=False),
-            nn.PReLU(depth),
-            nn.Conv2d(depth, depth, (3, 3), stride, 1, bias=False),
-            nn.BatchNorm2d(depth),
-            SEModule(depth, 16),
-        )
+def irse50_job(e4e_path, e4e_commit):
+    import e4e_reference as ref
 
-    def forward(self, x):
-        return self.res_layer(x) + self.shortcut_layer(x)
-
-
-class IRSE50(nn.Module):
-    def __init__(self, input_nc=3):
-        super().__init__()
-        self.input_layer = nn.Sequential(nn.Conv2d(input_nc, 64, (3, 3), 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
-        units = []
-        for cin, depth, n in [(64, 64, 3), (64, 128, 4), (128, 256, 14), (256, 512, 3)]:
-            units.append(bottleneck_IR_SE(cin, depth, 2))
-            units += [bottleneck_IR_SE(depth, depth, 1) for _ in range(n - 1)]
-        self.body = nn.Sequential(*units)
-
-    def taps(self, x):
-        taps = {}
-        h = self.input_layer(x)
-        taps["stem"] = h
-        ends = {2: "stage1", 6: "stage2", 20: "stage3", 23: "stage4"}
-        for i, u in enumerate(self.body):
-            h = u(h)
-            if i in ends:
-                taps[ends[i]] = h
-        taps["pool"] = h.mean(dim=(2, 3))
-        return taps
+    _, model_irse, _, _, _ = ref.import_e4e(e4e_path)
+    commit = ref.commit_of(e4e_path, e4e_commit)
+    meta = ref.provenance(
+        "tools/backbones_fixtures.py --e4e PATH",
+        e4e_path,
+        commit,
+        "models/encoders/model_irse.py Backbone(input_size=112, num_layers=50, mode='ir_se'); "
+        "input_layer + body run on a 1x3x48x40 image; weights: backbones::synthetic formula; eval",
+        ref.STUB_NOTE + "; the Backbone's output_layer (ArcFace head) is not run",
+    )
+    return (fill(model_irse.Backbone(112, 50, "ir_se")), image((1, 3, 48, 40)), irse50_taps), meta
 
 
 def EXTRA_JOBS():
     return {
-        "irse50": lambda: (fill(IRSE50()), image((1, 3, 48, 40)), lambda m, x: m.taps(x)),
     }
 
 
@@ -257,6 +229,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="crates/backbones/tests/fixtures")
     ap.add_argument("--only", default=None, help="comma-separated fixture names")
+    ap.add_argument(
+        "--e4e",
+        default=None,
+        help="checkout of omertov/encoder4editing (for irse50; skipped without it)",
+    )
+    ap.add_argument("--e4e-commit", default=None, help="its commit, when PATH is not a git work tree")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_grad_enabled(False)
@@ -288,6 +266,13 @@ def main():
     if extra:
         jobs.update(extra())
     only = set(args.only.split(",")) if args.only else None
+    job_meta = {}
+    if args.e4e:
+        job, m = irse50_job(args.e4e, args.e4e_commit)
+        jobs["irse50"] = lambda: job
+        job_meta["irse50"] = {**meta, **m}
+    elif not only or "irse50" in only:
+        print("irse50: skipped (needs --e4e PATH, a checkout of omertov/encoder4editing)")
     for name, make in jobs.items():
         if only and name not in only:
             continue
@@ -295,7 +280,7 @@ def main():
         taps = run(model, x)
         t = summarise(taps)
         t["input"] = x
-        save(args.out, name, t, meta)
+        save(args.out, name, t, job_meta.get(name, meta))
 
 
 if __name__ == "__main__":

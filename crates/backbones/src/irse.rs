@@ -30,6 +30,22 @@ pub struct IrSeConfig {
     pub in_channels: usize,
     /// Units per stage; `[3, 4, 14, 3]` for IR-SE-50 (`[3, 13, 30, 3]` is IR-SE-100).
     pub units: [usize; 4],
+    /// Stage depths; e4e's `get_blocks` hard-codes `[64, 128, 256, 512]` (the stem has
+    /// `widths[0]` channels).
+    /// NOTE: other widths are an extension for narrow CPU test models (e.g. the converted e4e
+    /// test checkpoint); each must be a multiple of the SE reduction 16.
+    #[serde(default = "e4e_widths")]
+    pub widths: [usize; 4],
+}
+
+/// e4e `SEModule(depth, 16)`: the squeeze-excitation reduction of every unit.
+pub const SE_REDUCTION: usize = 16;
+
+/// e4e's IR-SE stage depths.
+pub const IR_SE_WIDTHS: [usize; 4] = [64, 128, 256, 512];
+
+fn e4e_widths() -> [usize; 4] {
+    IR_SE_WIDTHS
 }
 
 impl IrSeConfig {
@@ -37,7 +53,11 @@ impl IrSeConfig {
         Self {
             in_channels: 3,
             units: [3, 4, 14, 3],
+            widths: IR_SE_WIDTHS,
         }
+    }
+    pub fn with_widths(self, widths: [usize; 4]) -> Self {
+        Self { widths, ..self }
     }
     pub fn with_in_channels(self, in_channels: usize) -> Self {
         Self {
@@ -113,7 +133,7 @@ impl BottleneckIrSe {
             prelu: candle_nn::prelu(Some(depth), r.pp("2"))?,
             conv2: conv(depth, depth, 3, stride, r.pp("3"))?,
             bn1: BatchNorm2d::new(depth, BN_EPS, r.pp("4"))?,
-            se: SeModule::new(depth, 16, r.pp("5"))?,
+            se: SeModule::new(depth, SE_REDUCTION, r.pp("5"))?,
         })
     }
 
@@ -149,10 +169,21 @@ impl IrSe {
                 "IR-SE in_channels must be positive".into(),
             ));
         }
+        if config
+            .widths
+            .iter()
+            .any(|&w| w == 0 || w % SE_REDUCTION != 0)
+        {
+            return Err(BackboneError::Config(format!(
+                "IR-SE widths {:?} must be positive multiples of the SE reduction {SE_REDUCTION}",
+                config.widths
+            )));
+        }
         let i = vb.pp("input_layer");
-        let depths = [64, 128, 256, 512];
+        let depths = config.widths;
+        let stem = depths[0];
         let mut body = Vec::new();
-        let mut cin = 64;
+        let mut cin = stem;
         let b = vb.pp("body");
         for (stage, &n) in config.units.iter().enumerate() {
             for u in 0..n {
@@ -168,9 +199,9 @@ impl IrSe {
         }
         Ok(Self {
             config,
-            conv0: conv(config.in_channels, 64, 3, 1, i.pp("0"))?,
-            bn0: BatchNorm2d::new(64, BN_EPS, i.pp("1"))?,
-            prelu0: candle_nn::prelu(Some(64), i.pp("2"))?,
+            conv0: conv(config.in_channels, stem, 3, 1, i.pp("0"))?,
+            bn0: BatchNorm2d::new(stem, BN_EPS, i.pp("1"))?,
+            prelu0: candle_nn::prelu(Some(stem), i.pp("2"))?,
             body,
         })
     }

@@ -32,7 +32,7 @@ pub use alexnet::AlexNetFeatures;
 pub use error::{BackboneError, Result};
 pub use features::FeatureMaps;
 pub use inception::{FidInceptionConfig, FidInceptionV3};
-pub use irse::{IrSe, IrSeConfig};
+pub use irse::{IR_SE_WIDTHS, IrSe, IrSeConfig};
 pub use norm::BatchNorm2d;
 pub use resnet::{ExtraChannelInit, ResNet, ResNetConfig, ResNetDepth};
 pub use vgg::{Vgg16Config, Vgg16Features, VggPool};

@@ -4,7 +4,8 @@
 //! file's metadata):
 //!
 //! ```text
-//! .venv/bin/python tools/backbones_fixtures.py --out crates/backbones/tests/fixtures
+//! .venv/bin/python tools/backbones_fixtures.py --out crates/backbones/tests/fixtures \
+//!     --e4e /path/to/encoder4editing     # irse50: e4e's own model_irse.Backbone (tools/README.md)
 //! /work/venv-ref/bin/python tools/fid_inception_fixture.py   # pytorch-fid 0.3.0 itself
 //! ```
 //!
@@ -164,8 +165,25 @@ fn alexnet_matches_torchvision() {
     println!("alexnet: worst relative error {w:.2e}");
 }
 
+/// The fixture comes from e4e's own `models/encoders/model_irse.py` `Backbone` (imported from a
+/// checkout of omertov/encoder4editing by `tools/backbones_fixtures.py --e4e PATH`), not from a
+/// re-declaration; its metadata names the repository and commit.
 #[test]
 fn irse50_matches_e4e() {
+    let meta = s2m_core::testing::fixture_metadata(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/irse50.safetensors"),
+    );
+    assert_eq!(
+        meta.get("reference_repository").map(String::as_str),
+        Some("https://github.com/omertov/encoder4editing"),
+        "irse50 provenance: {meta:?}"
+    );
+    assert_eq!(
+        meta.get("reference_commit").map(|c| c.len()),
+        Some(40),
+        "{meta:?}"
+    );
+    assert!(meta.contains_key("stubbed"), "{meta:?}");
     let f = fixture("irse50");
     let net = backbones::IrSe::new(
         backbones::IrSeConfig::ir_se50(),

@@ -10,6 +10,11 @@ use crate::error::{E4eError, Result};
 pub enum EncoderBackbone {
     /// e4e/pSp IR-SE-50 (`input_layer`, `body.0..23`), the "ResNet-50" of the e4e paper.
     IrSe50,
+    /// IR-SE-50 units (3/4/14/3) with other stage widths than e4e's 64/128/256/512; the FPN
+    /// `latlayer1/2` map `widths[2]` / `widths[1]` to `widths[3]` channels.
+    /// NOTE: an extension for narrow CPU models (the converted e4e test checkpoint); widths
+    /// must be multiples of the SE reduction 16.
+    IrSe50Widths { widths: [usize; 4] },
     /// ReStyle/HyperStyle ResNet body (`conv1`, `bn1`, `relu` = PReLU, `body.N` = torchvision
     /// blocks of layer1..layer4, no max pool). `widths` are the stage widths (torchvision:
     /// `[64, 128, 256, 512]`); the stem has `widths[0]` channels.
@@ -23,8 +28,18 @@ impl EncoderBackbone {
     /// Channels of the last feature map (the pooled vector fed to `linear`).
     pub fn feature_channels(&self) -> usize {
         match self {
-            Self::IrSe50 => 512,
+            Self::IrSe50 => backbones::IR_SE_WIDTHS[3],
+            Self::IrSe50Widths { widths } => widths[3],
             Self::ResNet { depth, widths } => widths[3] * depth.expansion(),
+        }
+    }
+
+    /// The IR-SE stage widths (None for ResNet bodies).
+    pub fn ir_se_widths(&self) -> Option<[usize; 4]> {
+        match self {
+            Self::IrSe50 => Some(backbones::IR_SE_WIDTHS),
+            Self::IrSe50Widths { widths } => Some(*widths),
+            Self::ResNet { .. } => None,
         }
     }
 }
@@ -158,7 +173,9 @@ impl EncoderConfig {
     pub fn style_map_sizes(&self) -> [usize; 3] {
         let s = self.input_size;
         match self.backbone {
-            EncoderBackbone::IrSe50 => [s / 16, s / 8, s / 4],
+            EncoderBackbone::IrSe50 | EncoderBackbone::IrSe50Widths { .. } => {
+                [s / 16, s / 8, s / 4]
+            }
             EncoderBackbone::ResNet { .. } => [s / 16; 3],
         }
     }
@@ -182,6 +199,13 @@ impl EncoderConfig {
             && widths.contains(&0)
         {
             return bad(format!("ResNet widths {widths:?} must be positive"));
+        }
+        if let EncoderBackbone::IrSe50Widths { widths } = &self.backbone
+            && widths.iter().any(|&w| w == 0 || w % 16 != 0)
+        {
+            return bad(format!(
+                "IR-SE widths {widths:?} must be positive multiples of 16 (the SE reduction)"
+            ));
         }
         if let EncoderHead::WPlus {
             n_styles,

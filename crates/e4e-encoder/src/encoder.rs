@@ -18,7 +18,9 @@
 //! NOTE (deviations): `style_dim` may differ from 512 (`linear` is then `[style_dim, C]` and the
 //! style blocks are `GradualStyleBlock(C, style_dim)`); the single-w head returns `[B, S]`
 //! rather than e4e's `[B, n_styles, S]` repeat (use [`Encoder::to_w_plus`]); ResNet-50 bodies
-//! (2048-d features) and narrow widths are extensions not found in the repos.
+//! (2048-d features) and narrow widths (ResNet `widths`, IR-SE `IrSe50Widths`) are extensions
+//! not found in the repos. e4e checkpoints convert with `tools/convert_e4e.py` (tested in
+//! `tests/convert_e4e.rs` against e4e's own code).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,16 +79,24 @@ impl Encoder {
         config.validate()?;
         let feat = config.backbone.feature_channels();
         let body = match &config.backbone {
-            EncoderBackbone::IrSe50 => Body::IrSe(Box::new(IrSe::new(
-                IrSeConfig::ir_se50().with_in_channels(config.in_channels),
-                vb.clone(),
-            )?)),
             EncoderBackbone::ResNet { depth, widths } => Body::ResNet(ResNetBody::new(
                 *depth,
                 *widths,
                 config.in_channels,
                 vb.clone(),
             )?),
+            EncoderBackbone::IrSe50 | EncoderBackbone::IrSe50Widths { .. } => {
+                let widths = config
+                    .backbone
+                    .ir_se_widths()
+                    .unwrap_or(backbones::IR_SE_WIDTHS);
+                Body::IrSe(Box::new(IrSe::new(
+                    IrSeConfig::ir_se50()
+                        .with_in_channels(config.in_channels)
+                        .with_widths(widths),
+                    vb.clone(),
+                )?))
+            }
         };
         let head = match config.head {
             EncoderHead::SingleW => Head::Single(EqualLinear::new(
@@ -115,12 +125,13 @@ impl Encoder {
                         vb.pp("styles").pp(i),
                     )?);
                 }
-                let latlayers = match config.backbone {
-                    EncoderBackbone::IrSe50 => Some((
-                        conv1x1(256, 512, vb.pp("latlayer1"))?,
-                        conv1x1(128, 512, vb.pp("latlayer2"))?,
+                // e4e: latlayer1 = Conv1x1(256 -> 512) on c2, latlayer2 = Conv1x1(128 -> 512) on c1.
+                let latlayers = match config.backbone.ir_se_widths() {
+                    Some(w) => Some((
+                        conv1x1(w[2], w[3], vb.pp("latlayer1"))?,
+                        conv1x1(w[1], w[3], vb.pp("latlayer2"))?,
                     )),
-                    EncoderBackbone::ResNet { .. } => None,
+                    None => None,
                 };
                 Head::WPlus {
                     styles,
@@ -160,7 +171,9 @@ impl Encoder {
     ) -> Result<Self> {
         config.validate()?;
         let stem = match config.backbone {
-            EncoderBackbone::IrSe50 => "input_layer.0.weight",
+            EncoderBackbone::IrSe50 | EncoderBackbone::IrSe50Widths { .. } => {
+                "input_layer.0.weight"
+            }
             EncoderBackbone::ResNet { .. } => "conv1.weight",
         };
         if let Some(w) = tensors.get(stem)

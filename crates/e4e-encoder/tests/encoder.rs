@@ -1,5 +1,11 @@
 //! E and D_w: parameter names against the PyTorch reference, shapes, forward parity with the
-//! PyTorch fixture (`tools/e4e_fixtures.py`), losses, loading and seeded init.
+//! PyTorch fixture, losses, loading and seeded init.
+//!
+//! `tests/fixtures/e4e_tiny.safetensors` comes from
+//! `tools/e4e_fixtures.py --e4e /path/to/encoder4editing` (tools/README.md): the IR-SE single-w
+//! encoder, D_w and the `keys.ir_se50*` / `keys.d_w_e4e` lists from e4e's own classes; the
+//! ResNet-body (`narrow*`) entries from the project's re-implementation of ReStyle
+//! (`tools/restyle_reimpl.py`), as its metadata records.
 
 use backbones::ExtraChannelInit;
 use backbones::synthetic::synthetic_var_builder;
@@ -15,18 +21,24 @@ const FIX: &str = concat!(
     "/tests/fixtures/e4e_tiny.safetensors"
 );
 
+/// e4e's `BackboneEncoderUsingLastLayerIntoW` as e4e hard-codes it (3-channel IR-SE-50, 512-d
+/// w), on 32 px.
 fn irse_test_config() -> EncoderConfig {
     EncoderConfig::ir_se50()
+        .with_in_channels(3)
         .with_input_size(32)
-        .with_style_dim(64)
 }
 
 #[test]
 fn parameter_names_equal_the_pytorch_state_dicts() {
     let meta = fixture_metadata(FIX);
     let cases = [
-        ("ir_se50", EncoderConfig::ir_se50()),
-        ("ir_se50_wplus14", EncoderConfig::ir_se50().with_w_plus(14)),
+        // e4e's classes as e4e builds them (3-channel input, stylegan_size 256)
+        ("ir_se50", EncoderConfig::ir_se50().with_in_channels(3)),
+        (
+            "ir_se50_wplus14",
+            EncoderConfig::ir_se50().with_in_channels(3).with_w_plus(14),
+        ),
         ("resnet34", EncoderConfig::resnet34()),
         (
             "resnet34_wplus14",
@@ -83,6 +95,19 @@ fn key_facts_of_the_presets() {
 }
 
 #[test]
+fn fixture_names_the_reference_code() {
+    let meta = fixture_metadata(FIX);
+    assert_eq!(
+        meta.get("reference_repository").map(String::as_str),
+        Some("https://github.com/omertov/encoder4editing"),
+        "{meta:?}"
+    );
+    assert_eq!(meta.get("reference_commit").map(|c| c.len()), Some(40));
+    // the ResNet entries are the project's own re-implementation, and say so
+    assert!(meta["restyle_entries"].contains("NOT reference code"));
+}
+
+#[test]
 fn forward_matches_pytorch() {
     let t = load_fixture(FIX);
     let dev = Device::Cpu;
@@ -107,12 +132,8 @@ fn forward_matches_pytorch() {
         rel_err(&s2, &t["narrow_wplus.stage2"]),
     ));
 
+    // e4e W+ (Encoder4Editing) is checked in tests/convert_e4e.rs on a converted checkpoint.
     let xi = &t["irse.input"];
-    let e = Encoder::new(irse_test_config().with_w_plus(9), vb.clone()).unwrap();
-    report.push((
-        "irse_wplus",
-        rel_err(&e.forward(xi).unwrap(), &t["irse_wplus.out"]),
-    ));
     let e = Encoder::new(irse_test_config(), vb.clone()).unwrap();
     report.push((
         "irse_single",
@@ -126,10 +147,23 @@ fn forward_matches_pytorch() {
     ));
 
     for (name, err) in &report {
-        println!("{name}: max|rust - torch| / max|torch| = {err:.2e}");
+        println!("{name}: max|rust - ref| / max|ref| = {err:.2e}");
     }
+    // irse_single is stored in f64 (the exact answer for the synthetic weights). It is
+    // ill-conditioned: IR-SE-50 activations reach ~160 and e4e's 512 -> 512 head cancels them to
+    // ~19, so PyTorch's own f32 result is already ~5e-5 off (`torch_f32_err.irse_single.out`).
+    // Its tolerance is 1e-4 or IRSE_SINGLE_FACTOR times PyTorch's own f32 error, if larger.
+    const IRSE_SINGLE_FACTOR: f32 = 4.0;
+    let meta = fixture_metadata(FIX);
     for (name, err) in report {
-        assert!(err < 1e-4, "{name}: {err}");
+        let torch = meta
+            .get(&format!("torch_f32_err.{name}.out"))
+            .map_or(0.0, |v| v.parse::<f32>().unwrap());
+        let tol = 1e-4f32.max(IRSE_SINGLE_FACTOR * torch);
+        if torch > 0.0 {
+            println!("{name}: tolerance {tol:.1e} (torch f32 against f64: {torch:.1e})");
+        }
+        assert!(err < tol, "{name}: {err} (torch f32 {torch})");
     }
 }
 
@@ -376,4 +410,15 @@ fn configs_round_trip_and_validate() {
             .validate()
             .is_err()
     );
+    // IR-SE widths must be multiples of the SE reduction 16
+    let narrow_irse = |widths| EncoderConfig {
+        backbone: e4e_encoder::EncoderBackbone::IrSe50Widths { widths },
+        ..EncoderConfig::ir_se50()
+    };
+    assert!(narrow_irse([16, 16, 16, 32]).validate().is_ok());
+    let err = narrow_irse([16, 16, 16, 8])
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("multiples of 16"), "{err}");
 }
