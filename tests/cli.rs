@@ -25,8 +25,20 @@ fn build(out: &Path, extra: &[&str]) -> Output {
 fn build_writes_a_dataset_and_contact_sheet() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ds");
+    // The staging folder of a killed build of the same folder (its PID cannot be running) is
+    // removed; another folder's is not touched.
+    let stale = dir.path().join(".ds.partial-4999999");
+    let other = dir.path().join(".other.partial-4999999");
+    for d in [&stale, &other] {
+        std::fs::create_dir_all(d.join("images")).unwrap();
+    }
     let o = build(&out, &["--scale", "0.0025", "--size", "32"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stale.exists(),
+        "the killed build's staging folder was left"
+    );
+    assert!(other.exists());
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("150 train"), "{stdout}");
     assert!(out.join("manifest.json").is_file());
@@ -243,10 +255,61 @@ fn stylegan2_train_resumes_and_sample_writes_images() {
     ]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("checkpoint_every must be >= 1"),
+        stderr(&o).contains("--checkpoint-every") && stderr(&o).contains("at least 1"),
         "{}",
         stderr(&o)
     );
+
+    // Resuming with another batch or seed is refused, naming the setting and both values.
+    for (batch, seed, needle) in [
+        ("4", "0", "batch: checkpoint 2, now 4"),
+        ("2", "5", "seed: checkpoint 0, now 5"),
+    ] {
+        let o = run(&[
+            "stylegan2",
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            run_dir.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--steps",
+            "4",
+            "--batch",
+            batch,
+            "--seed",
+            seed,
+        ]);
+        assert!(
+            !o.status.success(),
+            "batch {batch} seed {seed} was accepted"
+        );
+        assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+    }
+
+    // A damaged newest checkpoint is skipped (and named), the run continues from the one
+    // before; a temporary file left by a killed process is removed.
+    let checkpoints = run_dir.join("checkpoints");
+    let newest = checkpoints.join("ckpt-000000003.safetensors");
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 3]).unwrap();
+    let stale = checkpoints.join(".ckpt-000000009.safetensors.tmp-4999999");
+    std::fs::write(&stale, b"partial").unwrap();
+    let o = train("4");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("trained to step 4 (from 2)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        stderr(&o).contains("skipped checkpoint") && stderr(&o).contains("ckpt-000000003"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stale.exists(), "the stale temporary file was left");
+    assert!(stderr(&o).contains("tmp-4999999"), "{}", stderr(&o));
 
     let weights = run_dir.join("generator.safetensors");
     let out = dir.path().join("samples");
@@ -287,7 +350,7 @@ fn stylegan2_train_resumes_and_sample_writes_images() {
     ]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("model config differs"),
+        stderr(&o).contains("other settings") && stderr(&o).contains("model.style_dim"),
         "{}",
         stderr(&o)
     );
@@ -335,7 +398,11 @@ fn encoder_train_augments_resumes_and_records_the_augmentation() {
     // A probability outside [0, 1] is refused, naming the option.
     let o = train_e("1", &["--augment", "--augment-keep", "1.5"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("keep_probability"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--augment-keep") && stderr(&o).contains("[0, 1]"),
+        "{}",
+        stderr(&o)
+    );
     let o = train_e("1", &["--augment", "--augment-keep", "0.5"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = train_e("2", &["--augment", "--augment-keep", "0.5"]);

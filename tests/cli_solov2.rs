@@ -80,7 +80,7 @@ fn train_eval_sketches_and_evaluate_with_segmenter() {
         "3",
     ]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("another config"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("other settings"));
 
     let json = dir.path().join("dice.json");
     let out = ok(&run(&[

@@ -534,6 +534,7 @@ fn train(args: EncoderTrainArgs) -> anyhow::Result<()> {
     };
     let mut trainer = EncoderTrainer::open(cfg, inputs.generator, inputs.loss, &c.out, &device)
         .with_context(|| format!("opening the run in {}", c.out.display()))?;
+    super::progress::print_resume_notes(trainer.resume_report());
     if let Some(val) = &inputs.val {
         trainer.set_validation(val)?;
     }

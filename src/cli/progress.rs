@@ -164,3 +164,10 @@ mod tests {
         assert!(last.starts_with("step 10/10"), "{last}");
     }
 }
+
+/// Prints what opening a run folder skipped or removed (one line each, on stderr).
+pub fn print_resume_notes(report: &s2m_train::resume::ResumeReport) {
+    for note in report.notes() {
+        eprintln!("{note}");
+    }
+}

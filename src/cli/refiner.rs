@@ -167,6 +167,7 @@ fn train(args: RefinerTrainArgs) -> anyhow::Result<()> {
         &device,
     )
     .with_context(|| format!("opening the run in {}", c.out.display()))?;
+    super::progress::print_resume_notes(trainer.resume_report());
     if let Some(val) = &inputs.val {
         trainer.set_validation(val)?;
     }
@@ -234,6 +235,7 @@ fn structure_net(args: StructureNetArgs) -> anyhow::Result<()> {
     };
     let mut trainer = StructureTrainer::open(cfg, &args.out, &device)
         .with_context(|| format!("opening the run in {}", args.out.display()))?;
+    super::progress::print_resume_notes(trainer.resume_report());
     if let Some(val) = &held_out {
         trainer.set_validation(val)?;
     }

@@ -204,6 +204,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading the seg_train split of {}", a.data.display()))?;
     let mut trainer = Trainer::open(cfg, &a.out, a.backbone_weights.as_deref(), &device)
         .with_context(|| format!("opening the run in {}", a.out.display()))?;
+    super::progress::print_resume_notes(trainer.resume_report());
     println!(
         "SOLOv2 {} at {} px on {} images ({}), step {} of {}",
         a.preset,

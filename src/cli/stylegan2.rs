@@ -136,6 +136,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     let device = crate::cli::device()?;
     let mut trainer = Trainer::open(cfg, &args.out, &device)
         .with_context(|| format!("opening the run in {}", args.out.display()))?;
+    progress::print_resume_notes(trainer.resume_report());
     let start = trainer.step();
     let bar = progress::progress_bar(args.steps, start);
     let data = LoaderImages(loader);

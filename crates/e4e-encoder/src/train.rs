@@ -45,9 +45,10 @@ use candle_nn::VarMap;
 use losses::SimilarityLoss;
 use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed};
 use s2m_train::Schedule;
-use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
+use s2m_train::checkpoint::{Checkpoint, RngState};
 use s2m_train::logcsv::CsvLogger;
 use s2m_train::optim::{Adam, AdamConfig};
+use s2m_train::resume::{self, ResumeReport};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{
@@ -237,6 +238,7 @@ pub struct EncoderTrainer {
     sketch_source: String,
     /// The export E started from and the provenance of its w_avg (`init_from`).
     init: Option<(EncoderInit, LatentAvgInfo)>,
+    resume_report: ResumeReport,
 }
 
 impl EncoderTrainer {
@@ -333,22 +335,19 @@ impl EncoderTrainer {
             }
             None => None,
         };
-        let latent_avg = match latest_checkpoint(out.join("checkpoints"))? {
-            Some(path) => {
-                let ck = Checkpoint::load(&path)?;
+        let (found, resume_report) = resume::open_run(&out)?;
+        let latent_avg = match found {
+            Some((path, ck)) => {
                 let resume_err = |message: String| TrainError::Resume {
                     path: path.clone(),
                     message,
                 };
                 let saved: EncoderTrainConfig = serde_json::from_value(ck.meta.config.clone())
                     .map_err(|e| resume_err(format!("unreadable training config: {e}")))?;
-                if saved.encoder != cfg.encoder {
-                    return Err(resume_err(
-                        "the checkpoint's encoder config differs from the requested one; use \
-                         another output folder or the same config"
-                            .into(),
-                    ));
-                }
+                // The warm start only applies when a run starts.
+                let mut may_change = resume::MAY_CHANGE.to_vec();
+                may_change.push("init_from");
+                resume::check_run_config(&path, &saved, &cfg, &may_change)?;
                 let saved_sha = ck
                     .meta
                     .extra
@@ -405,7 +404,14 @@ impl EncoderTrainer {
             data_description: String::new(),
             sketch_source: String::new(),
             init,
+            resume_report,
         })
+    }
+
+    /// What opening the run folder skipped (damaged checkpoints) and removed (leftovers of
+    /// killed processes).
+    pub fn resume_report(&self) -> &ResumeReport {
+        &self.resume_report
     }
 
     /// Steps completed so far.

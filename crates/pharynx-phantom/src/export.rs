@@ -200,6 +200,8 @@ pub fn build_dataset(cfg: &BuildConfig, progress: &dyn Progress) -> Result<Build
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(|e| PhantomError::io(&parent, e))?;
+    // Staging folders of builds that were killed (their process no longer runs).
+    s2m_core::fsio::remove_stale_leftovers(&parent, Some(&name))?;
     let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| PhantomError::io(&staging, e))?;

@@ -44,7 +44,7 @@ use rand::Rng as _;
 use s2m_core::anatomy::Class;
 use s2m_core::rng::{derive_seed, randn_vec, rng_from_seed};
 use s2m_train::bundle::{read_bundle_json, verify_sha256, write_weights_bundle};
-use s2m_train::checkpoint::{Checkpoint, latest_checkpoint};
+use s2m_train::checkpoint::Checkpoint;
 use s2m_train::logcsv::CsvLogger;
 use s2m_train::optim::{Adam, AdamConfig, load_varmap, varmap_tensors};
 use s2m_train::run::{
@@ -499,6 +499,7 @@ pub struct StructureTrainer {
     val: Option<Pairs>,
     data_description: String,
     sketch_source: String,
+    resume_report: s2m_train::resume::ResumeReport,
 }
 
 const COLUMNS: [&str; 4] = ["total", "cross_entropy", "dice", "sec_per_step"];
@@ -533,23 +534,19 @@ impl StructureTrainer {
             },
         )?;
         let mut step = 0;
-        if let Some(path) = latest_checkpoint(out.join("checkpoints"))? {
-            let ck = Checkpoint::load(&path)?;
+        let (found, resume_report) = s2m_train::resume::open_run(&out)?;
+        if let Some((path, ck)) = found {
             let saved: StructureTrainConfig = serde_json::from_value(ck.meta.config.clone())
                 .map_err(|e| TrainError::Resume {
                     path: path.clone(),
                     message: format!("unreadable training config: {e}"),
                 })?;
-            if saved.net != cfg.net {
-                return Err(TrainError::Resume {
-                    path,
-                    message: format!(
-                        "the checkpoint's net config {:?} differs from the requested {:?}",
-                        saved.net, cfg.net
-                    ),
-                }
-                .into());
-            }
+            s2m_train::resume::check_run_config(
+                &path,
+                &saved,
+                &cfg,
+                s2m_train::resume::MAY_CHANGE,
+            )?;
             ck.restore_varmap("net", &vars)?;
             ck.restore_optimizer("opt", &mut opt)?;
             step = ck.meta.step;
@@ -568,7 +565,14 @@ impl StructureTrainer {
             val: None,
             data_description: String::new(),
             sketch_source: String::new(),
+            resume_report,
         })
+    }
+
+    /// What opening the run folder skipped (damaged checkpoints) and removed (leftovers of
+    /// killed processes).
+    pub fn resume_report(&self) -> &s2m_train::resume::ResumeReport {
+        &self.resume_report
     }
 
     pub fn step(&self) -> u64 {

@@ -411,7 +411,7 @@ fn trains_on_a_toy_task_resumes_exactly_and_round_trips() {
     .err()
     .unwrap()
     .to_string();
-    assert!(e.contains("net config"), "{e}");
+    assert!(e.contains("other settings") && e.contains("net."), "{e}");
 
     // Export / load: same logits; the held-out DICE is recorded.
     let export = dir.path().join("export");

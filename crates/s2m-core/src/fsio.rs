@@ -44,6 +44,66 @@ pub fn atomic_write_with(
     Ok(())
 }
 
+/// Removes what killed processes left in `dir`: the temporary files of [`atomic_write`]
+/// (`.NAME.tmp-PID`) and the staging folders of dataset builds (`.NAME.partial-PID`,
+/// `.NAME.old-PID`) whose process `PID` is no longer running; with `only_name`, only those of
+/// that NAME. Only these patterns are touched, never this process's own, and nothing at all
+/// where process liveness cannot be checked (outside Linux). A folder that does not exist has
+/// none. Returns what was removed (sorted).
+pub fn remove_stale_leftovers(
+    dir: impl AsRef<Path>,
+    only_name: Option<&str>,
+) -> Result<Vec<PathBuf>> {
+    let dir = dir.as_ref();
+    let mut removed = Vec::new();
+    if !cfg!(target_os = "linux") {
+        return Ok(removed);
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(CoreError::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| CoreError::io(dir, e))?;
+        let file_name = entry.file_name();
+        let Some((name, pid)) = file_name.to_str().and_then(leftover_of) else {
+            continue;
+        };
+        if only_name.is_some_and(|n| n != name) {
+            continue;
+        }
+        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|e| CoreError::io(&path, e))?;
+        let result = if file_type.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        result.map_err(|e| CoreError::io(&path, e))?;
+        removed.push(path);
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// NAME and PID of a leftover's file name: `.NAME.tmp-PID`, `.NAME.partial-PID` or
+/// `.NAME.old-PID` (NAME not empty, PID all digits).
+fn leftover_of(file_name: &str) -> Option<(&str, u32)> {
+    let rest = file_name.strip_prefix('.')?;
+    let (stem, pid) = rest.rsplit_once('-')?;
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let name = [".tmp", ".partial", ".old"]
+        .iter()
+        .find_map(|k| stem.strip_suffix(k).filter(|n| !n.is_empty()))?;
+    Some((name, pid.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +136,55 @@ mod tests {
         assert!(
             err.to_string().contains("/nonexistent-dir/x/y.bin"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn only_dead_processes_leftovers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A PID that cannot be running (above Linux's largest pid_max, 2^22).
+        let dead = 4_999_999u32;
+        let me = std::process::id();
+        std::fs::write(
+            d.join(format!(".ckpt-000000009.safetensors.tmp-{dead}")),
+            b"x",
+        )
+        .unwrap();
+        std::fs::create_dir(d.join(format!(".data.partial-{dead}"))).unwrap();
+        std::fs::write(d.join(format!(".data.partial-{dead}/f.png")), b"x").unwrap();
+        std::fs::create_dir(d.join(format!(".other.partial-{dead}"))).unwrap();
+        std::fs::write(d.join(format!(".log.csv.tmp-{me}")), b"x").unwrap();
+        let keep = [
+            "ckpt-000000009.safetensors",
+            ".hidden",
+            ".tmp-123",
+            "notes.tmp-123",
+            ".x.tmp-12a",
+            ".x.backup-123",
+        ];
+        for k in keep {
+            std::fs::write(d.join(k), b"x").unwrap();
+        }
+        // Only one name's leftovers.
+        let removed = remove_stale_leftovers(d, Some("data")).unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(removed, vec![d.join(format!(".data.partial-{dead}"))]);
+        }
+        assert!(d.join(format!(".other.partial-{dead}")).exists());
+        // All of them.
+        let removed = remove_stale_leftovers(d, None).unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(removed.len(), 2, "{removed:?}");
+        }
+        assert!(d.join(format!(".log.csv.tmp-{me}")).exists());
+        for k in keep {
+            assert!(d.join(k).exists(), "{k}");
+        }
+        assert!(
+            remove_stale_leftovers(d.join("missing"), None)
+                .unwrap()
+                .is_empty()
         );
     }
 }

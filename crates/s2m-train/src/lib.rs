@@ -42,6 +42,7 @@ pub mod logcsv;
 pub mod optim;
 #[cfg(feature = "plot")]
 pub mod plot;
+pub mod resume;
 pub mod run;
 pub mod schedule;
 

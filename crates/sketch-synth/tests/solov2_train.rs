@@ -185,7 +185,7 @@ fn resume_is_exact_and_budget_stops() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains("ckpt-") && err.contains("another config"),
+        err.contains("ckpt-") && err.contains("batch: checkpoint"),
         "{err}"
     );
 

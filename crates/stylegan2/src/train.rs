@@ -23,9 +23,10 @@ use rand::Rng as _;
 use s2m_core::imageio::{image_grid, tensor_to_rgb_batch};
 use s2m_core::rng::{Rng, derive_seed, randn_vec, rng_from_seed};
 use s2m_train::Schedule;
-use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
+use s2m_train::checkpoint::{Checkpoint, RngState};
 use s2m_train::logcsv::CsvLogger;
 use s2m_train::optim::{Adam, AdamConfig, varmap_named_vars};
+use s2m_train::resume::{self, ResumeReport};
 use s2m_train::run::{
     EpochOrder, TrainLoop, check_finite, checkpoint_meta, create_run_folders, open_log,
     run_training, scalar, write_loss_plot,
@@ -215,6 +216,7 @@ pub struct Trainer {
     grid_z: Tensor,
     logger: CsvLogger,
     order: EpochOrder,
+    resume_report: ResumeReport,
 }
 
 fn copy_varmap(src: &VarMap) -> Result<VarMap> {
@@ -276,21 +278,14 @@ impl Trainer {
         let mut rng = rng_from_seed(derive_seed(cfg.schedule.seed, 0x7EA1, 0));
         let mut step = 0;
         let mut mean_path_length = 0.0;
-        if let Some(path) = latest_checkpoint(out.join("checkpoints"))? {
-            let ck = Checkpoint::load(&path)?;
+        let (found, resume_report) = resume::open_run(&out)?;
+        if let Some((path, ck)) = found {
             let saved: TrainConfig =
                 serde_json::from_value(ck.meta.config.clone()).map_err(|e| TrainError::Resume {
                     path: path.clone(),
                     message: format!("unreadable training config: {e}"),
                 })?;
-            if saved.model != cfg.model {
-                return Err(TrainError::Resume {
-                    path,
-                    message: "the checkpoint's model config differs from the requested one; \
-                              use another output folder or the same config"
-                        .into(),
-                });
-            }
+            resume::check_run_config(&path, &saved, &cfg, resume::MAY_CHANGE)?;
             ck.restore_varmap("g", &g_vars)?;
             ck.restore_varmap("d", &d_vars)?;
             ck.restore_varmap("g_ema", &ema_vars)?;
@@ -325,7 +320,14 @@ impl Trainer {
             grid_z,
             logger,
             order: EpochOrder::new(cfg_seed),
+            resume_report,
         })
+    }
+
+    /// What opening the run folder skipped (damaged checkpoints) and removed (leftovers of
+    /// killed processes).
+    pub fn resume_report(&self) -> &ResumeReport {
+        &self.resume_report
     }
 
     /// Steps completed so far.

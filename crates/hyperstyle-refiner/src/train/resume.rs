@@ -17,32 +17,29 @@ use crate::error::Result;
 /// Checkpoint `extra` key of the warm start ([`InitRef`]).
 pub(super) const INIT_KEY: &str = "init_from";
 
-/// Restores H (`h_vars`), Adam (`opt`) and the step from the checkpoint `path` after checking
-/// that it belongs to the run: the same H config and T as `cfg`, and the frozen networks'
-/// `hashes` (checkpoint `extra` key, expected sha256). Returns the step and the warm start the
+/// Restores H (`h_vars`), Adam (`opt`) and the step from the checkpoint `ck` (read from `path`)
+/// after checking that it belongs to the run: the same training config as `cfg` but for the
+/// reporting cadences ([`s2m_train::resume::MAY_CHANGE`]), and the frozen networks' `hashes`
+/// (checkpoint `extra` key, expected sha256). Returns the step and the warm start the
 /// run recorded.
 pub(super) fn restore_checkpoint(
     path: &Path,
+    ck: &Checkpoint,
     cfg: &RefinerTrainConfig,
     hashes: [(&str, &str); 2],
     h_vars: &VarMap,
     opt: &mut Adam,
 ) -> Result<(u64, Option<InitRef>)> {
-    let ck = Checkpoint::load(path)?;
     let resume_err = |message: String| TrainError::Resume {
         path: path.to_path_buf(),
         message,
     };
     let saved: RefinerTrainConfig = serde_json::from_value(ck.meta.config.clone())
         .map_err(|e| resume_err(format!("unreadable training config: {e}")))?;
-    if saved.hyper != cfg.hyper || saved.iterations != cfg.iterations {
-        return Err(resume_err(
-            "the checkpoint's H config or iteration count differs from the requested one; use \
-             another output folder or the same config"
-                .into(),
-        )
-        .into());
-    }
+    // The warm start only applies when a run starts; a resumed run has its weights already.
+    let mut may_change = s2m_train::resume::MAY_CHANGE.to_vec();
+    may_change.push("init_from");
+    s2m_train::resume::check_run_config(path, &saved, cfg, &may_change)?;
     for (key, want) in hashes {
         let got = ck.meta.extra.get(key).and_then(|v| v.as_str());
         if got != Some(want) {

@@ -12,9 +12,10 @@ use e4e_encoder::{Encoder, EncoderBundle};
 use losses::SimilarityLoss;
 use s2m_core::rng::derive_seed;
 use s2m_train::TrainError;
-use s2m_train::checkpoint::{Checkpoint, latest_checkpoint};
+use s2m_train::checkpoint::Checkpoint;
 use s2m_train::logcsv::CsvLogger;
 use s2m_train::optim::{Adam, AdamConfig};
+use s2m_train::resume::ResumeReport;
 use s2m_train::run::{EpochOrder, checkpoint_meta, create_run_folders, open_log, trainable_vars};
 use stylegan2::StyleGan2Config;
 
@@ -76,6 +77,7 @@ pub struct RefinerTrainer {
     pub(super) sketch_source: String,
     pub(super) init: Option<InitRef>,
     pub(super) extras: ExtraTerms,
+    resume_report: ResumeReport,
 }
 
 /// The columns of `log.csv`: the paper's losses, then `{name}_last` for each extra term.
@@ -185,9 +187,11 @@ impl RefinerTrainer {
         create_run_folders(&out)?;
         let (h, h_vars, mut opt) = fresh_hypernet(&cfg, generator.config(), device)?;
         let encoder_sha256 = encoder.meta.encoder_sha256.clone();
-        let (step, init) = match latest_checkpoint(out.join("checkpoints"))? {
-            Some(path) => restore_checkpoint(
+        let (found, resume_report) = s2m_train::resume::open_run(&out)?;
+        let (step, init) = match found {
+            Some((path, ck)) => restore_checkpoint(
                 &path,
+                &ck,
                 &cfg,
                 [
                     ("generator_sha256", generator.sha256()),
@@ -228,7 +232,14 @@ impl RefinerTrainer {
             sketch_source: String::new(),
             init,
             extras,
+            resume_report,
         })
+    }
+
+    /// What opening the run folder skipped (damaged checkpoints) and removed (leftovers of
+    /// killed processes).
+    pub fn resume_report(&self) -> &ResumeReport {
+        &self.resume_report
     }
 
     /// The refiner this run was initialised from (`init_from`), if any.

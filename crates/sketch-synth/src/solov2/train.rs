@@ -34,9 +34,10 @@ use candle_core::{DType, Device};
 use candle_nn::VarMap;
 use s2m_core::rng::{Rng, derive_seed, rng_from_seed};
 use s2m_train::Schedule;
-use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
+use s2m_train::checkpoint::{Checkpoint, RngState};
 use s2m_train::logcsv::CsvLogger;
 use s2m_train::optim::{Adam, AdamConfig, varmap_named_vars};
+use s2m_train::resume::ResumeReport;
 use s2m_train::run::{EpochOrder, checkpoint_meta, scalar, write_loss_plot};
 use serde::{Deserialize, Serialize};
 
@@ -307,6 +308,7 @@ pub struct Trainer {
     train_seconds: f64,
     logger: CsvLogger,
     order: EpochOrder,
+    resume_report: ResumeReport,
 }
 
 impl Trainer {
@@ -345,33 +347,19 @@ impl Trainer {
         let mut opt = Adam::new(trainable, adam)?;
         let mut rng = rng_from_seed(derive_seed(cfg.schedule.seed, TRAIN_STREAM, 0));
         let (mut step, mut train_seconds) = (0, 0.0);
-        if let Some(path) = latest_checkpoint(&ck_dir)? {
-            let ck = Checkpoint::load(&path)?;
+        let (found, resume_report) = s2m_train::resume::open_run(&out)?;
+        if let Some((path, ck)) = found {
             let saved: TrainConfig =
                 serde_json::from_value(ck.meta.config.clone()).map_err(|e| TrainError::Resume {
                     path: path.clone(),
                     message: format!("unreadable training config: {e}"),
                 })?;
-            let comparable = |c: &TrainConfig| TrainConfig {
-                steps: 0,
-                schedule: Schedule {
-                    seed: c.schedule.seed,
-                    sample_every: 0,
-                    checkpoint_every: 0,
-                    keep_checkpoints: 0,
-                    log_every: 0,
-                },
-                ..c.clone()
-            };
-            if comparable(&saved) != comparable(&cfg) {
-                return Err(TrainError::Resume {
-                    path,
-                    message: "the checkpoint was trained with another config (model, batch, \
-                              optimiser or augmentation); use another output folder or the \
-                              same settings"
-                        .into(),
-                });
-            }
+            // The total step count may change (the schedule's length), like the reporting
+            // cadences (here `plot_every`); everything else that shapes the weights must be the
+            // checkpoint's.
+            let mut may_change = s2m_train::resume::MAY_CHANGE.to_vec();
+            may_change.extend(["steps", "plot_every"]);
+            s2m_train::resume::check_run_config(&path, &saved, &cfg, &may_change)?;
             ck.restore_varmap("model", &vars)?;
             ck.restore_optimizer("opt", &mut opt)?;
             rng = ck.rng(TRAIN_RNG)?;
@@ -402,7 +390,14 @@ impl Trainer {
             train_seconds,
             logger,
             order: EpochOrder::with_stream(cfg_seed, DATA_STREAM),
+            resume_report,
         })
+    }
+
+    /// What opening the run folder skipped (damaged checkpoints) and removed (leftovers of
+    /// killed processes).
+    pub fn resume_report(&self) -> &ResumeReport {
+        &self.resume_report
     }
 
     /// Steps completed.
