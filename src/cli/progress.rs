@@ -144,6 +144,13 @@ impl Progress for StageBars {
     }
 }
 
+/// Prints what opening a run folder skipped or removed (one line each, on stderr).
+pub fn print_resume_notes(report: &s2m_train::resume::ResumeReport) {
+    for note in report.notes() {
+        eprintln!("{note}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,12 +169,5 @@ mod tests {
         log.set_position(10);
         let last = log.due_line("L 0.5").expect("the last step is printed");
         assert!(last.starts_with("step 10/10"), "{last}");
-    }
-}
-
-/// Prints what opening a run folder skipped or removed (one line each, on stderr).
-pub fn print_resume_notes(report: &s2m_train::resume::ResumeReport) {
-    for note in report.notes() {
-        eprintln!("{note}");
     }
 }
