@@ -1,0 +1,219 @@
+//! pix2pix against the official junyanz code: state-dict keys, G and D forwards in eval and
+//! train mode (the dropout masks PyTorch drew), one training step's losses and gradients, and the
+//! BatchNorm buffers after it.
+//!
+//! Fixtures from `tools/baselines_pix2pix_fixtures.py` (header of that script for the command):
+//! the committed `tests/fixtures/pix2pix_tiny.safetensors` (ngf = ndf = 2, 64 px, batch 1), and
+//! the narrow (ngf = ndf = 32) and official (`unet_256`, ngf = ndf = 64, 256 px) ones written to
+//! a folder, checked by the ignored test when `S2M_PIX2PIX_BIG_FIXTURES` names it.
+//! Tolerances: forwards 1e-4 of the largest reference magnitude, gradients 1e-3.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use baselines::layers::{ForwardMode, NormMode};
+use baselines::pix2pix::{
+    PatchGan, Pix2PixConfig, UnetGenerator, loss, parameter_shapes, seeded_discriminator,
+    seeded_generator,
+};
+use baselines::weights::load_into;
+use candle_core::{Device, Tensor, Var};
+use s2m_core::testing::{fixture_metadata, load_fixture, rel_err, torch_keys};
+
+const TINY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/pix2pix_tiny.safetensors"
+);
+
+const FWD_TOL: f32 = 1e-4;
+const GRAD_TOL: f32 = 1e-3;
+
+/// The tensors of `fx` under `prefix.` with the prefix removed.
+fn group(fx: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
+    let p = format!("{prefix}.");
+    fx.iter()
+        .filter_map(|(k, v)| k.strip_prefix(&p).map(|k| (k.to_string(), v.clone())))
+        .collect()
+}
+
+/// The largest relative errors of one fixture, by quantity.
+#[derive(Debug, Default)]
+struct Report {
+    worst_forward: f32,
+    worst_grad: f32,
+    lines: Vec<String>,
+}
+
+impl Report {
+    fn forward(&mut self, what: &str, ours: &Tensor, theirs: &Tensor) {
+        assert_eq!(ours.dims(), theirs.dims(), "{what}: shape");
+        let e = rel_err(ours, theirs);
+        self.lines.push(format!("{what}: rel err {e:.2e}"));
+        self.worst_forward = self.worst_forward.max(e);
+        assert!(e <= FWD_TOL, "{what}: rel err {e:e} > {FWD_TOL:e}");
+    }
+
+    fn grad(&mut self, what: &str, ours: Option<&Tensor>, theirs: &Tensor) {
+        let ours = ours.unwrap_or_else(|| panic!("{what}: candle computed no gradient"));
+        assert_eq!(ours.dims(), theirs.dims(), "{what}: shape");
+        let e = rel_err(ours, theirs);
+        self.lines.push(format!("{what}: rel err {e:.2e}"));
+        self.worst_grad = self.worst_grad.max(e);
+        assert!(e <= GRAD_TOL, "{what}: rel err {e:e} > {GRAD_TOL:e}");
+    }
+}
+
+fn check_fixture(path: &Path, cfg: &Pix2PixConfig) -> Report {
+    let dev = Device::Cpu;
+    let fx = load_fixture(path);
+    let meta = fixture_metadata(path);
+    let mut r = Report::default();
+
+    // State-dict keys and shapes equal the official ones.
+    let g_keys = parameter_shapes(|vb| UnetGenerator::new(&cfg.generator, vb)).unwrap();
+    assert_eq!(g_keys, torch_keys(&meta, "g"), "G keys");
+    let d_keys = parameter_shapes(|vb| PatchGan::new(&cfg.discriminator, vb)).unwrap();
+    assert_eq!(d_keys, torch_keys(&meta, "d"), "D keys");
+
+    // Load the official state dicts (num_batches_tracked included).
+    let (g, g_vars) = seeded_generator(&cfg.generator, 1, &dev).unwrap();
+    load_into(&group(&fx, "g"), &g_vars, path, "G").unwrap();
+    let (d, d_vars) = seeded_discriminator(&cfg.discriminator, 2, &dev).unwrap();
+    load_into(&group(&fx, "d"), &d_vars, path, "D").unwrap();
+    let a = &fx["input.a"];
+    let b = &fx["input.b"];
+    let pair = |x: &Tensor, y: &Tensor| Tensor::cat(&[x, y], 1).unwrap();
+
+    // Eval mode: running statistics, no dropout.
+    let fake_eval = g.forward(a, &mut ForwardMode::eval()).unwrap();
+    r.forward("eval G(a)", &fake_eval, &fx["eval.fake"]);
+    let d_fake = d.forward(&pair(a, &fake_eval), NormMode::Eval).unwrap();
+    r.forward("eval D(a, G(a))", &d_fake, &fx["eval.d_fake"]);
+    let d_real = d.forward(&pair(a, b), NormMode::Eval).unwrap();
+    r.forward("eval D(a, b)", &d_real, &fx["eval.d_real"]);
+
+    // Train mode with PyTorch's dropout masks; one pix2pix step.
+    let masks = group(&fx, "mask");
+    assert_eq!(
+        masks.len(),
+        g.dropouts().len(),
+        "one recorded mask per dropout layer"
+    );
+    let a_var = Var::from_tensor(a).unwrap();
+    let a_t = a_var.as_tensor();
+    let fake = g
+        .forward(a_t, &mut ForwardMode::train_with_masks(&masks))
+        .unwrap();
+    r.forward("train G(a)", &fake, &fx["train.fake"]);
+    let d_fake_det = d
+        .forward(&pair(a_t, &fake.detach()), NormMode::Train)
+        .unwrap();
+    r.forward(
+        "train D(a, G(a).detach())",
+        &d_fake_det,
+        &fx["train.d_fake_detached"],
+    );
+    let d_real = d.forward(&pair(a_t, b), NormMode::Train).unwrap();
+    r.forward("train D(a, b)", &d_real, &fx["train.d_real"]);
+    let loss_d = loss::d_loss(&d_real, &d_fake_det).unwrap();
+    r.forward("loss_D", &loss_d.reshape(1).unwrap(), &fx["train.loss_d"]);
+    let gd = loss_d.backward().unwrap();
+    for (name, var) in s2m_train::optim::varmap_named_vars(&d_vars) {
+        if let Some(t) = fx.get(&format!("grad_d.{name}")) {
+            r.grad(&format!("dloss_D/d {name}"), gd.get(var.as_tensor()), t);
+        }
+    }
+    r.grad("dloss_D/d a", gd.get(a_t), &fx["grad_d.input"]);
+
+    let d_fake = d.forward(&pair(a_t, &fake), NormMode::Train).unwrap();
+    r.forward("train D(a, G(a))", &d_fake, &fx["train.d_fake"]);
+    let lg = loss::g_loss(&d_fake, &fake, b, cfg.lambda_l1).unwrap();
+    r.forward("loss_G", &lg.total.reshape(1).unwrap(), &fx["train.loss_g"]);
+    r.forward(
+        "loss_G_GAN",
+        &lg.gan.reshape(1).unwrap(),
+        &fx["train.loss_g_gan"],
+    );
+    r.forward(
+        "loss_G_L1",
+        &lg.l1.reshape(1).unwrap(),
+        &fx["train.loss_g_l1"],
+    );
+    let gg = lg.total.backward().unwrap();
+    let mut n_g = 0;
+    for (name, var) in s2m_train::optim::varmap_named_vars(&g_vars) {
+        if let Some(t) = fx.get(&format!("grad_g.{name}")) {
+            r.grad(&format!("dloss_G/d {name}"), gg.get(var.as_tensor()), t);
+            n_g += 1;
+        }
+    }
+    assert!(n_g >= 7, "the fixture holds G gradients ({n_g})");
+    r.grad("dloss_G/d a", gg.get(a_t), &fx["grad_g.input"]);
+
+    // BatchNorm buffers after the step (G: one forward, D: three).
+    for (prefix, vars) in [("g", &g_vars), ("d", &d_vars)] {
+        let after = group(&fx, &format!("after.{prefix}"));
+        assert!(!after.is_empty());
+        for (name, var) in s2m_train::optim::varmap_named_vars(vars) {
+            let Some(t) = after.get(&name) else { continue };
+            if name.ends_with("num_batches_tracked") {
+                assert_eq!(
+                    var.as_tensor().to_scalar::<i64>().unwrap(),
+                    t.to_scalar::<i64>().unwrap(),
+                    "{prefix}.{name}"
+                );
+            } else {
+                r.forward(&format!("after step {prefix}.{name}"), var.as_tensor(), t);
+            }
+        }
+    }
+    r
+}
+
+#[test]
+fn tiny_fixture_matches_the_official_code() {
+    let r = check_fixture(Path::new(TINY), &Pix2PixConfig::tiny_64());
+    println!("{}", r.lines.join("\n"));
+    println!(
+        "tiny_64: worst forward {:.2e}, worst gradient {:.2e}",
+        r.worst_forward, r.worst_grad
+    );
+}
+
+#[test]
+fn fixture_provenance_is_recorded() {
+    let meta = fixture_metadata(TINY);
+    for k in [
+        "script",
+        "reference_repository",
+        "reference_commit",
+        "torch_version",
+        "stubbed",
+        "config",
+        "gan_loss",
+    ] {
+        assert!(meta.contains_key(k), "metadata {k}");
+    }
+    assert_eq!(meta["reference_repository"], "junyanz/pytorch-CycleGAN-and-pix2pix");
+}
+
+/// `S2M_PIX2PIX_BIG_FIXTURES=DIR cargo test -p baselines --test pix2pix -- --ignored --nocapture`
+/// after `tools/baselines_pix2pix_fixtures.py ... --big-dir DIR`.
+#[test]
+#[ignore = "needs the big fixtures (S2M_PIX2PIX_BIG_FIXTURES), about 300 MB and a minute"]
+fn narrow_and_official_fixtures_match_the_official_code() {
+    let dir = std::env::var("S2M_PIX2PIX_BIG_FIXTURES")
+        .expect("set S2M_PIX2PIX_BIG_FIXTURES to the --big-dir of the fixture script");
+    for (name, cfg) in [
+        ("narrow_64", Pix2PixConfig::narrow_64()),
+        ("official_256", Pix2PixConfig::official_256()),
+    ] {
+        let path = Path::new(&dir).join(format!("pix2pix_{name}.safetensors"));
+        let r = check_fixture(&path, &cfg);
+        println!("{}", r.lines.join("\n"));
+        println!(
+            "{name}: worst forward {:.2e}, worst gradient {:.2e}",
+            r.worst_forward, r.worst_grad
+        );
+    }
+}

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Parity fixtures for the pix2pix port (crates/baselines) from the official junyanz code.
+
+Runs the official `models/networks.py` of junyanz/pytorch-CycleGAN-and-pix2pix (imported from
+the folder given on the command line; nothing is copied into this repository and nothing is
+downloaded) on the CPU with seeded random weights, and writes one safetensors file per config:
+
+  g.<key>, d.<key>        the official state_dicts (weights and BatchNorm buffers) *before*
+                          the training step; BN running stats are first filled by a few
+                          train-mode forwards on random data so that eval mode is not trivial
+  input.a, input.b        the (sketch, image) pair (batch 1 in the tiny fixture, else 2)
+  eval.fake, eval.d_fake, eval.d_real
+                          G and D in eval mode (running stats, no dropout)
+  mask.<module path>      the dropout keep-masks (0/1) PyTorch drew in the train-mode forward
+                          (recorded with forward hooks on the unmodified nn.Dropout modules)
+  train.fake, train.d_fake_detached, train.d_real, train.d_fake
+                          one pix2pix training step in train mode (batch stats, dropout)
+  train.loss_d, train.loss_g, train.loss_g_gan, train.loss_g_l1
+  grad_d.<key>, grad_d.input   d loss_D / d (D params, sketch)
+  grad_g.<key>, grad_g.input   d loss_G / d (G params, sketch)  (no optimiser step between
+                               the two, so both use the same D weights)
+  after.g.<buffer>, after.d.<buffer>
+                          the BN buffers after that step's forwards (G once, D three times)
+
+The losses are those of `Pix2PixModel.backward_D/backward_G` with `--gan_mode vanilla`:
+loss_D = 0.5 * (BCEWithLogits(D(a, fake.detach()), 0) + BCEWithLogits(D(a, b), 1)),
+loss_G = BCEWithLogits(D(a, fake), 1) + 100 * L1(fake, b).
+
+Usage (the command the committed fixture was made with):
+  /work/venv-ref/bin/python tools/baselines_pix2pix_fixtures.py --reference /work/ref/pcg \
+      --reference-commit 78913853ab4a4f5eba717af8433809300c99f0bb \
+      --out crates/baselines/tests/fixtures/pix2pix_tiny.safetensors --big-dir /tmp/p2p-big
+`--big-dir` (optional) also writes pix2pix_narrow_64.safetensors and
+pix2pix_official_256.safetensors there, for the ignored Rust test
+(`S2M_PIX2PIX_BIG_FIXTURES=/tmp/p2p-big cargo test -p baselines -- --ignored`).
+"""
+
+import argparse
+import inspect
+import json
+import os
+import subprocess
+import sys
+
+CONFIGS = {
+    # name: (image_size, num_downs, ngf, ndf, all D grads, batch); the committed tiny fixture has
+    # batch 1 to stay small (BN statistics over the batch are covered by the big ones).
+    "tiny_64": (64, 6, 2, 2, True, 1),
+    "narrow_64": (64, 6, 32, 32, False, 2),
+    "official_256": (256, 8, 64, 64, False, 2),
+}
+INPUT_NC, OUTPUT_NC, N_LAYERS, LAMBDA_L1 = 1, 3, 3, 100.0
+
+# The parameters whose gradients the fixtures keep (the tiny one keeps all of D's).
+G_NAMED = ["model.model.0.weight", "model.model.3.weight", "model.model.3.bias",
+           "model.model.1.model.1.weight", "model.model.1.model.2.weight",
+           "model.model.1.model.2.bias", "model.model.1.model.6.weight",
+           "model.model.1.model.3.model.3.model.3.model.5.weight",
+           "model.model.1.model.3.model.3.model.3.model.6.weight",
+           "model.model.1.model.3.model.3.model.3.model.3.model.1.weight"]
+D_NAMED = ["model.0.weight", "model.0.bias", "model.2.weight", "model.3.weight",
+           "model.3.bias", "model.11.weight", "model.11.bias"]
+
+
+def reference_commit(ref, given):
+    if given:
+        return given
+    try:
+        return subprocess.check_output(["git", "-C", ref, "rev-parse", "HEAD"], text=True).strip()
+    except Exception:
+        return "unknown"
+
+
+def build(networks, torch, name, seed):
+    size, num_downs, ngf, ndf, _, _ = CONFIGS[name]
+    torch.manual_seed(seed)
+    norm = networks.get_norm_layer("batch")
+    g = networks.UnetGenerator(INPUT_NC, OUTPUT_NC, num_downs, ngf, norm_layer=norm, use_dropout=True)
+    d = networks.NLayerDiscriminator(INPUT_NC + OUTPUT_NC, ndf, N_LAYERS, norm_layer=norm)
+    # init_net(..., 'normal', 0.02) of the official code, without the device move.
+    networks.init_weights(g, "normal", 0.02)
+    networks.init_weights(d, "normal", 0.02)
+    return g, d, size
+
+
+def vanilla_loss(networks, torch):
+    """GANLoss('vanilla') where this commit has it; else the same loss from torch."""
+    params = inspect.signature(networks.GANLoss.__init__).parameters
+    if "gan_mode" in params:
+        return networks.GANLoss("vanilla"), "networks.GANLoss('vanilla')"
+    bce = torch.nn.BCEWithLogitsLoss()
+
+    def loss(pred, real):
+        return bce(pred, torch.ones_like(pred) if real else torch.zeros_like(pred))
+
+    return loss, ("torch.nn.BCEWithLogitsLoss with constant targets 1/0 (this commit's GANLoss "
+                  "predates gan_mode; HEAD's GANLoss('vanilla') is this loss)")
+
+
+def make_fixture(networks, torch, name, seed, path, provenance):
+    g, d, size = build(networks, torch, name, seed)
+    all_grads, BATCH = CONFIGS[name][4], CONFIGS[name][5]
+    gen = torch.Generator().manual_seed(seed + 1)
+    # Fill the BN running stats: a few train-mode forwards on random pairs.
+    g.train(); d.train()
+    with torch.no_grad():
+        for _ in range(3):
+            a = torch.rand(BATCH, INPUT_NC, size, size, generator=gen) * 2 - 1
+            b = torch.rand(BATCH, OUTPUT_NC, size, size, generator=gen) * 2 - 1
+            f = g(a)
+            d(torch.cat([a, f], 1)); d(torch.cat([a, b], 1))
+    out = {}
+    for k, v in g.state_dict().items():
+        out["g." + k] = v.clone()
+    for k, v in d.state_dict().items():
+        out["d." + k] = v.clone()
+    a = torch.rand(BATCH, INPUT_NC, size, size, generator=gen) * 2 - 1
+    b = torch.rand(BATCH, OUTPUT_NC, size, size, generator=gen) * 2 - 1
+    out["input.a"], out["input.b"] = a.clone(), b.clone()
+
+    g.eval(); d.eval()
+    with torch.no_grad():
+        fe = g(a)
+        out["eval.fake"] = fe
+        out["eval.d_fake"] = d(torch.cat([a, fe], 1))
+        out["eval.d_real"] = d(torch.cat([a, b], 1))
+
+    g.train(); d.train()
+    masks = {}
+    hooks = []
+    for mname, m in g.named_modules():
+        if isinstance(m, torch.nn.Dropout):
+            def hook(mod, inp, outp, mname=mname):
+                masks[mname] = (outp != 0).to(torch.float32)
+            hooks.append(m.register_forward_hook(hook))
+    gan_loss, gan_desc = vanilla_loss(networks, torch)
+    l1 = torch.nn.L1Loss()
+    a_req = a.clone().requires_grad_(True)
+    fake = g(a_req)
+    for h in hooks:
+        h.remove()
+    for k, v in masks.items():
+        out["mask." + k] = v
+    # backward_D
+    pred_fake_det = d(torch.cat([a_req, fake.detach()], 1))
+    pred_real = d(torch.cat([a_req, b], 1))
+    loss_d = (gan_loss(pred_fake_det, False) + gan_loss(pred_real, True)) * 0.5
+    d_params = dict(d.named_parameters())
+    gd = torch.autograd.grad(loss_d, list(d_params.values()) + [a_req])
+    # backward_G (no optimiser step in between)
+    pred_fake = d(torch.cat([a_req, fake], 1))
+    loss_g_gan = gan_loss(pred_fake, True)
+    loss_g_l1 = l1(fake, b)
+    loss_g = loss_g_gan + LAMBDA_L1 * loss_g_l1
+    g_params = dict(g.named_parameters())
+    gg = torch.autograd.grad(loss_g, list(g_params.values()) + [a_req])
+    out["train.fake"] = fake.detach()
+    out["train.d_fake_detached"] = pred_fake_det.detach()
+    out["train.d_real"] = pred_real.detach()
+    out["train.d_fake"] = pred_fake.detach()
+    out["train.loss_d"] = loss_d.detach().reshape(1)
+    out["train.loss_g"] = loss_g.detach().reshape(1)
+    out["train.loss_g_gan"] = loss_g_gan.detach().reshape(1)
+    out["train.loss_g_l1"] = loss_g_l1.detach().reshape(1)
+    for (k, _), gr in zip(d_params.items(), gd[:-1]):
+        if all_grads or k in D_NAMED:
+            out["grad_d." + k] = gr
+    out["grad_d.input"] = gd[-1]
+    for (k, _), gr in zip(g_params.items(), gg[:-1]):
+        if k in G_NAMED:
+            out["grad_g." + k] = gr
+    out["grad_g.input"] = gg[-1]
+    for prefix, net in (("g.", g), ("d.", d)):
+        for k, v in net.state_dict().items():
+            if k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+                out["after." + prefix + k] = v.clone()
+
+    size_, num_downs, ngf, ndf, _, _ = CONFIGS[name]
+    meta = dict(provenance)
+    meta["config"] = json.dumps({
+        "name": name, "image_size": size_, "num_downs": num_downs, "ngf": ngf, "ndf": ndf,
+        "input_nc": INPUT_NC, "output_nc": OUTPUT_NC, "n_layers_D": N_LAYERS, "norm": "batch",
+        "use_dropout": True, "lambda_L1": LAMBDA_L1, "batch": BATCH, "seed": seed,
+        "init": "init_weights(net, 'normal', 0.02)"})
+    meta["gan_loss"] = gan_desc
+    meta["keys.g"] = json.dumps(sorted([k, list(v.shape)] for k, v in g.state_dict().items()))
+    meta["keys.d"] = json.dumps(sorted([k, list(v.shape)] for k, v in d.state_dict().items()))
+    meta["dropout_modules"] = json.dumps(sorted(masks.keys()))
+    from safetensors.torch import save_file
+    out = {k: v.detach().contiguous() for k, v in out.items()}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_file(out, path, metadata=meta)
+    print(f"{name}: {len(out)} tensors -> {path} ({os.path.getsize(path)} bytes); "
+          f"loss_D {loss_d.item():.6f} loss_G {loss_g.item():.6f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reference", required=True,
+                    help="folder of junyanz/pytorch-CycleGAN-and-pix2pix (holds models/networks.py)")
+    ap.add_argument("--reference-commit", default=None,
+                    help="commit of that folder, for the provenance (default: git rev-parse HEAD)")
+    ap.add_argument("--out", required=True, help="the tiny fixture (committed)")
+    ap.add_argument("--big-dir", default=None,
+                    help="also write the narrow_64 and official_256 fixtures to this folder")
+    ap.add_argument("--seed", type=int, default=18)
+    args = ap.parse_args()
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    sys.path.insert(0, os.path.abspath(args.reference))
+    import torch
+    from models import networks
+    torch.set_num_threads(1)
+    provenance = {
+        "script": "tools/baselines_pix2pix_fixtures.py",
+        "reference_repository": "junyanz/pytorch-CycleGAN-and-pix2pix",
+        "reference_commit": reference_commit(args.reference, args.reference_commit),
+        "reference_files": "models/networks.py (UnetGenerator, NLayerDiscriminator, get_norm_layer, init_weights, GANLoss)",
+        "torch_version": torch.__version__,
+        "stubbed": ("nothing in networks.py; the reference folder's models/__init__.py may be an "
+                    "empty stub (only networks.py is imported); the optimiser step between "
+                    "backward_D and backward_G is left out (both losses use the same D weights)"),
+        "command": " ".join(sys.argv),
+    }
+    make_fixture(networks, torch, "tiny_64", args.seed, args.out, provenance)
+    if args.big_dir:
+        for name in ("narrow_64", "official_256"):
+            make_fixture(networks, torch, name, args.seed,
+                         os.path.join(args.big_dir, f"pix2pix_{name}.safetensors"), provenance)
+
+
+if __name__ == "__main__":
+    main()
