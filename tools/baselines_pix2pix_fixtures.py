@@ -19,6 +19,12 @@ downloaded) on the CPU with seeded random weights, and writes one safetensors fi
   grad_d.<key>, grad_d.input   d loss_D / d (D params, sketch)
   grad_g.<key>, grad_g.input   d loss_G / d (G params, sketch)  (no optimiser step between
                                the two, so both use the same D weights)
+  grad64_d.<key>, grad64_g.<key>, grad64_d.input, grad64_g.input
+                          (big fixtures only) the same gradients computed in float64 from the
+                          same weights, inputs and masks: the f32 gradients of the official
+                          config differ from these by up to a few 1e-3 (reductions over
+                          256x256 maps and train-mode BatchNorm), so the Rust test measures
+                          its error against them as well
   after.g.<buffer>, after.d.<buffer>
                           the BN buffers after that step's forwards (G once, D three times)
 
@@ -97,6 +103,46 @@ def vanilla_loss(networks, torch):
                   "predates gan_mode; HEAD's GANLoss('vanilla') is this loss)")
 
 
+def pix2pix_step(torch, g, d, a, b, gan_loss):
+    """One pix2pix step's losses (no optimiser step between backward_D and backward_G)."""
+    l1 = torch.nn.L1Loss()
+    a = a.clone().requires_grad_(True)
+    fake = g(a)
+    pred_fake_det = d(torch.cat([a, fake.detach()], 1))
+    pred_real = d(torch.cat([a, b], 1))
+    loss_d = (gan_loss(pred_fake_det, False) + gan_loss(pred_real, True)) * 0.5
+    d_params = dict(d.named_parameters())
+    gd = torch.autograd.grad(loss_d, list(d_params.values()) + [a])
+    pred_fake = d(torch.cat([a, fake], 1))
+    loss_g_gan = gan_loss(pred_fake, True)
+    loss_g_l1 = l1(fake, b)
+    loss_g = loss_g_gan + LAMBDA_L1 * loss_g_l1
+    g_params = dict(g.named_parameters())
+    gg = torch.autograd.grad(loss_g, list(g_params.values()) + [a])
+    grads_d = dict(zip(list(d_params.keys()) + ["input"], gd))
+    grads_g = dict(zip(list(g_params.keys()) + ["input"], gg))
+    return dict(fake=fake, pred_fake_det=pred_fake_det, pred_real=pred_real, pred_fake=pred_fake,
+                loss_d=loss_d, loss_g=loss_g, loss_g_gan=loss_g_gan, loss_g_l1=loss_g_l1,
+                grads_d=grads_d, grads_g=grads_g)
+
+
+def float64_grads(networks, torch, name, g_state, d_state, masks, a, b, gan_loss):
+    """The step's gradients in float64 (same weights, inputs, dropout masks)."""
+    size, num_downs, ngf, ndf, _, _ = CONFIGS[name]
+    norm = networks.get_norm_layer("batch")
+    g = networks.UnetGenerator(INPUT_NC, OUTPUT_NC, num_downs, ngf, norm_layer=norm, use_dropout=True)
+    d = networks.NLayerDiscriminator(INPUT_NC + OUTPUT_NC, ndf, N_LAYERS, norm_layer=norm)
+    g.load_state_dict(g_state); d.load_state_dict(d_state)
+    g.double().train(); d.double().train()
+    for mname, m in g.named_modules():
+        if isinstance(m, torch.nn.Dropout):
+            # Replace the module's output by the recorded mask (keep / (1 - p)).
+            m.register_forward_hook(
+                lambda mod, inp, outp, mname=mname: inp[0] * masks[mname].double() / (1 - mod.p))
+    r = pix2pix_step(torch, g, d, a.double(), b.double(), gan_loss)
+    return r["grads_d"], r["grads_g"]
+
+
 def make_fixture(networks, torch, name, seed, path, provenance):
     g, d, size = build(networks, torch, name, seed)
     all_grads, BATCH = CONFIGS[name][4], CONFIGS[name][5]
@@ -134,42 +180,35 @@ def make_fixture(networks, torch, name, seed, path, provenance):
                 masks[mname] = (outp != 0).to(torch.float32)
             hooks.append(m.register_forward_hook(hook))
     gan_loss, gan_desc = vanilla_loss(networks, torch)
-    l1 = torch.nn.L1Loss()
-    a_req = a.clone().requires_grad_(True)
-    fake = g(a_req)
+    g_state = {k: v.clone() for k, v in g.state_dict().items()}
+    d_state = {k: v.clone() for k, v in d.state_dict().items()}
+    r = pix2pix_step(torch, g, d, a, b, gan_loss)
     for h in hooks:
         h.remove()
     for k, v in masks.items():
         out["mask." + k] = v
-    # backward_D
-    pred_fake_det = d(torch.cat([a_req, fake.detach()], 1))
-    pred_real = d(torch.cat([a_req, b], 1))
-    loss_d = (gan_loss(pred_fake_det, False) + gan_loss(pred_real, True)) * 0.5
-    d_params = dict(d.named_parameters())
-    gd = torch.autograd.grad(loss_d, list(d_params.values()) + [a_req])
-    # backward_G (no optimiser step in between)
-    pred_fake = d(torch.cat([a_req, fake], 1))
-    loss_g_gan = gan_loss(pred_fake, True)
-    loss_g_l1 = l1(fake, b)
-    loss_g = loss_g_gan + LAMBDA_L1 * loss_g_l1
-    g_params = dict(g.named_parameters())
-    gg = torch.autograd.grad(loss_g, list(g_params.values()) + [a_req])
-    out["train.fake"] = fake.detach()
-    out["train.d_fake_detached"] = pred_fake_det.detach()
-    out["train.d_real"] = pred_real.detach()
-    out["train.d_fake"] = pred_fake.detach()
-    out["train.loss_d"] = loss_d.detach().reshape(1)
-    out["train.loss_g"] = loss_g.detach().reshape(1)
-    out["train.loss_g_gan"] = loss_g_gan.detach().reshape(1)
-    out["train.loss_g_l1"] = loss_g_l1.detach().reshape(1)
-    for (k, _), gr in zip(d_params.items(), gd[:-1]):
-        if all_grads or k in D_NAMED:
+    out["train.fake"] = r["fake"].detach()
+    out["train.d_fake_detached"] = r["pred_fake_det"].detach()
+    out["train.d_real"] = r["pred_real"].detach()
+    out["train.d_fake"] = r["pred_fake"].detach()
+    for k in ("loss_d", "loss_g", "loss_g_gan", "loss_g_l1"):
+        out["train." + k] = r[k].detach().reshape(1)
+    keep_d = lambda k: all_grads or k in D_NAMED or k == "input"
+    keep_g = lambda k: k in G_NAMED or k == "input"
+    for k, gr in r["grads_d"].items():
+        if keep_d(k):
             out["grad_d." + k] = gr
-    out["grad_d.input"] = gd[-1]
-    for (k, _), gr in zip(g_params.items(), gg[:-1]):
-        if k in G_NAMED:
+    for k, gr in r["grads_g"].items():
+        if keep_g(k):
             out["grad_g." + k] = gr
-    out["grad_g.input"] = gg[-1]
+    if name != "tiny_64":
+        gd64, gg64 = float64_grads(networks, torch, name, g_state, d_state, masks, a, b, gan_loss)
+        for k, gr in gd64.items():
+            if keep_d(k):
+                out["grad64_d." + k] = gr
+        for k, gr in gg64.items():
+            if keep_g(k):
+                out["grad64_g." + k] = gr
     for prefix, net in (("g.", g), ("d.", d)):
         for k, v in net.state_dict().items():
             if k.endswith(("running_mean", "running_var", "num_batches_tracked")):
@@ -191,7 +230,7 @@ def make_fixture(networks, torch, name, seed, path, provenance):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_file(out, path, metadata=meta)
     print(f"{name}: {len(out)} tensors -> {path} ({os.path.getsize(path)} bytes); "
-          f"loss_D {loss_d.item():.6f} loss_G {loss_g.item():.6f}")
+          f"loss_D {r['loss_d'].item():.6f} loss_G {r['loss_g'].item():.6f}")
 
 
 def main():

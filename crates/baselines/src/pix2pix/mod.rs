@@ -34,14 +34,34 @@ use crate::error::{BaselinesError, Result, check_image};
 use crate::layers::{ForwardMode, NormMode};
 use crate::weights::{load_into, read_safetensors};
 
-/// A generator with its vars (the official normal(0, 0.02) init drawn from `seed`).
+/// A generator with f32 vars (the official normal(0, 0.02) init drawn from `seed`).
 pub fn seeded_generator(cfg: &UnetConfig, seed: u64, dev: &Device) -> Result<(UnetGenerator, VarMap)> {
-    seeded_var_map(seed, DType::F32, dev, |vb: VarBuilder| UnetGenerator::new(cfg, vb))
+    seeded_generator_dtype(cfg, seed, DType::F32, dev)
 }
 
-/// A discriminator with its vars (the official normal(0, 0.02) init drawn from `seed`).
+/// [`seeded_generator`] with vars of `dtype` (f64 for gradient checks).
+pub fn seeded_generator_dtype(
+    cfg: &UnetConfig,
+    seed: u64,
+    dtype: DType,
+    dev: &Device,
+) -> Result<(UnetGenerator, VarMap)> {
+    seeded_var_map(seed, dtype, dev, |vb: VarBuilder| UnetGenerator::new(cfg, vb))
+}
+
+/// A discriminator with f32 vars (the official normal(0, 0.02) init drawn from `seed`).
 pub fn seeded_discriminator(cfg: &PatchGanConfig, seed: u64, dev: &Device) -> Result<(PatchGan, VarMap)> {
-    seeded_var_map(seed, DType::F32, dev, |vb: VarBuilder| PatchGan::new(cfg, vb))
+    seeded_discriminator_dtype(cfg, seed, DType::F32, dev)
+}
+
+/// [`seeded_discriminator`] with vars of `dtype`.
+pub fn seeded_discriminator_dtype(
+    cfg: &PatchGanConfig,
+    seed: u64,
+    dtype: DType,
+    dev: &Device,
+) -> Result<(PatchGan, VarMap)> {
+    seeded_var_map(seed, dtype, dev, |vb: VarBuilder| PatchGan::new(cfg, vb))
 }
 
 /// A generator loaded from a state-dict safetensors (official keys; every key must be present
