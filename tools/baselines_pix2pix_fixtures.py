@@ -36,6 +36,10 @@ Usage (the command the committed fixture was made with):
   /work/venv-ref/bin/python tools/baselines_pix2pix_fixtures.py --reference /work/ref/pcg \
       --reference-commit 78913853ab4a4f5eba717af8433809300c99f0bb \
       --out crates/baselines/tests/fixtures/pix2pix_tiny.safetensors --big-dir /tmp/p2p-big
+The converter test's checkpoints (then converted, see tools/baselines_convert.py):
+  ... --checkpoint-dir /tmp/p2p-ckpt
+  python3 tools/baselines_convert.py --norm batch /tmp/p2p-ckpt/latest_net_G.pth \
+      crates/baselines/tests/fixtures/pix2pix_tiny_net_G.safetensors   (and _D likewise)
 `--big-dir` (optional) also writes pix2pix_narrow_64.safetensors and
 pix2pix_official_256.safetensors there, for the ignored Rust test
 (`S2M_PIX2PIX_BIG_FIXTURES=/tmp/p2p-big cargo test -p baselines -- --ignored`).
@@ -143,7 +147,7 @@ def float64_grads(networks, torch, name, g_state, d_state, masks, a, b, gan_loss
     return r["grads_d"], r["grads_g"]
 
 
-def make_fixture(networks, torch, name, seed, path, provenance):
+def make_fixture(networks, torch, name, seed, path, provenance, checkpoint_dir=None):
     g, d, size = build(networks, torch, name, seed)
     all_grads, BATCH = CONFIGS[name][4], CONFIGS[name][5]
     gen = torch.Generator().manual_seed(seed + 1)
@@ -180,6 +184,12 @@ def make_fixture(networks, torch, name, seed, path, provenance):
                 masks[mname] = (outp != 0).to(torch.float32)
             hooks.append(m.register_forward_hook(hook))
     gan_loss, gan_desc = vanilla_loss(networks, torch)
+    if checkpoint_dir:
+        # Official-format checkpoints of these weights (BaseModel.save_networks does exactly
+        # torch.save(net.state_dict(), '<epoch>_net_<name>.pth')), for the converter test.
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        torch.save(g.state_dict(), os.path.join(checkpoint_dir, "latest_net_G.pth"))
+        torch.save(d.state_dict(), os.path.join(checkpoint_dir, "latest_net_D.pth"))
     g_state = {k: v.clone() for k, v in g.state_dict().items()}
     d_state = {k: v.clone() for k, v in d.state_dict().items()}
     r = pix2pix_step(torch, g, d, a, b, gan_loss)
@@ -242,6 +252,9 @@ def main():
     ap.add_argument("--out", required=True, help="the tiny fixture (committed)")
     ap.add_argument("--big-dir", default=None,
                     help="also write the narrow_64 and official_256 fixtures to this folder")
+    ap.add_argument("--checkpoint-dir", default=None,
+                    help="also save the tiny G and D as official checkpoints (latest_net_G.pth, "
+                         "latest_net_D.pth) there, for tools/baselines_convert.py")
     ap.add_argument("--seed", type=int, default=18)
     args = ap.parse_args()
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -260,7 +273,7 @@ def main():
                     "backward_D and backward_G is left out (both losses use the same D weights)"),
         "command": " ".join(sys.argv),
     }
-    make_fixture(networks, torch, "tiny_64", args.seed, args.out, provenance)
+    make_fixture(networks, torch, "tiny_64", args.seed, args.out, provenance, args.checkpoint_dir)
     if args.big_dir:
         for name in ("narrow_64", "official_256"):
             make_fixture(networks, torch, name, args.seed,
