@@ -217,6 +217,26 @@ fn configs_are_validated() {
     ] {
         c.validate().unwrap();
     }
+    // Parameter counts of the official UnetGenerator(1, 3, 6, ngf) / NLayerDiscriminator(4, ndf).
+    let count = |cfg: &Pix2PixConfig| {
+        let n = |v: Vec<(String, Vec<usize>)>| -> usize {
+            v.iter()
+                .filter(|(k, _)| !baselines::weights::is_buffer(k))
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum()
+        };
+        let g = baselines::pix2pix::parameter_shapes(|vb| {
+            baselines::pix2pix::UnetGenerator::new(&cfg.generator, vb)
+        })
+        .unwrap();
+        let d = baselines::pix2pix::parameter_shapes(|vb| {
+            baselines::pix2pix::PatchGan::new(&cfg.discriminator, vb)
+        })
+        .unwrap();
+        (n(g), n(d))
+    };
+    assert_eq!(count(&Pix2PixConfig::narrow_64()), (7_313_731, 695_201));
+    assert_eq!(count(&Pix2PixConfig::tiny_64()), (28_951, 3_131));
     // The serde form round-trips.
     let c = Pix2PixConfig::narrow_64();
     let back: Pix2PixConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();

@@ -18,6 +18,7 @@ pub mod config;
 pub mod discriminator;
 pub mod generator;
 pub mod loss;
+pub mod train;
 
 use std::path::Path;
 
