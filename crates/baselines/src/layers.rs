@@ -223,14 +223,8 @@ impl BatchNorm2d {
         let running_var = vb.get_with_hints(channels, "running_var", Init::Const(1.0))?;
         let nbt =
             vb.get_with_hints_dtype((), "num_batches_tracked", Init::Const(0.0), DType::I64)?;
-        let bn = candle_nn::BatchNorm::new(
-            channels,
-            running_mean,
-            running_var,
-            weight,
-            bias,
-            NORM_EPS,
-        )?;
+        let bn =
+            candle_nn::BatchNorm::new(channels, running_mean, running_var, weight, bias, NORM_EPS)?;
         Ok(Self {
             bn,
             num_batches_tracked: Var::from_tensor(&nbt)?,

@@ -19,11 +19,12 @@ pub fn read_safetensors(path: &Path, dev: &Device) -> Result<HashMap<String, Ten
         path: path.to_path_buf(),
         message: format!("cannot read: {e}"),
     })?;
-    let tensors =
-        candle_core::safetensors::load_buffer(&bytes, dev).map_err(|e| BaselinesError::Weights {
+    let tensors = candle_core::safetensors::load_buffer(&bytes, dev).map_err(|e| {
+        BaselinesError::Weights {
             path: path.to_path_buf(),
             message: format!("not a valid safetensors file: {e}"),
-        })?;
+        }
+    })?;
     Ok(tensors)
 }
 
@@ -35,11 +36,9 @@ pub fn load_into(
     path: &Path,
     what: &str,
 ) -> Result<()> {
-    s2m_train::optim::load_varmap(tensors, varmap, what, "").map_err(|e| {
-        BaselinesError::Weights {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }
+    s2m_train::optim::load_varmap(tensors, varmap, what, "").map_err(|e| BaselinesError::Weights {
+        path: path.to_path_buf(),
+        message: e.to_string(),
     })
 }
 

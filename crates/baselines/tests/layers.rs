@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use baselines::layers::{
-    BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, DropoutMode, NormMode, Padding,
-    instance_norm2d, leaky_relu_02, reflection_pad2d, tanh,
+    BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, DropoutMode, NormMode, Padding, instance_norm2d,
+    leaky_relu_02, reflection_pad2d, tanh,
 };
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -86,10 +86,22 @@ fn conv2d_after_reflection_pad() {
 #[test]
 fn reflection_pad_values_match_pytorch() {
     // nn.ReflectionPad2d(2) on [[0, 1, 2]]: rows/cols mirror without repeating the edge.
-    let x = Tensor::new(&[[[[0f32, 1., 2.], [3., 4., 5.], [6., 7., 8.]]]], &Device::Cpu).unwrap();
+    let x = Tensor::new(
+        &[[[[0f32, 1., 2.], [3., 4., 5.], [6., 7., 8.]]]],
+        &Device::Cpu,
+    )
+    .unwrap();
     let y = reflection_pad2d(&x, 2).unwrap();
     assert_eq!(y.dims(), &[1, 1, 7, 7]);
-    let row0: Vec<f32> = y.get(0).unwrap().get(0).unwrap().get(2).unwrap().to_vec1().unwrap();
+    let row0: Vec<f32> = y
+        .get(0)
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .get(2)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     assert_eq!(row0, vec![2., 1., 0., 1., 2., 1., 0.]);
     let col0: Vec<f32> = y
         .get(0)
@@ -166,7 +178,13 @@ fn batch_norm_train_mode_gradients_and_running_stats() {
     let xt = x.transpose(0, 1).unwrap().flatten_from(1).unwrap(); // [C, N]
     let n = xt.dim(1).unwrap() as f64;
     let mean = xt.mean_keepdim(1).unwrap();
-    let var_unbiased = (xt.broadcast_sub(&mean).unwrap().sqr().unwrap().sum_keepdim(1).unwrap()
+    let var_unbiased = (xt
+        .broadcast_sub(&mean)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_keepdim(1)
+        .unwrap()
         / (n - 1.0))
         .unwrap();
     let want_rm = (mean.flatten_all().unwrap() * 0.1).unwrap();
@@ -193,7 +211,12 @@ fn batch_norm_train_mode_gradients_and_running_stats() {
 fn instance_norm_gradients_and_statistics() {
     let x = ((randn64(&[2, 3, 3, 3], 13) * 3.0).unwrap() + 1.0).unwrap();
     assert_all(
-        check_grads(|ts| weighted_sum(&instance_norm2d(&ts[0])?, 14), &[x.clone()], EPS).unwrap(),
+        check_grads(
+            |ts| weighted_sum(&instance_norm2d(&ts[0])?, 14),
+            std::slice::from_ref(&x),
+            EPS,
+        )
+        .unwrap(),
         "InstanceNorm2d",
     );
     // Per (sample, channel): mean 0 and biased variance 1 - eps/(var + eps).
@@ -218,7 +241,10 @@ fn dropout_with_a_given_mask_and_activations() {
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         weighted_sum(&tanh(&leaky_relu_02(&y)?)?, 16)
     };
-    assert_all(check_grads(f, &[x.clone()], EPS).unwrap(), "dropout/lrelu/tanh");
+    assert_all(
+        check_grads(f, std::slice::from_ref(&x), EPS).unwrap(),
+        "dropout/lrelu/tanh",
+    );
     let y = drop.forward(&x, &mut DropoutMode::Given(&masks)).unwrap();
     let want = ((&x * &mask).unwrap() * 2.0).unwrap();
     assert_eq!(
@@ -247,5 +273,8 @@ fn seeded_dropout_is_reproducible_and_keeps_half() {
     let kept = a.iter().filter(|v| **v > 0.0).count() as f64 / a.len() as f64;
     assert!((kept - 0.5).abs() < 0.03, "kept {kept}");
     let off = drop.forward(&x, &mut DropoutMode::Off).unwrap();
-    assert_eq!(off.sum_all().unwrap().to_scalar::<f32>().unwrap(), x.elem_count() as f32);
+    assert_eq!(
+        off.sum_all().unwrap().to_scalar::<f32>().unwrap(),
+        x.elem_count() as f32
+    );
 }

@@ -37,6 +37,11 @@ const GRAD_TOL: f32 = 1e-3;
 /// same step.
 const F32_MARGIN: f32 = 1.25;
 
+/// `e <= tol`, false for NaN.
+fn within(e: f32, tol: f32) -> bool {
+    e <= tol
+}
+
 /// The tensors of `fx` under `prefix.` with the prefix removed.
 fn group(fx: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
     let p = format!("{prefix}.");
@@ -67,8 +72,9 @@ impl Report {
         let e = rel_err(ours, theirs);
         self.lines.push(format!("{what}: rel err {e:.2e}"));
         self.worst_forward = self.worst_forward.max(e);
-        if !(e <= FWD_TOL) {
-            self.failures.push(format!("{what}: rel err {e:e} > {FWD_TOL:e}"));
+        if !within(e, FWD_TOL) {
+            self.failures
+                .push(format!("{what}: rel err {e:e} > {FWD_TOL:e}"));
         }
     }
 
@@ -84,7 +90,7 @@ impl Report {
         self.worst_grad = self.worst_grad.max(e);
         let Some(truth) = truth else {
             self.lines.push(format!("{what}: rel err {e:.2e}"));
-            if !(e <= GRAD_TOL) {
+            if !within(e, GRAD_TOL) {
                 self.failures
                     .push(format!("{what}: rel err {e:e} > {GRAD_TOL:e}"));
             }
@@ -98,7 +104,7 @@ impl Report {
         ));
         self.worst_grad_f64 = self.worst_grad_f64.max(e_ours);
         self.worst_torch_f64 = self.worst_torch_f64.max(e_torch);
-        if !(e <= GRAD_TOL) {
+        if !within(e, GRAD_TOL) {
             self.beyond_tol.push((what.to_string(), e, e_ours));
         }
     }
@@ -162,7 +168,12 @@ fn check_fixture(path: &Path, cfg: &Pix2PixConfig) -> Report {
     for (name, var) in s2m_train::optim::varmap_named_vars(&d_vars) {
         if let Some(t) = fx.get(&format!("grad_d.{name}")) {
             let truth = fx.get(&format!("grad64_d.{name}"));
-            r.grad(&format!("dloss_D/d {name}"), gd.get(var.as_tensor()), t, truth);
+            r.grad(
+                &format!("dloss_D/d {name}"),
+                gd.get(var.as_tensor()),
+                t,
+                truth,
+            );
         }
     }
     r.grad(
@@ -191,7 +202,12 @@ fn check_fixture(path: &Path, cfg: &Pix2PixConfig) -> Report {
     for (name, var) in s2m_train::optim::varmap_named_vars(&g_vars) {
         if let Some(t) = fx.get(&format!("grad_g.{name}")) {
             let truth = fx.get(&format!("grad64_g.{name}"));
-            r.grad(&format!("dloss_G/d {name}"), gg.get(var.as_tensor()), t, truth);
+            r.grad(
+                &format!("dloss_G/d {name}"),
+                gg.get(var.as_tensor()),
+                t,
+                truth,
+            );
             n_g += 1;
         }
     }
@@ -242,9 +258,14 @@ fn float64_step_error(path: &Path, cfg: &Pix2PixConfig) -> f64 {
     let fake = g
         .forward(a_t, &mut ForwardMode::train_with_masks(&masks))
         .unwrap();
-    let d_fake_det = d.forward(&pair(a_t, &fake.detach()), NormMode::Train).unwrap();
+    let d_fake_det = d
+        .forward(&pair(a_t, &fake.detach()), NormMode::Train)
+        .unwrap();
     let d_real = d.forward(&pair(a_t, &b), NormMode::Train).unwrap();
-    let gd = loss::d_loss(&d_real, &d_fake_det).unwrap().backward().unwrap();
+    let gd = loss::d_loss(&d_real, &d_fake_det)
+        .unwrap()
+        .backward()
+        .unwrap();
     let d_fake = d.forward(&pair(a_t, &fake), NormMode::Train).unwrap();
     let gg = loss::g_loss(&d_fake, &fake, &b, cfg.lambda_l1)
         .unwrap()
@@ -288,7 +309,7 @@ impl Report {
                 self.worst_torch_f64
             );
             let tol = GRAD_TOL.max(F32_MARGIN * self.worst_torch_f64);
-            if !(*e_ours <= tol) {
+            if !within(*e_ours, tol) {
                 failures.push(format!(
                     "{what}: rel err {e:e} vs torch f32 and {e_ours:e} vs f64 (> {tol:e})"
                 ));
@@ -317,7 +338,10 @@ fn fixture_provenance_is_recorded() {
     ] {
         assert!(meta.contains_key(k), "metadata {k}");
     }
-    assert_eq!(meta["reference_repository"], "junyanz/pytorch-CycleGAN-and-pix2pix");
+    assert_eq!(
+        meta["reference_repository"],
+        "junyanz/pytorch-CycleGAN-and-pix2pix"
+    );
 }
 
 /// `S2M_PIX2PIX_BIG_FIXTURES=DIR cargo test -p baselines --test pix2pix -- --ignored --nocapture`

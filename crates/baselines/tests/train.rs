@@ -79,7 +79,9 @@ fn vars_of(t: &Pix2PixTrainer) -> Vec<(String, Vec<u8>)> {
         for (name, v) in s2m_train::optim::varmap_named_vars(vars) {
             let t = v.as_tensor();
             let bytes = match t.dtype() {
-                candle_core::DType::I64 => format!("{:?}", t.to_scalar::<i64>().unwrap()).into_bytes(),
+                candle_core::DType::I64 => {
+                    format!("{:?}", t.to_scalar::<i64>().unwrap()).into_bytes()
+                }
                 _ => t
                     .flatten_all()
                     .unwrap()

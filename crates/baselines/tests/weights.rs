@@ -142,13 +142,19 @@ fn wrong_input_shapes_are_errors_not_panics() {
     let z = |s: &[usize]| Tensor::zeros(s, DType::F32, &dev).unwrap();
     let shape_err = |r: baselines::Result<Tensor>| match r {
         Err(BaselinesError::Shape { .. }) => {}
-        other => panic!("expected a shape error, got {:?}", other.map(|t| t.dims().to_vec())),
+        other => panic!(
+            "expected a shape error, got {:?}",
+            other.map(|t| t.dims().to_vec())
+        ),
     };
     // Wrong channels, wrong size, not 4-D, a size that is not a multiple of 2^num_downs.
     shape_err(m.generate(&z(&[1, 3, 64, 64]), &mut ForwardMode::eval()));
     shape_err(m.generate(&z(&[1, 1, 32, 32]), &mut ForwardMode::eval()));
     shape_err(m.generate(&z(&[1, 64, 64]), &mut ForwardMode::eval()));
-    shape_err(m.generator.forward(&z(&[1, 1, 96, 96]), &mut ForwardMode::eval()));
+    shape_err(
+        m.generator
+            .forward(&z(&[1, 1, 96, 96]), &mut ForwardMode::eval()),
+    );
     shape_err(m.discriminate(&z(&[1, 1, 64, 64]), &z(&[1, 1, 64, 64]), NormMode::Eval));
     shape_err(m.discriminate(&z(&[2, 1, 64, 64]), &z(&[1, 3, 64, 64]), NormMode::Eval));
     shape_err(m.discriminator.forward(&z(&[1, 4, 8, 8]), NormMode::Eval));
@@ -162,10 +168,9 @@ fn wrong_input_shapes_are_errors_not_panics() {
 
 #[test]
 fn train_mode_batch_norm_over_one_value_is_refused() {
-    let (bn, _) = s2m_core::init::seeded_var_map(0, DType::F32, &Device::Cpu, |vb| {
-        BatchNorm2d::new(4, vb)
-    })
-    .unwrap();
+    let (bn, _) =
+        s2m_core::init::seeded_var_map(0, DType::F32, &Device::Cpu, |vb| BatchNorm2d::new(4, vb))
+            .unwrap();
     let x = Tensor::ones((1, 4, 1, 1), DType::F32, &Device::Cpu).unwrap();
     assert!(matches!(
         bn.forward(&x, NormMode::Train),

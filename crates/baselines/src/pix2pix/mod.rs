@@ -36,7 +36,11 @@ use crate::layers::{ForwardMode, NormMode};
 use crate::weights::{load_into, read_safetensors};
 
 /// A generator with f32 vars (the official normal(0, 0.02) init drawn from `seed`).
-pub fn seeded_generator(cfg: &UnetConfig, seed: u64, dev: &Device) -> Result<(UnetGenerator, VarMap)> {
+pub fn seeded_generator(
+    cfg: &UnetConfig,
+    seed: u64,
+    dev: &Device,
+) -> Result<(UnetGenerator, VarMap)> {
     seeded_generator_dtype(cfg, seed, DType::F32, dev)
 }
 
@@ -47,11 +51,17 @@ pub fn seeded_generator_dtype(
     dtype: DType,
     dev: &Device,
 ) -> Result<(UnetGenerator, VarMap)> {
-    seeded_var_map(seed, dtype, dev, |vb: VarBuilder| UnetGenerator::new(cfg, vb))
+    seeded_var_map(seed, dtype, dev, |vb: VarBuilder| {
+        UnetGenerator::new(cfg, vb)
+    })
 }
 
 /// A discriminator with f32 vars (the official normal(0, 0.02) init drawn from `seed`).
-pub fn seeded_discriminator(cfg: &PatchGanConfig, seed: u64, dev: &Device) -> Result<(PatchGan, VarMap)> {
+pub fn seeded_discriminator(
+    cfg: &PatchGanConfig,
+    seed: u64,
+    dev: &Device,
+) -> Result<(PatchGan, VarMap)> {
     seeded_discriminator_dtype(cfg, seed, DType::F32, dev)
 }
 
@@ -67,7 +77,11 @@ pub fn seeded_discriminator_dtype(
 
 /// A generator loaded from a state-dict safetensors (official keys; every key must be present
 /// with its shape and no other key may be present).
-pub fn load_generator(cfg: &UnetConfig, path: &Path, dev: &Device) -> Result<(UnetGenerator, VarMap)> {
+pub fn load_generator(
+    cfg: &UnetConfig,
+    path: &Path,
+    dev: &Device,
+) -> Result<(UnetGenerator, VarMap)> {
     let tensors = read_safetensors(path, dev)?;
     let (g, vars) = seeded_generator(cfg, 0, dev)?;
     load_into(&tensors, &vars, path, "pix2pix generator")?;
@@ -75,7 +89,11 @@ pub fn load_generator(cfg: &UnetConfig, path: &Path, dev: &Device) -> Result<(Un
 }
 
 /// A discriminator loaded from a state-dict safetensors (as [`load_generator`]).
-pub fn load_discriminator(cfg: &PatchGanConfig, path: &Path, dev: &Device) -> Result<(PatchGan, VarMap)> {
+pub fn load_discriminator(
+    cfg: &PatchGanConfig,
+    path: &Path,
+    dev: &Device,
+) -> Result<(PatchGan, VarMap)> {
     let tensors = read_safetensors(path, dev)?;
     let (d, vars) = seeded_discriminator(cfg, 0, dev)?;
     load_into(&tensors, &vars, path, "pix2pix discriminator")?;
@@ -109,7 +127,8 @@ impl Pix2Pix {
     /// Fresh G and D (official init) from independent streams of `seed`.
     pub fn seeded(config: &Pix2PixConfig, seed: u64, dev: &Device) -> Result<Self> {
         config.validate()?;
-        let (generator, g_vars) = seeded_generator(&config.generator, derive_seed(seed, 1, 0), dev)?;
+        let (generator, g_vars) =
+            seeded_generator(&config.generator, derive_seed(seed, 1, 0), dev)?;
         let (discriminator, d_vars) =
             seeded_discriminator(&config.discriminator, derive_seed(seed, 2, 0), dev)?;
         Ok(Self {

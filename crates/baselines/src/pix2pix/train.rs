@@ -26,10 +26,10 @@ use s2m_core::rng::{Rng, derive_seed, rng_from_seed};
 use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
 use s2m_train::logcsv::CsvLogger;
 use s2m_train::optim::{Adam, AdamConfig};
-pub use s2m_train::run::{StopReason, run_training};
 use s2m_train::run::{
     EpochOrder, TrainLoop, check_finite, checkpoint_meta, create_run_folders, open_log, scalar,
 };
+pub use s2m_train::run::{StopReason, run_training};
 use s2m_train::{Schedule, TrainError, TrainResult};
 use serde::{Deserialize, Serialize};
 
@@ -144,7 +144,7 @@ impl Pix2PixTrainConfig {
         if self.batch == 0 {
             return Err(TrainError::Config("batch must be >= 1".into()));
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) || !(0.0..1.0).contains(&self.beta1) {
+        if !(self.lr.is_finite() && self.lr > 0.0 && (0.0..1.0).contains(&self.beta1)) {
             return Err(TrainError::Config(format!(
                 "lr {} must be > 0 and beta1 {} in [0, 1)",
                 self.lr, self.beta1
@@ -193,7 +193,11 @@ pub struct Pix2PixTrainer {
 impl Pix2PixTrainer {
     /// Opens the run in `out`: resumes from its latest checkpoint (the model config must be the
     /// same), else starts fresh from the schedule's seed (official normal(0, 0.02) init).
-    pub fn open(cfg: Pix2PixTrainConfig, out: impl AsRef<Path>, device: &Device) -> TrainResult<Self> {
+    pub fn open(
+        cfg: Pix2PixTrainConfig,
+        out: impl AsRef<Path>,
+        device: &Device,
+    ) -> TrainResult<Self> {
         cfg.validate()?;
         let out = out.as_ref().to_path_buf();
         create_run_folders(&out)?;
@@ -278,7 +282,9 @@ impl Pix2PixTrainer {
         let indices = self.order.indices(self.step, self.cfg.batch, n);
         let (sketch, image) = data.load_for_step(self.step, &indices, &self.device)?;
 
-        let fake = self.model.generate(&sketch, &mut ForwardMode::train(&mut self.rng))?;
+        let fake = self
+            .model
+            .generate(&sketch, &mut ForwardMode::train(&mut self.rng))?;
         // D step.
         let d_fake = self
             .model
