@@ -144,3 +144,23 @@ fn learning_rate_policy_is_the_official_linear_one() {
     assert_eq!(t.lr_at(5, 5), 2e-4);
     assert!((t.lr_at(6, 5) - 2e-4 * 2.0 / 3.0).abs() < 1e-18);
 }
+
+/// Seconds per step of the narrow 64 px preset at batch 1 (the number in docs/BASELINES.md):
+/// `cargo test -p baselines --test train -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing, about half a minute"]
+fn narrow_preset_step_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pairs();
+    let mut cfg = config(2);
+    cfg.model = Pix2PixConfig::narrow_64();
+    cfg.batch = 1;
+    let mut t = Pix2PixTrainer::open(cfg, dir.path(), &Device::Cpu).unwrap();
+    let mut secs = Vec::new();
+    run_training(&mut t, &data as &dyn PairedData, 12, None, |s| {
+        secs.push(s.seconds)
+    })
+    .unwrap();
+    let mean = secs[2..].iter().sum::<f64>() / (secs.len() - 2) as f64;
+    println!("narrow_64, batch 1: {mean:.3} s per step (mean of steps 3..12)");
+}
