@@ -36,6 +36,6 @@ pub mod threads;
 pub mod timing;
 
 pub use pipeline::{
-    Generation, PipelineError, PipelineManifest, Sketch2MedI, SketchWarning, load_sketch,
-    prepare_sketch, prepare_sketch_with,
+    Generation, PipelineError, PipelineManifest, Sketch2MedI, SketchWarning, decode_sketch,
+    load_sketch, prepare_sketch, prepare_sketch_with,
 };

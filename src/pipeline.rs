@@ -299,11 +299,24 @@ pub fn check_sketch_dimensions(width: u32, height: u32) -> Result<()> {
 /// right after decoding.
 pub fn load_sketch(path: impl AsRef<Path>) -> Result<DynamicImage> {
     let path = path.as_ref();
+    checked_sketch(s2m_core::imageio::load_dynamic(path), path)
+}
+
+/// [`load_sketch`] of a sketch file held in memory (an upload, a fuzzer's input); `what` names
+/// it in errors.
+pub fn decode_sketch(bytes: &[u8], what: &Path) -> Result<DynamicImage> {
+    checked_sketch(s2m_core::imageio::decode_dynamic(bytes, what), what)
+}
+
+fn checked_sketch(
+    decoded: std::result::Result<DynamicImage, s2m_core::CoreError>,
+    path: &Path,
+) -> Result<DynamicImage> {
     let file_err = |message: String| PipelineError::File {
         path: path.to_path_buf(),
         message,
     };
-    let image = s2m_core::imageio::load_dynamic(path).map_err(|e| match e {
+    let image = decoded.map_err(|e| match e {
         s2m_core::CoreError::TooLarge { message, .. } => {
             file_err(format!("sketch image too large to decode: {message}"))
         }
@@ -417,7 +430,16 @@ impl PipelineManifest {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-        let manifest: Self = serde_json::from_str(&text)
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks the text of a `pipeline.json`; errors name `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let file_err = |message: String| PipelineError::File {
+            path: path.to_path_buf(),
+            message,
+        };
+        let manifest: Self = serde_json::from_str(text)
             .map_err(|e| file_err(format!("bad pipeline manifest: {e}")))?;
         if manifest.format != FORMAT {
             return Err(file_err(format!(

@@ -66,10 +66,23 @@ pub fn decode_limits() -> image::Limits {
 /// [`CoreError::TooLarge`] naming the file, its size and the limit (the decoder also runs
 /// under [`decode_limits`]).
 pub fn load_dynamic(path: impl AsRef<Path>) -> Result<DynamicImage> {
-    use image::ImageDecoder;
     let path = path.as_ref();
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| CoreError::io(path, e))?
+    let reader = image::ImageReader::open(path).map_err(|e| CoreError::io(path, e))?;
+    decode_reader(reader, path)
+}
+
+/// [`load_dynamic`] of an image held in memory (an upload, a fuzzer's input); `what` names it
+/// in errors. The format is sniffed from the content only.
+pub fn decode_dynamic(bytes: &[u8], what: &Path) -> Result<DynamicImage> {
+    decode_reader(image::ImageReader::new(std::io::Cursor::new(bytes)), what)
+}
+
+fn decode_reader<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+    path: &Path,
+) -> Result<DynamicImage> {
+    use image::ImageDecoder;
+    let mut reader = reader
         .with_guessed_format()
         .map_err(|e| CoreError::io(path, e))?;
     let decode_err = |e: image::ImageError| CoreError::Decode {
