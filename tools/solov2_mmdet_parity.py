@@ -160,6 +160,12 @@ CALL_FORWARD = (
     "SOLOV2Head.predict_by_feat under test_cfg (pred.*) and test_cfg_tight (tight.*); counts "
     "recorded from its own F.conv2d (kernels above score_thr) and mask_matrix_nms (inputs "
     "after the area filter) calls")
+CALL_LOSS = (
+    "SOLOv2.train(); SOLOv2.extract_feat; SOLOV2Head.forward; SOLOV2Head.loss_by_feat "
+    "(_get_targets_single with mmcv.imrescale, DiceLoss, FocalLoss on the CPU = mmdet's "
+    "py_sigmoid_focal_loss) on gt InstanceData(labels, masks=BitmapMasks, "
+    "bboxes=BitmapMasks.get_bboxes('hbox')); (loss_mask + loss_cls).backward(); targets.* from "
+    "SOLOV2Head._get_targets_single")
 CALL_NMS = "mmdet.models.layers.mask_matrix_nms, one call per case in `cases`"
 CALL_STATE_DICT = "SOLOv2.state_dict() of the registry-built model (see solov2_mmdet_tiny)"
 CALL_CONVERTER = ("tools/convert_solov2_mmdet.py on torch.save({'state_dict': SOLOv2.state_dict(), "
@@ -414,6 +420,123 @@ def nms_cases():
     return out, spec
 
 
+def gt_masks():
+    """Ground truth for the loss case, per image a list of (label, [64, 64] bool mask): sizes
+    that reach every level (sqrt(box area) from 3 to 44 px against the ranges x 64/448),
+    instances on two levels, an empty mask (skipped by mmdet), two overlapping instances whose
+    centre regions share cells (the later label wins) and a non-convex shape."""
+    def rect(y0, y1, x0, x1):
+        m = torch.zeros(INPUT, INPUT, dtype=torch.bool)
+        m[y0:y1, x0:x1] = True
+        return m
+
+    yy, xx = torch.meshgrid(torch.arange(INPUT).float(), torch.arange(INPUT).float(),
+                            indexing="ij")
+    ellipse = ((yy - 38.3) / 9.2) ** 2 + ((xx - 20.6) / 14.1) ** 2 <= 1.0
+    ell = rect(6, 50, 9, 47) & ~rect(20, 50, 25, 47)  # an L, 44 x 38
+    return [
+        [(0, rect(5, 15, 40, 52)), (3, ellipse), (1, rect(50, 55, 8, 14)),
+         (2, rect(17, 61, 13, 53)), (1, torch.zeros(INPUT, INPUT, dtype=torch.bool))],
+        [(1, rect(21, 41, 19, 39)), (2, rect(23, 39, 21, 40)), (0, rect(3, 6, 57, 60)),
+         (3, ell), (2, rect(44, 58, 3, 31))],
+    ]
+
+
+def grid_margin(gts, head):
+    """Smallest distance from an integer of the grid coordinates behind mmdet's target
+    assignment ((c / U) / (1 / S) for the centre and the centre-region edges, every instance
+    and level it is assigned to), and of sqrt(box area) from the scale-range bounds."""
+    from mmdet.models.utils import center_of_mass
+    from mmdet.structures.mask import BitmapMasks
+    worst_grid, worst_scale = 1.0, 1e9
+    for items in gts:
+        masks = torch.stack([m for _, m in items])
+        boxes = BitmapMasks(masks.numpy().astype("uint8"), INPUT, INPUT).get_bboxes(
+            "hbox").tensor
+        for (_, m), b in zip(items, boxes):
+            if not m.any():
+                continue
+            area = float(((b[2] - b[0]) * (b[3] - b[1])) ** 0.5)
+            for (lo, hi), n in zip(head.scale_ranges, head.num_grids):
+                worst_scale = min(worst_scale, abs(area - lo), abs(area - hi))
+                if not lo <= area <= hi:
+                    continue
+                ch, cw = (float(v) for v in center_of_mass(m))
+                rh = 0.5 * float(b[3] - b[1]) * head.pos_scale
+                rw = 0.5 * float(b[2] - b[0]) * head.pos_scale
+                for c in [ch, cw, ch - rh, ch + rh, cw - rw, cw + rw]:
+                    v = (c / INPUT) * n
+                    if 0.0 <= v < n:
+                        worst_grid = min(worst_grid, abs(v - round(v)))
+    return dict(grid=worst_grid, scale_range=worst_scale)
+
+
+def loss_case(model, x):
+    """mmdet `SOLOV2Head.loss_by_feat` (targets by its `_get_targets_single`, `mmcv.imrescale`,
+    `DiceLoss`, `FocalLoss`'s CPU path `py_sigmoid_focal_loss`) on the batch, and the gradients
+    of loss_mask + loss_cls by torch autograd, in mmdet's train mode (ResNet `norm_eval`: BN
+    frozen; `frozen_stages=1`: stem and layer1 without gradients)."""
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    gts = gt_masks()
+    batch_gt, out = [], {}
+    for b, items in enumerate(gts):
+        masks = torch.stack([m for _, m in items]).numpy().astype("uint8")
+        bm = BitmapMasks(masks, INPUT, INPUT)
+        inst = InstanceData()
+        inst.labels = torch.tensor([lab for lab, _ in items], dtype=torch.int64)
+        inst.masks = bm
+        inst.bboxes = bm.get_bboxes("hbox").tensor.float()
+        batch_gt.append(inst)
+        out[f"gt.{b}.masks"] = torch.from_numpy(masks).contiguous()
+        out[f"gt.{b}.labels"] = inst.labels
+        out[f"gt.{b}.bboxes"] = inst.bboxes
+    head = model.mask_head
+    margin = grid_margin(gts, head)
+    model.train()
+    assert not model.backbone.bn1.training, "norm_eval should keep BN in eval mode"
+    model.zero_grad(set_to_none=True)
+    feats = model.extract_feat(x)
+    kernel_preds, cls_preds, mask_feats = head(feats)
+    metas = [dict(img_shape=(INPUT, INPUT), ori_shape=(INPUT, INPUT), pad_shape=(INPUT, INPUT))
+             for _ in gts]
+    losses = head.loss_by_feat(kernel_preds, cls_preds, mask_feats, batch_gt, metas)
+    total = losses["loss_mask"] + losses["loss_cls"]
+    total.backward()
+    model.eval()
+    # mmdet's own targets (for diagnosis in the Rust test): per image and level the cell
+    # labels (num_classes = background) and the positive cell of every mask target.
+    num_pos = 0
+    for b, inst in enumerate(batch_gt):
+        _, labels, pos_masks, pos_indexes = head._get_targets_single(
+            inst, featmap_sizes=mask_feats.shape[-2:])
+        for lvl, (lab, idx) in enumerate(zip(labels, pos_indexes)):
+            out[f"targets.{b}.labels.{lvl}"] = lab.contiguous()
+            out[f"targets.{b}.pos_index.{lvl}"] = torch.tensor(idx, dtype=torch.int64)
+        num_pos += int(sum(int(m.sum()) for m in pos_masks))
+    out["loss_mask"] = losses["loss_mask"].detach().reshape(1)
+    out["loss_cls"] = losses["loss_cls"].detach().reshape(1)
+    out["num_pos"] = torch.tensor([num_pos], dtype=torch.int64)
+    requires_grad, stored = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            assert p.grad is None, name
+            continue
+        requires_grad.append(name)
+        assert p.grad is not None, f"{name}: no gradient"
+        # All of the neck and head; of the backbone the tensors up to 10k values (BN affine,
+        # the 1x1 downsample convs), to keep the fixture small.
+        if not name.startswith("backbone.") or p.numel() <= 10_000:
+            out[f"grad.{name}"] = p.grad.detach().contiguous()
+            stored.append(name)
+    print(f"loss: mask {losses['loss_mask'].item():.6f} cls {losses['loss_cls'].item():.6f}, "
+          f"num_pos {num_pos}, {len(stored)} of {len(requires_grad)} gradients stored, "
+          f"margins {margin}")
+    spec = dict(requires_grad=requires_grad, margins=margin)
+    return out, spec
+
+
 def check_converter(sd, pth, export_dir, meta):
     """Runs tools/convert_solov2_mmdet.py on a torch.save'd checkpoint of the model."""
     cfg_text = mmengine.Config(dict(model=MODEL_CFG)).pretty_text
@@ -585,7 +708,15 @@ def main():
                                    "cases": json.dumps(spec)})
     print(path, os.path.getsize(path), "bytes")
 
-    # 4. The converter on a torch.save'd checkpoint of this model.
+    # 4. Training losses and gradients.
+    loss, spec = loss_case(model, x)
+    path = os.path.join(a.out, "solov2_mmdet_loss.safetensors")
+    save_file(loss, path, metadata={**meta, "reference_call": CALL_LOSS,
+                                    "requires_grad": json.dumps(spec["requires_grad"]),
+                                    "margins": json.dumps(spec["margins"])})
+    print(path, os.path.getsize(path), "bytes")
+
+    # 5. The converter on a torch.save'd checkpoint of this model.
     check_converter(sd, a.pth, os.path.join(a.out, "solov2_mmdet_converted"), meta)
 
 

@@ -16,6 +16,10 @@
 //!   `test_cfg` (`pred.*`) and under `test_cfg_tight` (`tight.*`: score_thr 0.05, nms_pre 10,
 //!   max_per_img 6, where the area filter and both cuts remove masks).
 //! - `solov2_mmdet_matrix_nms.safetensors`: `mask_matrix_nms` inputs and outputs.
+//! - `solov2_mmdet_loss.safetensors`: ground truth for the same batch (10 instances of every
+//!   size, an empty mask, an overlap), mmdet's targets (`_get_targets_single`), its
+//!   `loss_by_feat` losses and torch's gradients of their sum for every trainable parameter of
+//!   the neck and head and the small ones of the backbone, with mmdet's `requires_grad` list.
 //! - `solov2_mmdet_converted/`: `tools/convert_solov2_mmdet.py`'s `solov2.json` for a
 //!   `torch.save`d checkpoint of the same model, and its `solov2.safetensors` without the
 //!   backbone's tensors (checked by the script to equal the formula bit for bit).
@@ -30,18 +34,20 @@
 //!   head output;
 //! - inference: the same counts, the same labels in the same order, scores within 1e-5
 //!   absolute, binary masks identical (smallest final soft-mask margin 9.5e-6);
-//! - Matrix NMS: identical kept indices and labels, scores within 1e-6 (NaN where mmdet's are).
+//! - Matrix NMS: identical kept indices and labels, scores within 1e-6 (NaN where mmdet's are);
+//! - training: identical targets, num_pos and trainable set; losses <= 1e-4 and gradients
+//!   <= 1e-3 of max |mmdet| per tensor.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use backbones::synthetic::synthetic_tensor;
 use backbones::{ResNet, ResNetConfig, ResNetDepth};
 use candle_core::{DType, Device, Shape, Tensor};
-use candle_nn::VarBuilder;
+use candle_nn::{VarBuilder, VarMap};
 use sketch_synth::solov2::model::Fpn;
 use sketch_synth::solov2::{
-    InferenceStats, MatrixNmsParams, NmsKernel, SoloV2, SoloV2Config, SoloV2Output, TestConfig,
-    load_exported, matrix_nms, postprocess,
+    GtInstance, InferenceStats, MatrixNmsParams, NmsKernel, SoloV2, SoloV2Config, SoloV2Output,
+    TestConfig, build_targets, is_trainable, load_exported, matrix_nms, postprocess, solo_loss,
 };
 
 fn fixture_path(name: &str) -> String {
@@ -215,6 +221,7 @@ fn fixtures_name_the_reference_package() {
         "solov2_mmdet_tiny.safetensors",
         "solov2_mmdet_tiny_weights.safetensors",
         "solov2_mmdet_matrix_nms.safetensors",
+        "solov2_mmdet_loss.safetensors",
         "solov2_mmdet_converted/solov2.no_backbone.safetensors",
     ] {
         let meta = metadata(name);
@@ -309,6 +316,104 @@ fn mmdet_state_dict_loads_and_matches_mmdet_outputs() {
     let out = model.forward(&f["input"]).unwrap();
     check_forward(&out, &f, "state_dict");
     check_inference(&out, &cfg, &f);
+}
+
+/// Training: targets, losses and gradients against mmdet's `SOLOV2Head.loss_by_feat` and torch
+/// autograd (`solov2_mmdet_loss.safetensors`), in mmdet's train mode (BN frozen by
+/// `norm_eval`, stem and layer1 frozen by `frozen_stages=1`).
+#[test]
+fn training_loss_and_gradients_match_mmdet() {
+    let dev = Device::Cpu;
+    let name = "solov2_mmdet_loss.safetensors";
+    let f = fixture(name);
+    let meta = metadata(name);
+    let x = fixture("solov2_mmdet_tiny.safetensors")["input"].clone();
+    let cfg = SoloV2Config::tiny_r18();
+
+    // The model in a VarMap holding mmdet's state_dict.
+    let sd = mmdet_state_dict();
+    let vm = VarMap::new();
+    let model = SoloV2::new(cfg.clone(), VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+    for (k, var) in vm.data().lock().unwrap().iter() {
+        var.set(&sd[k]).unwrap();
+    }
+    // What we optimise is what mmdet gives gradients to (`requires_grad`).
+    let theirs: BTreeSet<String> = serde_json::from_str::<Vec<String>>(&meta["requires_grad"])
+        .unwrap()
+        .into_iter()
+        .collect();
+    let ours: BTreeSet<String> = vm
+        .data()
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|k| is_trainable(k, 1))
+        .cloned()
+        .collect();
+    assert_eq!(ours, theirs, "trainable parameters");
+
+    // Targets of both images against mmdet's `_get_targets_single`.
+    let mut targets = Vec::new();
+    for b in 0..2 {
+        let masks: Vec<Vec<Vec<u8>>> = f[&format!("gt.{b}.masks")].to_vec3().unwrap();
+        let labels: Vec<i64> = f[&format!("gt.{b}.labels")].to_vec1().unwrap();
+        let gts: Vec<GtInstance> = masks
+            .iter()
+            .zip(&labels)
+            .map(|(m, &l)| GtInstance {
+                label: l as usize,
+                mask: m.concat(),
+            })
+            .collect();
+        let t = build_targets(&gts, (64, 64), &cfg).unwrap();
+        for (l, lt) in t.levels.iter().enumerate() {
+            let want: Vec<Vec<i64>> = f[&format!("targets.{b}.labels.{l}")].to_vec2().unwrap();
+            let got: Vec<i64> = lt
+                .labels
+                .iter()
+                .map(|c| c.map_or(cfg.num_classes as i64, |c| c as i64))
+                .collect();
+            assert_eq!(got, want.concat(), "image {b} level {l}: cell labels");
+            let want: Vec<i64> = f[&format!("targets.{b}.pos_index.{l}")].to_vec1().unwrap();
+            let got: Vec<i64> = lt.pos_index.iter().map(|&i| i as i64).collect();
+            assert_eq!(got, want, "image {b} level {l}: positive cells");
+        }
+        targets.push(t);
+    }
+
+    let out = model.forward_t(&x, false).unwrap();
+    let losses = solo_loss(&out, &targets, &cfg).unwrap();
+    let want_pos: Vec<i64> = f["num_pos"].to_vec1().unwrap();
+    assert_eq!(losses.num_pos as i64, want_pos[0]);
+    let mut worst_loss = 0f32;
+    for (ours, key) in [(&losses.mask, "loss_mask"), (&losses.cls, "loss_cls")] {
+        let (rel, _) = errors(&ours.reshape(1).unwrap(), &f[key]);
+        assert!(rel <= 1e-4, "{key}: relative error {rel:.2e}");
+        worst_loss = worst_loss.max(rel);
+    }
+
+    let grads = losses.total.backward().unwrap();
+    let data = vm.data().lock().unwrap();
+    let (mut worst, mut worst_key, mut n) = (0f32, String::new(), 0);
+    for key in f.keys().filter(|k| k.starts_with("grad.")) {
+        let param = &key["grad.".len()..];
+        let var = data.get(param).unwrap_or_else(|| panic!("{param}: not a parameter"));
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{param}: no gradient"));
+        let (rel, _) = errors(g, &f[key]);
+        assert!(rel <= 1e-3, "gradient of {param}: relative error {rel:.2e}");
+        if rel > worst {
+            (worst, worst_key) = (rel, param.to_string());
+        }
+        n += 1;
+    }
+    assert!(n >= 80, "{n} gradients in the fixture");
+    eprintln!(
+        "training vs mmdet 3.3.0: {} positives, losses max-abs/max-abs {worst_loss:.2e}; \
+         {n} gradients, worst {worst:.2e} ({worst_key})",
+        losses.num_pos
+    );
 }
 
 fn kernel(name: &str) -> NmsKernel {
