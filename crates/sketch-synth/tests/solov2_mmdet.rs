@@ -155,7 +155,11 @@ fn check_inference_as(
         };
         assert_eq!(stats, want_stats, "{prefix} image {b}: counts");
         assert!(!want_s.is_empty());
-        assert_eq!(dets.len(), want_s.len(), "{prefix} image {b}: instance count");
+        assert_eq!(
+            dets.len(),
+            want_s.len(),
+            "{prefix} image {b}: instance count"
+        );
         for (i, d) in dets.iter().enumerate() {
             assert_eq!(
                 d.label as i64, want_l[i],
@@ -209,7 +213,10 @@ fn check_inference(out: &SoloV2Output, cfg: &SoloV2Config, f: &HashMap<String, T
     check_inference_as(out, &cfg, f, "tight");
     for b in 0..2 {
         let c: Vec<i64> = f[&format!("tight.{b}.counts")].to_vec1().unwrap();
-        assert!(c[0] > c[1] && c[1] > 10 && c[2] == 6, "tight image {b}: {c:?}");
+        assert!(
+            c[0] > c[1] && c[1] > 10 && c[2] == 6,
+            "tight image {b}: {c:?}"
+        );
     }
 }
 
@@ -240,7 +247,10 @@ fn fixtures_name_the_reference_package() {
         assert!(!get("reference_call").is_empty(), "{name}");
         let config: serde_json::Value = serde_json::from_str(get("config")).unwrap();
         assert_eq!(config["type"], "SOLOv2", "{name}");
-        assert_eq!(config["mask_head"]["num_grids"], serde_json::json!([12, 10, 8, 6, 4]));
+        assert_eq!(
+            config["mask_head"]["num_grids"],
+            serde_json::json!([12, 10, 8, 6, 4])
+        );
         assert!(get("stubbed").contains("mmcv._ext"), "{name}");
     }
 }
@@ -397,7 +407,9 @@ fn training_loss_and_gradients_match_mmdet() {
     let (mut worst, mut worst_key, mut n) = (0f32, String::new(), 0);
     for key in f.keys().filter(|k| k.starts_with("grad.")) {
         let param = &key["grad.".len()..];
-        let var = data.get(param).unwrap_or_else(|| panic!("{param}: not a parameter"));
+        let var = data
+            .get(param)
+            .unwrap_or_else(|| panic!("{param}: not a parameter"));
         let g = grads
             .get(var.as_tensor())
             .unwrap_or_else(|| panic!("{param}: no gradient"));

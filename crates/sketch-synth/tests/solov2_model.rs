@@ -35,7 +35,13 @@ fn output_shapes_and_flat_views() {
     let flat = out.flat_cls_logits().unwrap();
     assert_eq!(flat.dims(), &[1, cfg.num_cells(), 4]);
     // cell (level 1, row 2, col 3) = 144 + 2 * 10 + 3
-    let want = out.cls_logits[1].get(0).unwrap().get(2).unwrap().get(3).unwrap();
+    let want = out.cls_logits[1]
+        .get(0)
+        .unwrap()
+        .get(2)
+        .unwrap()
+        .get(3)
+        .unwrap();
     let got = flat.get(0).unwrap().get(144 + 23).unwrap();
     assert!(max_rel(&got, &want) < 1e-7);
     let fk = out.flat_kernels().unwrap();
