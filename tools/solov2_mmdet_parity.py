@@ -34,13 +34,26 @@ Writes into --out:
   tensors (metadata `state_dict_keys`: JSON {name: shape} of the WHOLE state_dict);
 - solov2_mmdet_tiny.safetensors: input [2,3,64,64], neck outputs, per-level `cls_preds.{l}`
   [B,C,S,S] and `kernel_preds.{l}` [B,E,S,S] (mmdet layout), `mask_feats`, and per image b the
-  `predict_by_feat` result `pred.{b}.scores`, `.labels`, `.masks` (u8) plus `img_meta.{b}`
-  ([img_h, img_w, ori_h, ori_w]); metadata: versions and the decision margins;
+  `predict_by_feat` result `pred.{b}.scores`, `.labels`, `.masks` (u8), `.counts` ([pairs
+  above score_thr, masks after the area filter, kept], recorded from mmdet's own `F.conv2d`
+  and `mask_matrix_nms` calls) plus `img_meta.{b}` ([img_h, img_w, ori_h, ori_w]); the same
+  under TIGHT_CFG as `tight.{b}.*` (area filter, nms_pre and max_per_img all cut); metadata:
+  the decision margins of both runs;
 - solov2_mmdet_matrix_nms.safetensors: `mask_matrix_nms` cases;
 - solov2_mmdet_converted/solov2.json and solov2.no_backbone.safetensors: the output of
   tools/convert_solov2_mmdet.py on a checkpoint of this model (saved with torch.save to --pth,
   outside the repository), without the backbone's tensors (checked here to equal the formula
   bit for bit; metadata `omitted`: JSON {name: shape}).
+
+Every file's metadata (`provenance()`): `script`, `reference` (mmdet==3.3.0),
+`reference_packages` (mmdet, mmengine, mmcv-lite, torch, numpy, safetensors versions),
+`reference_call` (which mmdet calls produced it), `config` (the mmdet model config as JSON),
+`stubbed` (the mmcv._ext stand-in, see above), `seed`, `test_cfg`. The Rust test
+`fixtures_name_the_reference_package` fails unless they are there.
+
+These fixtures replace tools/solov2_fixtures.py (a torch re-write of mmdet's code, removed):
+its `solov2_tiny` (tiny_r18 forward and inference, batch 1) and `solov2_matrix_nms` checks are
+covered here by mmdet itself (see docs/SOLOV2.md, "Parity with the reference").
 """
 import argparse
 import json
@@ -122,10 +135,72 @@ MODEL_CFG = dict(
                       loss_weight=1.0)),
     test_cfg=TEST_CFG,
 )
+# The same forward outputs post-processed again with a test_cfg under which every filter
+# removes something (the default's does not at a dozen instances per image): score_thr 0.05
+# selects about 115 (cell, class) pairs per image, of which the area filter drops 4 and 6,
+# nms_pre 10 cuts the rest, max_per_img 6 cuts again. Chosen among score_thr 0.01-0.05 for
+# the margins (the smallest: 1.6e-6 between two scores entering Matrix NMS).
+TIGHT_CFG = dict(TEST_CFG, score_thr=0.05, nms_pre=10, max_per_img=6)
 CLASSES = ("uvula", "pharyngeal wall", "tonsil", "tongue")
 INPUT = 64
 # Per image: (img_h, img_w) inside the padded 64 x 64 input, (ori_h, ori_w).
 IMG_METAS = [((64, 64), (48, 48)), ((56, 48), (70, 60))]
+
+
+SCRIPT = "tools/solov2_mmdet_parity.py"
+REFERENCE = "mmdet==3.3.0"
+STUB_TEXT = (
+    "mmcv._ext (mmcv-lite ships no compiled ops; mmdet's package imports load it): a stand-in "
+    "module whose every function raises RuntimeError when called; SOLOv2 without DCN calls "
+    "none. Nothing of mmdet is patched or re-implemented.")
+STUB_NONE = "nothing (mmcv with compiled ops was installed)"
+CALL_FORWARD = (
+    "mmdet.registry.MODELS.build(config) (SOLOv2: ResNet + FPN + SOLOV2Head/MaskFeatModule), "
+    "weights filled by fill(); SOLOv2.extract_feat; SOLOV2Head.forward; "
+    "SOLOV2Head.predict_by_feat under test_cfg (pred.*) and test_cfg_tight (tight.*); counts "
+    "recorded from its own F.conv2d (kernels above score_thr) and mask_matrix_nms (inputs "
+    "after the area filter) calls")
+CALL_LOSS = (
+    "SOLOv2.train(); SOLOv2.extract_feat; SOLOV2Head.forward; SOLOV2Head.loss_by_feat "
+    "(_get_targets_single with mmcv.imrescale, DiceLoss, FocalLoss on the CPU = mmdet's "
+    "py_sigmoid_focal_loss) on gt InstanceData(labels, masks=BitmapMasks, "
+    "bboxes=BitmapMasks.get_bboxes('hbox')); (loss_mask + loss_cls).backward(); targets.* from "
+    "SOLOV2Head._get_targets_single")
+CALL_NMS = "mmdet.models.layers.mask_matrix_nms, one call per case in `cases`"
+CALL_STATE_DICT = "SOLOv2.state_dict() of the registry-built model (see solov2_mmdet_tiny)"
+CALL_CONVERTER = ("tools/convert_solov2_mmdet.py on torch.save({'state_dict': SOLOv2.state_dict(), "
+                  "'meta': {'cfg': mmengine.Config(model).pretty_text, ...}})")
+
+
+def provenance(seed):
+    """The metadata every fixture carries: script, reference package, the other packages,
+    config and what was stubbed."""
+    import importlib.metadata as md
+    import numpy
+
+    def version(dist):
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    mmcv_dist = "mmcv-lite" if version("mmcv-lite") else "mmcv"
+    packages = {"mmdet": mmdet.__version__, "mmengine": mmengine.__version__,
+                mmcv_dist: version(mmcv_dist) or mmcv.__version__, "torch": torch.__version__,
+                "numpy": numpy.__version__, "safetensors": version("safetensors")}
+    assert f"mmdet=={mmdet.__version__}" == REFERENCE, f"made for {REFERENCE}"
+    return {
+        "script": SCRIPT, "generator": SCRIPT,
+        "reference": REFERENCE,
+        "reference_packages": json.dumps(packages, sort_keys=True),
+        "mmdet": mmdet.__version__, "mmengine": mmengine.__version__,
+        "mmcv": mmcv.__version__ + (" (mmcv-lite, _ext stand-in)" if STUBBED else ""),
+        "torch": torch.__version__,
+        "config": json.dumps(MODEL_CFG, sort_keys=True),
+        "config_note": "SoloV2Config::tiny_r18(); built with mmdet.registry.MODELS on the CPU",
+        "stubbed": STUB_TEXT if STUBBED else STUB_NONE,
+        "seed": str(seed), "test_cfg": json.dumps(TEST_CFG),
+    }
 
 
 # Category bias offset and seed: chosen (by printing the margins of seeds 1-12 at offsets -3.0
@@ -163,10 +238,11 @@ def fill(model, seed):
 class _CaptureF(types.SimpleNamespace):
     """Stands in for `torch.nn.functional` inside mmdet's solov2_head module: every call goes
     to torch unchanged; the outputs of `interpolate` (the final soft masks before mmdet's
-    binarisation) are also recorded."""
+    binarisation) and the dynamic-kernel count of `conv2d` (the (cell, class) pairs above
+    `score_thr`) are also recorded."""
 
     def __init__(self):
-        super().__init__(calls=[])
+        super().__init__(calls=[], conv_out=[])
 
     def __getattr__(self, name):
         return getattr(F, name)
@@ -176,35 +252,62 @@ class _CaptureF(types.SimpleNamespace):
         self.calls.append(y)
         return y
 
+    def conv2d(self, x, weight, *args, **kwargs):
+        self.conv_out.append(int(weight.shape[0]))
+        return F.conv2d(x, weight, *args, **kwargs)
 
-def predict(model, cls_preds, kernel_preds, mask_feats):
-    """mmdet `SOLOV2Head.predict_by_feat` for the batch, plus the soft masks that its final
-    `> mask_thr` binarises (captured, to measure the margin of that decision)."""
+
+def predict(model, cls_preds, kernel_preds, mask_feats, test_cfg=None):
+    """mmdet `SOLOV2Head.predict_by_feat` for the batch (under `test_cfg` when given, else the
+    model's), plus what mmdet computes on the way, recorded without changing it: the soft masks
+    that its final `> mask_thr` binarises (to measure the margin of that decision), the number
+    of (cell, class) pairs above `score_thr` (the kernels of its dynamic `conv2d`), and the
+    masks left after its area filter (the inputs of its `mask_matrix_nms` call)."""
     import mmdet.models.dense_heads.solov2_head as head_mod
 
     metas = [dict(img_shape=ih, ori_shape=oh) for ih, oh in IMG_METAS]
     cap = _CaptureF()
+    nms_in = []
+
+    def nms_capture(masks, labels, scores, **kw):
+        # For the margins only: all decayed scores (no max_num cut), from mmdet's function.
+        decayed = mask_matrix_nms(masks, labels, scores.clone(), **dict(kw, max_num=-1))[0]
+        nms_in.append(dict(n=len(labels), scores=scores.clone(), decayed=decayed))
+        return mask_matrix_nms(masks, labels, scores, **kw)
+
+    saved_cfg = model.mask_head.test_cfg
     head_mod.F = cap
+    head_mod.mask_matrix_nms = nms_capture
+    if test_cfg is not None:
+        model.mask_head.test_cfg = mmengine.ConfigDict(test_cfg)
     try:
         res = model.mask_head.predict_by_feat(list(kernel_preds), [c.clone() for c in cls_preds],
                                               mask_feats, batch_img_metas=metas)
     finally:
         head_mod.F = F
+        head_mod.mask_matrix_nms = mask_matrix_nms
+        model.mask_head.test_cfg = saved_cfg
     assert len(cap.calls) == 2 * len(res), "one image without detections: change the seed"
+    assert len(cap.conv_out) == len(nms_in) == len(res)
     out = []
     for b, r in enumerate(res):
         soft = cap.calls[2 * b + 1].squeeze(0)
-        assert torch.equal(soft > TEST_CFG["mask_thr"], r.masks)
-        out.append(dict(scores=r.scores, labels=r.labels, masks=r.masks, soft=soft))
+        assert torch.equal(soft > (test_cfg or TEST_CFG)["mask_thr"], r.masks)
+        counts = [cap.conv_out[b], nms_in[b]["n"], len(r.scores)]
+        out.append(dict(scores=r.scores, labels=r.labels, masks=r.masks, soft=soft,
+                        counts=counts, nms_in_scores=nms_in[b]["scores"],
+                        decayed=nms_in[b]["decayed"]))
     return out
 
 
-def margins(cls_preds, kernel_preds, mask_feats, results):
-    """Distances of the values behind the discrete decisions from their thresholds: category
-    scores vs score_thr, point-NMS neighbours, soft masks of the selected cells vs mask_thr,
-    final soft masks vs mask_thr, gaps between final scores and from filter_thr."""
-    thr, mthr = TEST_CFG["score_thr"], TEST_CFG["mask_thr"]
-    m_score, m_tie, m_mask, m_final, m_sc = [], [], [], [], []
+def margins(cls_preds, kernel_preds, mask_feats, results, cfg):
+    """Distances of the values behind the discrete decisions from their thresholds under
+    `cfg`: category scores vs score_thr, point-NMS neighbours, soft masks of the selected cells
+    vs mask_thr, final soft masks vs mask_thr, gaps between final scores and from filter_thr,
+    gaps between the scores entering Matrix NMS (their order decides the `nms_pre` cut) and
+    between all decayed scores (their order decides the `max_per_img` cut)."""
+    thr, mthr = cfg["score_thr"], cfg["mask_thr"]
+    m_score, m_tie, m_mask, m_final, m_sc, m_in, m_dec = [], [], [], [], [], [], []
     e = kernel_preds[0].shape[1]
     for b in range(mask_feats.shape[0]):
         kept_all = []
@@ -230,9 +333,18 @@ def margins(cls_preds, kernel_preds, mask_feats, results):
         s = r["scores"]
         if len(s) > 1:
             m_sc.append((s[:-1] - s[1:]).min().item())
-        m_sc.append((s - TEST_CFG["filter_thr"]).abs().min().item())
+        m_sc.append((s - cfg["filter_thr"]).abs().min().item())
+        m_in.append(sorted_gap(r["nms_in_scores"]))
+        m_dec.append(sorted_gap(r["decayed"]))
     return dict(score_thr=min(m_score), point_nms_neighbours=min(m_tie), mask_thr=min(m_mask),
-                final_mask_thr=min(m_final), final_scores=min(m_sc))
+                final_mask_thr=min(m_final), final_scores=min(m_sc), nms_input_scores=min(m_in),
+                decayed_scores=min(m_dec))
+
+
+def sorted_gap(scores):
+    """Smallest gap between neighbours of the sorted scores (1.0 for fewer than two)."""
+    s = torch.sort(scores, descending=True).values
+    return (s[:-1] - s[1:]).min().item() if len(s) > 1 else 1.0
 
 
 def build_model(seed):
@@ -308,7 +420,124 @@ def nms_cases():
     return out, spec
 
 
-def check_converter(sd, pth, export_dir):
+def gt_masks():
+    """Ground truth for the loss case, per image a list of (label, [64, 64] bool mask): sizes
+    that reach every level (sqrt(box area) from 3 to 44 px against the ranges x 64/448),
+    instances on two levels, an empty mask (skipped by mmdet), two overlapping instances whose
+    centre regions share cells (the later label wins) and a non-convex shape."""
+    def rect(y0, y1, x0, x1):
+        m = torch.zeros(INPUT, INPUT, dtype=torch.bool)
+        m[y0:y1, x0:x1] = True
+        return m
+
+    yy, xx = torch.meshgrid(torch.arange(INPUT).float(), torch.arange(INPUT).float(),
+                            indexing="ij")
+    ellipse = ((yy - 38.3) / 9.2) ** 2 + ((xx - 20.6) / 14.1) ** 2 <= 1.0
+    ell = rect(6, 50, 9, 47) & ~rect(20, 50, 25, 47)  # an L, 44 x 38
+    return [
+        [(0, rect(5, 15, 40, 52)), (3, ellipse), (1, rect(50, 55, 8, 14)),
+         (2, rect(17, 61, 13, 53)), (1, torch.zeros(INPUT, INPUT, dtype=torch.bool))],
+        [(1, rect(21, 41, 19, 39)), (2, rect(23, 39, 21, 40)), (0, rect(3, 6, 57, 60)),
+         (3, ell), (2, rect(44, 58, 3, 31))],
+    ]
+
+
+def grid_margin(gts, head):
+    """Smallest distance from an integer of the grid coordinates behind mmdet's target
+    assignment ((c / U) / (1 / S) for the centre and the centre-region edges, every instance
+    and level it is assigned to), and of sqrt(box area) from the scale-range bounds."""
+    from mmdet.models.utils import center_of_mass
+    from mmdet.structures.mask import BitmapMasks
+    worst_grid, worst_scale = 1.0, 1e9
+    for items in gts:
+        masks = torch.stack([m for _, m in items])
+        boxes = BitmapMasks(masks.numpy().astype("uint8"), INPUT, INPUT).get_bboxes(
+            "hbox").tensor
+        for (_, m), b in zip(items, boxes):
+            if not m.any():
+                continue
+            area = float(((b[2] - b[0]) * (b[3] - b[1])) ** 0.5)
+            for (lo, hi), n in zip(head.scale_ranges, head.num_grids):
+                worst_scale = min(worst_scale, abs(area - lo), abs(area - hi))
+                if not lo <= area <= hi:
+                    continue
+                ch, cw = (float(v) for v in center_of_mass(m))
+                rh = 0.5 * float(b[3] - b[1]) * head.pos_scale
+                rw = 0.5 * float(b[2] - b[0]) * head.pos_scale
+                for c in [ch, cw, ch - rh, ch + rh, cw - rw, cw + rw]:
+                    v = (c / INPUT) * n
+                    if 0.0 <= v < n:
+                        worst_grid = min(worst_grid, abs(v - round(v)))
+    return dict(grid=worst_grid, scale_range=worst_scale)
+
+
+def loss_case(model, x):
+    """mmdet `SOLOV2Head.loss_by_feat` (targets by its `_get_targets_single`, `mmcv.imrescale`,
+    `DiceLoss`, `FocalLoss`'s CPU path `py_sigmoid_focal_loss`) on the batch, and the gradients
+    of loss_mask + loss_cls by torch autograd, in mmdet's train mode (ResNet `norm_eval`: BN
+    frozen; `frozen_stages=1`: stem and layer1 without gradients)."""
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    gts = gt_masks()
+    batch_gt, out = [], {}
+    for b, items in enumerate(gts):
+        masks = torch.stack([m for _, m in items]).numpy().astype("uint8")
+        bm = BitmapMasks(masks, INPUT, INPUT)
+        inst = InstanceData()
+        inst.labels = torch.tensor([lab for lab, _ in items], dtype=torch.int64)
+        inst.masks = bm
+        inst.bboxes = bm.get_bboxes("hbox").tensor.float()
+        batch_gt.append(inst)
+        out[f"gt.{b}.masks"] = torch.from_numpy(masks).contiguous()
+        out[f"gt.{b}.labels"] = inst.labels
+        out[f"gt.{b}.bboxes"] = inst.bboxes
+    head = model.mask_head
+    margin = grid_margin(gts, head)
+    model.train()
+    assert not model.backbone.bn1.training, "norm_eval should keep BN in eval mode"
+    model.zero_grad(set_to_none=True)
+    feats = model.extract_feat(x)
+    kernel_preds, cls_preds, mask_feats = head(feats)
+    metas = [dict(img_shape=(INPUT, INPUT), ori_shape=(INPUT, INPUT), pad_shape=(INPUT, INPUT))
+             for _ in gts]
+    losses = head.loss_by_feat(kernel_preds, cls_preds, mask_feats, batch_gt, metas)
+    total = losses["loss_mask"] + losses["loss_cls"]
+    total.backward()
+    model.eval()
+    # mmdet's own targets (for diagnosis in the Rust test): per image and level the cell
+    # labels (num_classes = background) and the positive cell of every mask target.
+    num_pos = 0
+    for b, inst in enumerate(batch_gt):
+        _, labels, pos_masks, pos_indexes = head._get_targets_single(
+            inst, featmap_sizes=mask_feats.shape[-2:])
+        for lvl, (lab, idx) in enumerate(zip(labels, pos_indexes)):
+            out[f"targets.{b}.labels.{lvl}"] = lab.contiguous()
+            out[f"targets.{b}.pos_index.{lvl}"] = torch.tensor(idx, dtype=torch.int64)
+        num_pos += int(sum(int(m.sum()) for m in pos_masks))
+    out["loss_mask"] = losses["loss_mask"].detach().reshape(1)
+    out["loss_cls"] = losses["loss_cls"].detach().reshape(1)
+    out["num_pos"] = torch.tensor([num_pos], dtype=torch.int64)
+    requires_grad, stored = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            assert p.grad is None, name
+            continue
+        requires_grad.append(name)
+        assert p.grad is not None, f"{name}: no gradient"
+        # All of the neck and head; of the backbone the tensors up to 10k values (BN affine,
+        # the 1x1 downsample convs), to keep the fixture small.
+        if not name.startswith("backbone.") or p.numel() <= 10_000:
+            out[f"grad.{name}"] = p.grad.detach().contiguous()
+            stored.append(name)
+    print(f"loss: mask {losses['loss_mask'].item():.6f} cls {losses['loss_cls'].item():.6f}, "
+          f"num_pos {num_pos}, {len(stored)} of {len(requires_grad)} gradients stored, "
+          f"margins {margin}")
+    spec = dict(requires_grad=requires_grad, margins=margin)
+    return out, spec
+
+
+def check_converter(sd, pth, export_dir, meta):
     """Runs tools/convert_solov2_mmdet.py on a torch.save'd checkpoint of the model."""
     cfg_text = mmengine.Config(dict(model=MODEL_CFG)).pretty_text
     ckpt = {"state_dict": sd,
@@ -340,9 +569,10 @@ def check_converter(sd, pth, export_dir):
         json.dump(info, f, indent=2)
         f.write("\n")
     save_file(kept, os.path.join(export_dir, "solov2.no_backbone.safetensors"),
-              metadata={"omitted": json.dumps(omitted, sort_keys=True),
-                        "omitted_rule": "backbones::synthetic formula (checked bit for bit)",
-                        "generator": "tools/convert_solov2_mmdet.py via tools/solov2_mmdet_parity.py"})
+              metadata={**meta, "reference_call": CALL_CONVERTER,
+                        "converter": "tools/convert_solov2_mmdet.py",
+                        "omitted": json.dumps(omitted, sort_keys=True),
+                        "omitted_rule": "backbones::synthetic formula (checked bit for bit)"})
     print(f"converter: {len(conv)} tensors, config {json.dumps(info['config'])[:120]}...")
 
 
@@ -415,26 +645,33 @@ def main():
     x = image((2, 3, INPUT, INPUT), -2.0, 2.0)
     feats, kernel_preds, cls_preds, mask_feats = run_model(model, x)
     res = predict(model, cls_preds, kernel_preds, mask_feats)
-    mg = margins(cls_preds, kernel_preds, mask_feats, res)
+    mg = margins(cls_preds, kernel_preds, mask_feats, res, TEST_CFG)
     for b, r in enumerate(res):
         print(f"image {b}: {len(r['scores'])} instances, labels {r['labels'].tolist()[:12]}, "
-              f"scores {[round(v, 4) for v in r['scores'].tolist()[:6]]}")
+              f"scores {[round(v, 4) for v in r['scores'].tolist()[:6]]}, "
+              f"counts (above score_thr, after area filter, kept) {r['counts']}")
     print("margins:", {k: f"{v:.2e}" for k, v in mg.items()})
+    # The same outputs under TIGHT_CFG, where the area filter, nms_pre and max_per_img cut.
+    res_tight = predict(model, cls_preds, kernel_preds, mask_feats, TIGHT_CFG)
+    mg_tight = margins(cls_preds, kernel_preds, mask_feats, res_tight, TIGHT_CFG)
+    for b, r in enumerate(res_tight):
+        print(f"tight image {b}: labels {r['labels'].tolist()}, counts {r['counts']}")
+        n_sel, n_area, n_kept = r["counts"]
+        assert n_sel > n_area > TIGHT_CFG["nms_pre"] and n_kept == TIGHT_CFG["max_per_img"]
+    print("tight margins:", {k: f"{v:.2e}" for k, v in mg_tight.items()})
     if a.dry_run:
         return
 
     os.makedirs(a.out, exist_ok=True)
-    meta = {"generator": "tools/solov2_mmdet_parity.py", "mmdet": mmdet.__version__,
-            "mmcv": mmcv.__version__ + (" (mmcv-lite, _ext stand-in)" if STUBBED else ""),
-            "mmengine": mmengine.__version__, "torch": torch.__version__,
-            "seed": str(a.seed), "test_cfg": json.dumps(TEST_CFG)}
+    meta = provenance(a.seed)
 
     # 1. The state_dict under mmdet's names, without the backbone's float tensors.
     keys = {k: list(v.shape) for k, v in sd.items()}
     weights = {k: v.contiguous() for k, v in sd.items()
                if not (k.startswith("backbone.") and v.is_floating_point())}
     path = os.path.join(a.out, "solov2_mmdet_tiny_weights.safetensors")
-    save_file(weights, path, metadata={**meta, "state_dict_keys": json.dumps(keys, sort_keys=True),
+    save_file(weights, path, metadata={**meta, "reference_call": CALL_STATE_DICT,
+                                       "state_dict_keys": json.dumps(keys, sort_keys=True),
                                        "omitted_rule": "backbone.* float tensors: backbones::synthetic formula"})
     print(path, os.path.getsize(path), "bytes")
 
@@ -450,19 +687,37 @@ def main():
         out[f"pred.{b}.scores"] = r["scores"].contiguous()
         out[f"pred.{b}.labels"] = r["labels"].contiguous()
         out[f"pred.{b}.masks"] = r["masks"].to(torch.uint8).contiguous()
+        out[f"pred.{b}.counts"] = torch.tensor(r["counts"], dtype=torch.int64)
         out[f"img_meta.{b}"] = torch.tensor([*ih, *oh], dtype=torch.int64)
+    for b, r in enumerate(res_tight):
+        out[f"tight.{b}.scores"] = r["scores"].contiguous()
+        out[f"tight.{b}.labels"] = r["labels"].contiguous()
+        out[f"tight.{b}.masks"] = r["masks"].to(torch.uint8).contiguous()
+        out[f"tight.{b}.counts"] = torch.tensor(r["counts"], dtype=torch.int64)
     path = os.path.join(a.out, "solov2_mmdet_tiny.safetensors")
-    save_file(out, path, metadata={**meta, "margins": json.dumps(mg)})
+    save_file(out, path, metadata={**meta, "reference_call": CALL_FORWARD,
+                                   "margins": json.dumps(mg),
+                                   "test_cfg_tight": json.dumps(TIGHT_CFG),
+                                   "margins_tight": json.dumps(mg_tight)})
     print(path, os.path.getsize(path), "bytes")
 
     # 3. Matrix NMS cases.
     nms, spec = nms_cases()
     path = os.path.join(a.out, "solov2_mmdet_matrix_nms.safetensors")
-    save_file(nms, path, metadata={**meta, "cases": json.dumps(spec)})
+    save_file(nms, path, metadata={**meta, "reference_call": CALL_NMS,
+                                   "cases": json.dumps(spec)})
     print(path, os.path.getsize(path), "bytes")
 
-    # 4. The converter on a torch.save'd checkpoint of this model.
-    check_converter(sd, a.pth, os.path.join(a.out, "solov2_mmdet_converted"))
+    # 4. Training losses and gradients.
+    loss, spec = loss_case(model, x)
+    path = os.path.join(a.out, "solov2_mmdet_loss.safetensors")
+    save_file(loss, path, metadata={**meta, "reference_call": CALL_LOSS,
+                                    "requires_grad": json.dumps(spec["requires_grad"]),
+                                    "margins": json.dumps(spec["margins"])})
+    print(path, os.path.getsize(path), "bytes")
+
+    # 5. The converter on a torch.save'd checkpoint of this model.
+    check_converter(sd, a.pth, os.path.join(a.out, "solov2_mmdet_converted"), meta)
 
 
 if __name__ == "__main__":

@@ -4,36 +4,50 @@
 //! Fixtures from `tools/solov2_mmdet_parity.py`, which builds mmdet's own `SOLOv2` (ResNet-18,
 //! `FPN`, `SOLOV2Head` + `MaskFeatModule`) through mmdet's registry with the numbers of
 //! `SoloV2Config::tiny_r18()`, runs it and `SOLOV2Head.predict_by_feat` on two 64 x 64 images,
-//! and runs mmdet's `mask_matrix_nms` on several cases:
+//! and runs mmdet's `mask_matrix_nms` on several cases (CPU; mmdet 3.3.0, mmengine 0.10.7,
+//! mmcv-lite 2.1.0 whose missing compiled `mmcv._ext` is a stand-in that raises if called):
 //!
 //! - `solov2_mmdet_tiny_weights.safetensors`: mmdet's state_dict under its own names, without the
 //!   backbone's float tensors (the name-seeded formula of `backbones::synthetic`, 45 MB
 //!   otherwise); the metadata lists every key of the state_dict with its shape.
 //! - `solov2_mmdet_tiny.safetensors`: the input, neck outputs, per-level category logits and
-//!   kernels, mask features, and per image the `predict_by_feat` labels, scores and masks.
+//!   kernels, mask features, and per image the `predict_by_feat` labels, scores, masks and
+//!   counts (pairs above `score_thr`, masks after the area filter, kept) under the default
+//!   `test_cfg` (`pred.*`) and under `test_cfg_tight` (`tight.*`: score_thr 0.05, nms_pre 10,
+//!   max_per_img 6, where the area filter and both cuts remove masks).
 //! - `solov2_mmdet_matrix_nms.safetensors`: `mask_matrix_nms` inputs and outputs.
+//! - `solov2_mmdet_loss.safetensors`: ground truth for the same batch (10 instances of every
+//!   size, an empty mask, an overlap), mmdet's targets (`_get_targets_single`), its
+//!   `loss_by_feat` losses and torch's gradients of their sum for every trainable parameter of
+//!   the neck and head and the small ones of the backbone, with mmdet's `requires_grad` list.
 //! - `solov2_mmdet_converted/`: `tools/convert_solov2_mmdet.py`'s `solov2.json` for a
 //!   `torch.save`d checkpoint of the same model, and its `solov2.safetensors` without the
 //!   backbone's tensors (checked by the script to equal the formula bit for bit).
+//!
+//! Every file's `__metadata__` names the script, the reference (`mmdet==3.3.0`) and the other
+//! packages, the mmdet config, the calls and what was stubbed (`fixtures_name_the_reference_package`).
+//! Regenerate with `/work/venv-mmdet/bin/python tools/solov2_mmdet_parity.py` (venv: tools/README.md).
 //!
 //! Tolerances (f32 on both sides; the script stores the decision margins, i.e. how far the
 //! values behind each threshold decision lie from the threshold, in the fixture metadata):
 //! - forward outputs: max |ours - mmdet| / max |mmdet| <= 1e-5 per FPN level, <= 1e-4 per
 //!   head output;
-//! - inference: the same number of instances, the same labels in the same order, scores
-//!   within 1e-5 absolute, binary masks identical (smallest final soft-mask margin 9.5e-6);
-//! - Matrix NMS: identical kept indices and labels, scores within 1e-6 (NaN where mmdet's are).
+//! - inference: the same counts, the same labels in the same order, scores within 1e-5
+//!   absolute, binary masks identical (smallest final soft-mask margin 9.5e-6);
+//! - Matrix NMS: identical kept indices and labels, scores within 1e-6 (NaN where mmdet's are);
+//! - training: identical targets, num_pos and trainable set; losses <= 1e-4 and gradients
+//!   <= 1e-3 of max |mmdet| per tensor.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use backbones::synthetic::synthetic_tensor;
 use backbones::{ResNet, ResNetConfig, ResNetDepth};
 use candle_core::{DType, Device, Shape, Tensor};
-use candle_nn::VarBuilder;
+use candle_nn::{VarBuilder, VarMap};
 use sketch_synth::solov2::model::Fpn;
 use sketch_synth::solov2::{
-    MatrixNmsParams, NmsKernel, SoloV2, SoloV2Config, SoloV2Output, load_exported, matrix_nms,
-    postprocess,
+    GtInstance, InferenceStats, MatrixNmsParams, NmsKernel, SoloV2, SoloV2Config, SoloV2Output,
+    TestConfig, build_targets, is_trainable, load_exported, matrix_nms, postprocess, solo_loss,
 };
 
 fn fixture_path(name: &str) -> String {
@@ -113,25 +127,48 @@ fn check_forward(out: &SoloV2Output, f: &HashMap<String, Tensor>, what: &str) ->
     worst
 }
 
-/// Post-processes both images and compares with mmdet's `predict_by_feat`.
-fn check_inference(out: &SoloV2Output, cfg: &SoloV2Config, f: &HashMap<String, Tensor>) {
+/// Post-processes both images under `cfg.test` and compares with mmdet's `predict_by_feat`
+/// results stored under `prefix` (`pred`: the default `test_cfg`; `tight`: `test_cfg_tight`).
+/// Returns the worst absolute score error.
+fn check_inference_as(
+    out: &SoloV2Output,
+    cfg: &SoloV2Config,
+    f: &HashMap<String, Tensor>,
+    prefix: &str,
+) -> f32 {
     let mut worst = 0f32;
     for b in 0..2 {
         let meta: Vec<i64> = f[&format!("img_meta.{b}")].to_vec1().unwrap();
         let img_hw = (meta[0] as usize, meta[1] as usize);
         let ori_hw = (meta[2] as usize, meta[3] as usize);
-        let (dets, _) = postprocess(out, b, cfg, img_hw, ori_hw).unwrap();
-        let want_s: Vec<f32> = f[&format!("pred.{b}.scores")].to_vec1().unwrap();
-        let want_l: Vec<i64> = f[&format!("pred.{b}.labels")].to_vec1().unwrap();
-        let want_m: Vec<Vec<Vec<u8>>> = f[&format!("pred.{b}.masks")].to_vec3().unwrap();
+        let (dets, stats) = postprocess(out, b, cfg, img_hw, ori_hw).unwrap();
+        let want_s: Vec<f32> = f[&format!("{prefix}.{b}.scores")].to_vec1().unwrap();
+        let want_l: Vec<i64> = f[&format!("{prefix}.{b}.labels")].to_vec1().unwrap();
+        let want_m: Vec<Vec<Vec<u8>>> = f[&format!("{prefix}.{b}.masks")].to_vec3().unwrap();
+        // mmdet's own counts: kernels of its dynamic conv2d (pairs above score_thr), inputs of
+        // its mask_matrix_nms call (masks after the area filter), results.
+        let counts: Vec<i64> = f[&format!("{prefix}.{b}.counts")].to_vec1().unwrap();
+        let want_stats = InferenceStats {
+            above_score_thr: counts[0] as usize,
+            after_area_filter: counts[1] as usize,
+            kept: counts[2] as usize,
+        };
+        assert_eq!(stats, want_stats, "{prefix} image {b}: counts");
         assert!(!want_s.is_empty());
-        assert_eq!(dets.len(), want_s.len(), "image {b}: instance count");
+        assert_eq!(
+            dets.len(),
+            want_s.len(),
+            "{prefix} image {b}: instance count"
+        );
         for (i, d) in dets.iter().enumerate() {
-            assert_eq!(d.label as i64, want_l[i], "image {b} instance {i}: label");
+            assert_eq!(
+                d.label as i64, want_l[i],
+                "{prefix} image {b} instance {i}: label"
+            );
             let e = (d.score - want_s[i]).abs();
             assert!(
                 e <= 1e-5,
-                "image {b} instance {i}: score {} vs {}",
+                "{prefix} image {b} instance {i}: score {} vs {}",
                 d.score,
                 want_s[i]
             );
@@ -140,18 +177,82 @@ fn check_inference(out: &SoloV2Output, cfg: &SoloV2Config, f: &HashMap<String, T
             for (y, row) in want_m[i].iter().enumerate() {
                 for (x, &m) in row.iter().enumerate() {
                     let got = d.mask.get_pixel(x as u32, y as u32).0[0] != 0;
-                    assert_eq!(got, m != 0, "image {b} instance {i}: mask pixel ({y}, {x})");
+                    assert_eq!(
+                        got,
+                        m != 0,
+                        "{prefix} image {b} instance {i}: mask pixel ({y}, {x})"
+                    );
                 }
             }
         }
         eprintln!(
-            "image {b}: {} instances at {}x{}, labels and masks equal",
+            "{prefix} image {b}: {:?}, {} instances at {}x{}, labels and masks equal",
+            stats,
             dets.len(),
             ori_hw.0,
             ori_hw.1
         );
     }
-    eprintln!("inference: worst score error {worst:.2e}");
+    eprintln!("{prefix}: worst score error {worst:.2e}");
+    worst
+}
+
+/// Inference under the default `test_cfg` (`pred.*`) and under the fixture's
+/// `test_cfg_tight` (`tight.*`: score_thr 0.05, nms_pre 10, max_per_img 6, so that the area
+/// filter, the `nms_pre` cut and the `max_per_img` cut all remove masks).
+fn check_inference(out: &SoloV2Output, cfg: &SoloV2Config, f: &HashMap<String, Tensor>) {
+    assert_eq!(cfg.test, TestConfig::default());
+    check_inference_as(out, cfg, f, "pred");
+    let meta = metadata("solov2_mmdet_tiny.safetensors");
+    let tight: TestConfig = serde_json::from_str(&meta["test_cfg_tight"]).unwrap();
+    assert_eq!((tight.nms_pre, tight.max_per_img), (10, 6));
+    let cfg = SoloV2Config {
+        test: tight,
+        ..cfg.clone()
+    };
+    check_inference_as(out, &cfg, f, "tight");
+    for b in 0..2 {
+        let c: Vec<i64> = f[&format!("tight.{b}.counts")].to_vec1().unwrap();
+        assert!(
+            c[0] > c[1] && c[1] > 10 && c[2] == 6,
+            "tight image {b}: {c:?}"
+        );
+    }
+}
+
+/// Every fixture of `tools/solov2_mmdet_parity.py` records its provenance: the script, the
+/// reference package (mmdet 3.3.0) with the other packages, the config and what was stubbed.
+#[test]
+fn fixtures_name_the_reference_package() {
+    for name in [
+        "solov2_mmdet_tiny.safetensors",
+        "solov2_mmdet_tiny_weights.safetensors",
+        "solov2_mmdet_matrix_nms.safetensors",
+        "solov2_mmdet_loss.safetensors",
+        "solov2_mmdet_converted/solov2.no_backbone.safetensors",
+    ] {
+        let meta = metadata(name);
+        let get = |k: &str| {
+            meta.get(k)
+                .unwrap_or_else(|| panic!("{name}: no `{k}` in the metadata"))
+        };
+        assert_eq!(get("script"), "tools/solov2_mmdet_parity.py", "{name}");
+        assert_eq!(get("reference"), "mmdet==3.3.0", "{name}");
+        let packages: HashMap<String, String> =
+            serde_json::from_str(get("reference_packages")).unwrap();
+        assert_eq!(packages["mmdet"], "3.3.0", "{name}");
+        for p in ["mmengine", "mmcv-lite", "torch"] {
+            assert!(packages.contains_key(p), "{name}: {p} missing");
+        }
+        assert!(!get("reference_call").is_empty(), "{name}");
+        let config: serde_json::Value = serde_json::from_str(get("config")).unwrap();
+        assert_eq!(config["type"], "SOLOv2", "{name}");
+        assert_eq!(
+            config["mask_head"]["num_grids"],
+            serde_json::json!([12, 10, 8, 6, 4])
+        );
+        assert!(get("stubbed").contains("mmcv._ext"), "{name}");
+    }
 }
 
 #[test]
@@ -225,6 +326,106 @@ fn mmdet_state_dict_loads_and_matches_mmdet_outputs() {
     let out = model.forward(&f["input"]).unwrap();
     check_forward(&out, &f, "state_dict");
     check_inference(&out, &cfg, &f);
+}
+
+/// Training: targets, losses and gradients against mmdet's `SOLOV2Head.loss_by_feat` and torch
+/// autograd (`solov2_mmdet_loss.safetensors`), in mmdet's train mode (BN frozen by
+/// `norm_eval`, stem and layer1 frozen by `frozen_stages=1`).
+#[test]
+fn training_loss_and_gradients_match_mmdet() {
+    let dev = Device::Cpu;
+    let name = "solov2_mmdet_loss.safetensors";
+    let f = fixture(name);
+    let meta = metadata(name);
+    let x = fixture("solov2_mmdet_tiny.safetensors")["input"].clone();
+    let cfg = SoloV2Config::tiny_r18();
+
+    // The model in a VarMap holding mmdet's state_dict.
+    let sd = mmdet_state_dict();
+    let vm = VarMap::new();
+    let model = SoloV2::new(cfg.clone(), VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+    for (k, var) in vm.data().lock().unwrap().iter() {
+        var.set(&sd[k]).unwrap();
+    }
+    // What we optimise is what mmdet gives gradients to (`requires_grad`).
+    let theirs: BTreeSet<String> = serde_json::from_str::<Vec<String>>(&meta["requires_grad"])
+        .unwrap()
+        .into_iter()
+        .collect();
+    let ours: BTreeSet<String> = vm
+        .data()
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|k| is_trainable(k, 1))
+        .cloned()
+        .collect();
+    assert_eq!(ours, theirs, "trainable parameters");
+
+    // Targets of both images against mmdet's `_get_targets_single`.
+    let mut targets = Vec::new();
+    for b in 0..2 {
+        let masks: Vec<Vec<Vec<u8>>> = f[&format!("gt.{b}.masks")].to_vec3().unwrap();
+        let labels: Vec<i64> = f[&format!("gt.{b}.labels")].to_vec1().unwrap();
+        let gts: Vec<GtInstance> = masks
+            .iter()
+            .zip(&labels)
+            .map(|(m, &l)| GtInstance {
+                label: l as usize,
+                mask: m.concat(),
+            })
+            .collect();
+        let t = build_targets(&gts, (64, 64), &cfg).unwrap();
+        for (l, lt) in t.levels.iter().enumerate() {
+            let want: Vec<Vec<i64>> = f[&format!("targets.{b}.labels.{l}")].to_vec2().unwrap();
+            let got: Vec<i64> = lt
+                .labels
+                .iter()
+                .map(|c| c.map_or(cfg.num_classes as i64, |c| c as i64))
+                .collect();
+            assert_eq!(got, want.concat(), "image {b} level {l}: cell labels");
+            let want: Vec<i64> = f[&format!("targets.{b}.pos_index.{l}")].to_vec1().unwrap();
+            let got: Vec<i64> = lt.pos_index.iter().map(|&i| i as i64).collect();
+            assert_eq!(got, want, "image {b} level {l}: positive cells");
+        }
+        targets.push(t);
+    }
+
+    let out = model.forward_t(&x, false).unwrap();
+    let losses = solo_loss(&out, &targets, &cfg).unwrap();
+    let want_pos: Vec<i64> = f["num_pos"].to_vec1().unwrap();
+    assert_eq!(losses.num_pos as i64, want_pos[0]);
+    let mut worst_loss = 0f32;
+    for (ours, key) in [(&losses.mask, "loss_mask"), (&losses.cls, "loss_cls")] {
+        let (rel, _) = errors(&ours.reshape(1).unwrap(), &f[key]);
+        assert!(rel <= 1e-4, "{key}: relative error {rel:.2e}");
+        worst_loss = worst_loss.max(rel);
+    }
+
+    let grads = losses.total.backward().unwrap();
+    let data = vm.data().lock().unwrap();
+    let (mut worst, mut worst_key, mut n) = (0f32, String::new(), 0);
+    for key in f.keys().filter(|k| k.starts_with("grad.")) {
+        let param = &key["grad.".len()..];
+        let var = data
+            .get(param)
+            .unwrap_or_else(|| panic!("{param}: not a parameter"));
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{param}: no gradient"));
+        let (rel, _) = errors(g, &f[key]);
+        assert!(rel <= 1e-3, "gradient of {param}: relative error {rel:.2e}");
+        if rel > worst {
+            (worst, worst_key) = (rel, param.to_string());
+        }
+        n += 1;
+    }
+    assert!(n >= 80, "{n} gradients in the fixture");
+    eprintln!(
+        "training vs mmdet 3.3.0: {} positives, losses max-abs/max-abs {worst_loss:.2e}; \
+         {n} gradients, worst {worst:.2e} ({worst_key})",
+        losses.num_pos
+    );
 }
 
 fn kernel(name: &str) -> NmsKernel {

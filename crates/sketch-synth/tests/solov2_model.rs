@@ -1,20 +1,12 @@
-//! SOLOv2 model tests: output shapes, errors, and parity with a PyTorch re-implementation.
+//! SOLOv2 model tests: output shapes and layouts, errors, init, save/load.
 //!
-//! The reference is `tools/solov2_fixtures.py`: a self-contained torch re-implementation that
-//! follows mmdetection 3.x's FPN / SOLOV2Head / MaskFeatModule code structure and names
-//! (mmdet itself was not installed), with torchvision's ResNet-18. Both sides fill every
-//! parameter with the name-seeded formula of `backbones::synthetic`, so equal outputs also prove
-//! that the Rust parameter names and shapes equal the torch state-dict keys.
+//! Parity of the forward pass (and of the parameter names and shapes) with mmdetection 3.3.0
+//! itself is in `tests/solov2_mmdet.rs`.
 
 use backbones::synthetic::synthetic_var_builder;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use sketch_synth::solov2::{SoloError, SoloV2, SoloV2Config, dynamic_conv};
-
-fn fixture(name: &str) -> std::collections::HashMap<String, Tensor> {
-    let p = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    candle_core::safetensors::load(p, &Device::Cpu).expect("fixture")
-}
 
 fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
@@ -25,31 +17,35 @@ fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 #[test]
-fn forward_matches_pytorch_reference() {
+fn output_shapes_and_flat_views() {
+    // Values are compared with mmdet 3.3.0 in tests/solov2_mmdet.rs; here the shapes of a
+    // batch-1 forward and the level-major, row-major flattening.
     let dev = Device::Cpu;
-    let f = fixture("solov2_tiny.safetensors");
     let cfg = SoloV2Config::tiny_r18();
     let model = SoloV2::new(cfg.clone(), synthetic_var_builder(DType::F32, &dev)).unwrap();
-    let out = model.forward(&f["input"]).unwrap();
-    let mut worst = 0f32;
+    let x = Tensor::randn(0f32, 1.0, (1, 3, 64, 64), &dev).unwrap();
+    let out = model.forward(&x).unwrap();
     for l in 0..5 {
         let s = cfg.num_grids[l];
         assert_eq!(out.cls_logits[l].dims(), &[1, s, s, 4]);
         assert_eq!(out.kernels[l].dims(), &[1, 16, s, s]);
-        worst = worst.max(max_rel(&out.cls_logits[l], &f[&format!("cls_logits.{l}")]));
-        worst = worst.max(max_rel(&out.kernels[l], &f[&format!("kernels.{l}")]));
     }
     assert_eq!(out.mask_feats.dims(), &[1, 16, 16, 16]);
-    worst = worst.max(max_rel(&out.mask_feats, &f["mask_feats"]));
-    eprintln!("SOLOv2 tiny forward worst relative error: {worst:.2e}");
-    assert!(worst < 1e-4, "worst relative error {worst}");
 
-    // Flattened views: level-major, row-major cells.
     let flat = out.flat_cls_logits().unwrap();
     assert_eq!(flat.dims(), &[1, cfg.num_cells(), 4]);
+    // cell (level 1, row 2, col 3) = 144 + 2 * 10 + 3
+    let want = out.cls_logits[1]
+        .get(0)
+        .unwrap()
+        .get(2)
+        .unwrap()
+        .get(3)
+        .unwrap();
+    let got = flat.get(0).unwrap().get(144 + 23).unwrap();
+    assert!(max_rel(&got, &want) < 1e-7);
     let fk = out.flat_kernels().unwrap();
     assert_eq!(fk.dims(), &[1, cfg.num_cells(), 16]);
-    // cell (level 1, row 2, col 3) = 144 + 2 * 10 + 3
     let want = out.kernels[1].get(0).unwrap().narrow(1, 2, 1).unwrap();
     let want = want.narrow(2, 3, 1).unwrap().flatten_all().unwrap();
     let got = fk.get(0).unwrap().get(144 + 23).unwrap();
