@@ -129,8 +129,9 @@ pub struct Report {
     /// Inputs on which the target panicked.
     pub panics: Vec<Finding>,
     pub seconds: f64,
-    /// The slowest single input, in milliseconds.
+    /// The slowest single input, in milliseconds, and the input.
     pub slowest_ms: f64,
+    pub slowest_input: Vec<u8>,
     /// Peak resident memory of the process (Linux `VmHWM`), MiB; `None` elsewhere.
     pub peak_rss_mib: Option<f64>,
 }
@@ -177,6 +178,7 @@ pub fn campaign(target: Target, count: u64, seed: u64, extra: &[Vec<u8>]) -> Rep
         panics: Vec::new(),
         seconds: 0.0,
         slowest_ms: 0.0,
+        slowest_input: Vec::new(),
         peak_rss_mib: None,
     };
     let hook = std::panic::take_hook();
@@ -187,7 +189,11 @@ pub fn campaign(target: Target, count: u64, seed: u64, extra: &[Vec<u8>]) -> Rep
         let input = mutate(&mut rng, &corpus[parent], &corpus);
         let t = Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| target.run(&input)));
-        report.slowest_ms = report.slowest_ms.max(t.elapsed().as_secs_f64() * 1e3);
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        if ms > report.slowest_ms {
+            report.slowest_ms = ms;
+            report.slowest_input = input.clone();
+        }
         report.inputs += 1;
         match outcome {
             Ok(Ok(())) => {

@@ -30,6 +30,9 @@ struct Args {
     /// the running totals after each: long runs show progress and keep partial results.
     #[arg(long, default_value_t = 50_000)]
     chunk: u64,
+    /// Write each chunk's slowest input to `--crashes` when it took longer than this (ms).
+    #[arg(long, default_value_t = 2000.0)]
+    slow_ms: f64,
     /// Extra corpus: a folder of files per target (`<corpus>/<target>/*`).
     #[arg(long)]
     corpus: Option<PathBuf>,
@@ -81,13 +84,23 @@ fn main() -> anyhow::Result<()> {
                     found += 1;
                 }
             }
+            if report.slowest_ms > args.slow_ms {
+                let dir = args.crashes.join(target.name());
+                std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+                let path = dir.join(format!("slow-{index:04}.bin"));
+                std::fs::write(&path, &report.slowest_input)
+                    .with_context(|| path.display().to_string())?;
+                println!("  slow: {:.0} ms -> {}", report.slowest_ms, path.display());
+            }
             println!(
                 "{}: {inputs}/{} inputs (seed {}), {accepted} accepted, {} refused, {found} \
-                 panics; {seconds:.2} s, slowest input {slowest:.1} ms, peak RSS {}",
+                 panics; {seconds:.2} s, slowest input {slowest:.1} ms (this chunk {:.1} ms), \
+                 peak RSS {}",
                 target.name(),
                 args.count,
                 args.seed,
                 inputs - accepted - found,
+                report.slowest_ms,
                 report
                     .peak_rss_mib
                     .map_or("n/a".into(), |m| format!("{m:.0} MiB"))
