@@ -15,12 +15,13 @@
 //!   run after `tools/convert_perceptual_weights.py --stlpips-vgg` (or with `STLPIPS_VGG=path`);
 //! - LPIPS alex/vgg and DISTS: the real shipped lin / alpha-beta weights, trunks filled by
 //!   `backbones::synthetic` on both sides (by torchvision parameter name);
-//! - MoCo: pSp's `MocoLoss` feature path with a formula-filled ResNet-50.
+//! - MoCo: HyperStyle's own `MocoLoss` (`criteria/moco_loss.py`, imported from a checkout by
+//!   tools/moco_fixture.py) with a formula-filled ResNet-50: features, loss and input gradient.
 //!
 //! Tolerance: relative error per value 1e-5 for the LPIPS-family distances, absolute 1e-6 for
 //! DISTS (= 1 - S with S ~ 0.99: f32 rounding of S dominates) (f32 on both sides; run with
 //! `--nocapture` to print the measured errors, recorded in docs/LOSSES.md), 1e-4 of the largest
-//! entry for the MoCo feature vectors.
+//! entry for the MoCo feature vectors and loss, 1e-3 of the largest entry for its input gradient.
 
 mod common;
 
@@ -131,32 +132,48 @@ fn dists_with_shipped_alpha_beta_matches_python() {
     assert!(worst <= 1e-6, "DISTS differs by {worst}");
 }
 
+/// HyperStyle's `criteria/moco_loss.py` `MocoLoss` itself (tools/moco_fixture.py; the MoCo
+/// checkpoint load stubbed with a state dict of the right keys whose backbone follows
+/// `backbones::synthetic`, as the fixture's `stubbed` metadata says): features, loss and the
+/// gradient w.r.t. y_hat, against HyperStyle's forward in f64.
 #[test]
-fn moco_features_match_psp_moco_loss() {
-    let r = reference();
-    let (x0, x1) = pairs(DType::F32);
-    let (x0, x1) = (x0.narrow(0, 0, 2).unwrap(), x1.narrow(0, 0, 2).unwrap());
-    let net = ResNet::new(
-        ResNetConfig::moco_v2(),
-        synthetic_var_builder(DType::F32, &Device::Cpu),
-    )
-    .unwrap();
-    let m = MocoLoss::new(net, MocoConfig::reference()).unwrap();
-    for (x, key) in [(&x0, "moco_synth_feat_ref"), (&x1, "moco_synth_feat_dist")] {
-        let f = m.features(x).unwrap();
-        let want = &r[key];
-        assert_eq!(f.dims(), want.dims());
-        let err = vec1(&(&f - want).unwrap().abs().unwrap().max_all().unwrap())[0];
-        let scale = vec1(&want.abs().unwrap().max_all().unwrap())[0];
-        println!("{key}: max err {err:.3e}, max |ref| {scale:.3e}");
-        assert!(err <= 1e-4 * scale, "{key}: {err} vs scale {scale}");
+fn moco_loss_matches_hyperstyle_moco_loss() {
+    let path = common::fixtures().join("moco_hyperstyle.safetensors");
+    let meta = s2m_core::testing::fixture_metadata(&path);
+    assert_eq!(
+        meta.get("reference_repository").map(String::as_str),
+        Some("https://github.com/yuval-alaluf/hyperstyle"),
+        "provenance of {}",
+        path.display()
+    );
+    for key in ["reference_commit", "stubbed", "script", "reference_call", "torch"] {
+        assert!(meta.contains_key(key), "fixture metadata lacks {key}");
     }
-    let cos = m.similarity_unchecked(&x1, &x0).unwrap();
-    let want = vec1(&r["moco_synth_cos"]);
-    for (a, b) in vec1(&cos).iter().zip(&want) {
+    assert!(meta["reference_call"].contains("criteria/moco_loss.py"));
+    let r = s2m_core::testing::load_fixture(&path);
+    let dev = Device::Cpu;
+    let net = ResNet::new(ResNetConfig::moco_v2(), synthetic_var_builder(DType::F32, &dev)).unwrap();
+    let m = MocoLoss::new(net, MocoConfig::reference()).unwrap();
+    let rel = |a: &candle_core::Tensor, b: &candle_core::Tensor| s2m_core::testing::rel_err(a, b);
+    for (x, key) in [(&r["y_hat"], "feat_y_hat"), (&r["y"], "feat_y")] {
+        let err = rel(&m.features(x).unwrap(), &r[key]);
+        println!("{key}: max err / max |ref| = {err:.2e}");
+        assert!(err <= 1e-4, "{key}: {err}");
+    }
+    let cos = m.similarity_unchecked(&r["y_hat"], &r["y"]).unwrap();
+    for (a, b) in vec1(&cos).iter().zip(&vec1(&r["cos"])) {
+        println!("cos rust {a:.9} HyperStyle {b:.9}");
         assert!((a - b).abs() < 1e-6, "cos {a} vs {b}");
     }
-    let loss = m.loss(&x1, &x0).unwrap().to_scalar::<f32>().unwrap() as f64;
-    let want_loss = want.iter().map(|c| 1.0 - c).sum::<f64>() / 2.0;
-    assert!((loss - want_loss).abs() < 1e-6, "{loss} vs {want_loss}");
+    let y_hat = candle_core::Var::from_tensor(&r["y_hat"]).unwrap();
+    let loss = m.loss(y_hat.as_tensor(), &r["y"]).unwrap();
+    let (got, want) = (vec1(&loss)[0], vec1(&r["loss"])[0]);
+    let loss_err = (got - want).abs() / want.abs();
+    println!("loss rust {got:.9e} HyperStyle {want:.9e} rel {loss_err:.2e}");
+    assert!(loss_err <= 1e-4, "loss {got} vs {want}");
+    let grads = loss.backward().unwrap();
+    let g = grads.get(y_hat.as_tensor()).expect("gradient w.r.t. y_hat");
+    let grad_err = rel(g, &r["grad_y_hat"]);
+    println!("grad_y_hat: max err / max |ref| = {grad_err:.2e}");
+    assert!(grad_err <= 1e-3, "grad_y_hat: {grad_err}");
 }
