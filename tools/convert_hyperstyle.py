@@ -22,9 +22,11 @@ released models use): a dict with `state_dict` (the `HyperStyle` net without `w_
 - `--generator-out STEM`: `decoder.*` as a `stylegan2` crate checkpoint (`STEM.safetensors`
   + `STEM.json`, `g_ema.*` names, with `latent_avg`), by tools/convert_stylegan2.py's writer.
 
-Supported: `SharedWeightsHyperNetResNet` (HyperStyle's model) with conv slots tuned. Not
-supported (the converter says so): `SharedWeightsHyperNetResNetSeparable` (its
-`RefinementBlockSeparable` heads) and tuned ToRGB slots (`output.0` heads).
+Supported: `SharedWeightsHyperNetResNet` (HyperStyle's model) and
+`SharedWeightsHyperNetResNetSeparable` (its `RefinementBlockSeparable` heads: `own_block`
+`Separable`) with conv slots tuned; without any shared slot the unused
+`shared_weight_hypernet.*` (which HyperStyle builds anyway) is dropped. Not supported (the
+converter says so): tuned ToRGB slots (`output.0` conv heads).
 
 Every tuned slot's shape is checked against the generator's layer table (HyperStyle hard-codes
 its config-f `PARAMETERS` table; the crate derives it from the generator).
@@ -94,9 +96,6 @@ def split_hypernet(sd, torch):
 
 
 def hyper_config(h, input_size_flag):
-    if any(".output.0.make_kernel_in." in k for k in h):
-        raise ConvertError(
-            "SharedWeightsHyperNetResNetSeparable (RefinementBlockSeparable heads) is not a model of the crate")
     in_ch = int(require(h, "conv1.weight", "the hypernet stem").shape[1])
     n_blocks = len([k for k in h if re.fullmatch(r"body\.\d+\.conv1\.weight", k)])
     if n_blocks not in DEPTHS or any(re.fullmatch(r"body\.\d+\.conv3\.weight", k) for k in h):
@@ -111,6 +110,11 @@ def hyper_config(h, input_size_flag):
     slots = sorted({int(m.group(1)) for k in h if (m := re.match(r"refinement_blocks\.(\d+)\.", k))})
     shared = [s for s in slots if f"refinement_blocks.{s}.linear.weight" in h]
     own = [s for s in slots if f"refinement_blocks.{s}.output.1.weight" in h]
+    separable = [s for s in slots if f"refinement_blocks.{s}.output.0.make_kernel_in.weight" in h]
+    if own and separable:
+        raise ConvertError(f"slots {own} have RefinementBlock heads and {separable} separable ones")
+    own_block = "Separable" if separable else "Pooled"
+    own = own or separable
     rgb = [s for s in slots if s not in shared and s not in own]
     if rgb:
         raise ConvertError(f"tuned slots {rgb} have ToRGB heads (output.0), which the crate does not implement")
@@ -133,7 +137,8 @@ def hyper_config(h, input_size_flag):
         sizes.append(16 * 2 ** (n - 1))
     if own:
         cfg["refine_inner"] = one([int(h[f"refinement_blocks.{s}.convs.0.weight"].shape[0]) for s in own], "refine_inner")
-        cfg["refine_out"] = one([int(h[f"refinement_blocks.{s}.output.1.weight"].shape[1]) for s in own], "refine_out")
+        head = "output.0.make_kernel_in" if separable else "output.1"
+        cfg["refine_out"] = one([int(h[f"refinement_blocks.{s}.{head}.weight"].shape[1]) for s in own], "refine_out")
     if sizes:
         input_size = sizes[0]
         if input_size_flag and input_size_flag != input_size:
@@ -143,6 +148,7 @@ def hyper_config(h, input_size_flag):
     cfg["input_size"] = input_size
     cfg["layers_to_tune"] = {"Slots": slots}
     cfg["shared"] = {"Slots": shared}
+    cfg["own_block"] = own_block
     return cfg, own, shared
 
 
@@ -153,9 +159,15 @@ def check_table(h, gen, own, shared):
             raise ConvertError(f"tuned slot {s} is not a conv of the generator ({len(t)} slots)")
     for s in own:
         k, i, o, _ = t[s]
-        n = int(h[f"refinement_blocks.{s}.output.1.weight"].shape[0])
-        if n != i * o:
-            raise ConvertError(f"slot {s}: the block predicts {n} values, the generator layer has {o}x{i}")
+        if f"refinement_blocks.{s}.output.1.weight" in h:
+            n = int(h[f"refinement_blocks.{s}.output.1.weight"].shape[0])
+            if n != i * o:
+                raise ConvertError(f"slot {s}: the block predicts {n} values, the generator layer has {o}x{i}")
+        else:
+            got = (int(h[f"refinement_blocks.{s}.output.0.make_kernel_in.weight"].shape[0]),
+                   int(h[f"refinement_blocks.{s}.output.0.make_kernel_out.weight"].shape[0]))
+            if got != (k * k * i, k * k * o):
+                raise ConvertError(f"slot {s}: the separable head makes {got}, the layer is {o}x{i}x{k}x{k}")
     if shared:
         shapes = {t[s][:3] for s in shared}
         if len(shapes) != 1:
@@ -190,6 +202,14 @@ def convert(ckpt_path, out_dir, generator_out=None, generator_config_path=None, 
         opts = vars(opts)
     h, dropped = split_hypernet(sd, torch)
     cfg, own, shared = hyper_config(h, input_size)
+    notes = []
+    if not shared:
+        # HyperStyle's classes build the shared hypernet even when no tuned slot uses it.
+        unused = [k for k in h if k.startswith("shared_weight_hypernet.")]
+        for k in unused:
+            del h[k]
+        if unused:
+            notes.append(f"no tuned slot uses the shared hypernet: {len(unused)} shared_weight_hypernet.* tensors dropped")
     dec = {k[len("decoder."):]: v for k, v in sd.items() if k.startswith("decoder.")}
     src = os.path.basename(ckpt_path)
     avg = latent_avg_row(ckpt, torch)
@@ -247,7 +267,7 @@ def convert(ckpt_path, out_dir, generator_out=None, generator_config_path=None, 
                 f"HyperStyle id_lambda {f('id_lambda')} (ArcFace ID loss, not a term of the crate)",
                 f"encoder_type {opts.get('encoder_type')}, output_size {opts.get('output_size')}, "
                 f"layers_to_tune {opts.get('layers_to_tune')}",
-            ],
+            ] + notes,
         },
         "optimizer": str(opts.get("optim_name", "ranger")),
         "steps": int(ckpt.get("global_step", 0) or 0),

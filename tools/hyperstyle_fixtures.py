@@ -14,7 +14,7 @@ Into `--out` (default crates/hyperstyle-refiner/tests/fixtures):
   `delta.<slot>` (eval-mode BatchNorm) and `train.delta.<slot>` (batch statistics), both
   HyperStyle's `SharedWeightsHyperNetResNet.forward` run in f64 on the f32 weights;
   `grad.input` and `grad.<param>` of L = sum_slots sum(delta * P_slot) with
-  P_slot = sin(0.1 * arange(numel) + slot) (f32; the Rust test rebuilds it).
+  P_slot = 0.5 + sin(0.1 * arange(numel) + slot) (f32; the Rust test rebuilds it).
 - `hyperstyle_narrow_export/`: the converter round trip. The narrow H sits in a `HyperStyle`
   object; the dict HyperStyle's `training/coach_hyperstyle.py` `Coach.__get_save_dict` builds
   from it (called on a stand-in `self` holding `net`, `opts`, `global_step`, `best_val_loss`)
@@ -82,6 +82,16 @@ NARROW = dict(
     layers_to_tune=[0, 3, 5, 6],
     shared_layers=[0, 3],
 )
+# HyperStyle's separable variant (`SharedWeightsHyperNetResNetSeparable`), own slots only: its
+# class builds the shared hypernet anyway; the converter drops it when no slot uses it.
+NARROW_SEPARABLE = dict(NARROW, layers_to_tune=[5, 6], shared_layers=[])
+SEPARABLE_GRADS = [
+    "conv1.weight", "bn1.weight", "relu.weight", "body.0.conv1.weight", "body.15.conv2.weight",
+    "refinement_blocks.5.convs.0.weight", "refinement_blocks.5.convs.2.bias",
+    "refinement_blocks.5.output.0.make_kernel_in.weight", "refinement_blocks.5.output.0.make_kernel_out.bias",
+    "refinement_blocks.6.output.0.kernel_linear_in.weight", "refinement_blocks.6.output.0.kernel_linear_out.weight",
+    "refinement_blocks.6.output.0.kernel_linear_out.bias",
+]
 # Parameters whose gradients are stored (every kind of layer).
 NARROW_GRADS = [
     "conv1.weight", "bn1.weight", "bn1.bias", "relu.weight", "body.0.conv1.weight",
@@ -100,6 +110,8 @@ OFFICIAL_GRADS = [
     "refinement_blocks.12.linear.bias", "refinement_blocks.14.convs.0.weight",
     "refinement_blocks.14.output.1.bias", "refinement_blocks.24.convs.0.weight",
     "refinement_blocks.24.output.1.weight",
+    # the separable variant's heads
+    "refinement_blocks.14.output.0.make_kernel_in.weight", "refinement_blocks.24.output.0.kernel_linear_out.weight",
 ]
 
 
@@ -172,8 +184,9 @@ def torchvision_body(depth_blocks, widths):
     return nn.Sequential(*mods)
 
 
-def narrow_hypernet(hs, cfg, opts):
-    cls = hs.hypernetwork.SharedWeightsHyperNetResNet
+def narrow_hypernet(hs, cfg, opts, separable=False):
+    cls = (hs.hypernetwork.SharedWeightsHyperNetResNetSeparable if separable
+           else hs.hypernetwork.SharedWeightsHyperNetResNet)
     m = cls.__new__(cls)
     nn.Module.__init__(m)
     w0 = cfg["widths"][0]
@@ -199,8 +212,9 @@ def narrow_hypernet(hs, cfg, opts):
                     b = hs.refinement_blocks.HyperRefinementBlock(
                         m.shared_weight_hypernet, n_channels=feat, inner_c=cfg["hyper_inner"], spatial=spatial)
                 else:
-                    b = hs.refinement_blocks.RefinementBlock(
-                        j, opts, n_channels=feat, inner_c=cfg["refine_inner"], spatial=spatial)
+                    own = (hs.refinement_blocks.RefinementBlockSeparable if separable
+                           else hs.refinement_blocks.RefinementBlock)
+                    b = own(j, opts, n_channels=feat, inner_c=cfg["refine_inner"], spatial=spatial)
             else:
                 b = None
             m.refinement_blocks.append(b)
@@ -214,7 +228,9 @@ def proj(slot, shape):
     n = 1
     for s in shape:
         n *= s
-    return torch.sin(torch.arange(n, dtype=torch.float64) * 0.1 + slot).float().reshape(shape)
+    # Mean 0.5: a zero-mean P makes the body's gradients sums of cancelling terms, where f32
+    # (PyTorch's or candle's) is ~1e-2 off the f64 answer at HyperStyle's size.
+    return (0.5 + torch.sin(torch.arange(n, dtype=torch.float64) * 0.1 + slot)).float().reshape(shape)
 
 
 def run_reference(h, x, grad_names, train_too):
@@ -236,6 +252,14 @@ def run_reference(h, x, grad_names, train_too):
     grads = torch.autograd.grad(loss, [xg] + [params[k] for k in grad_names])
     for k, g in zip(["input"] + grad_names, grads):
         out[f"grad.{k}"] = g.float()
+    # PyTorch's own f32 gradients against the f64 answer (for the log).
+    x32 = x.clone().requires_grad_(True)
+    p32 = dict(h.named_parameters())
+    loss32 = sum((d * proj(slot, d.shape)).sum() for slot, d in enumerate(h(x32)) if d is not None)
+    g32 = torch.autograd.grad(loss32, [x32] + [p32[k] for k in grad_names])
+    for k, g, g64 in zip(["input"] + grad_names, g32, grads):
+        errs[f"grad.{k}"] = float((g.double() - g64).abs().max() / g64.abs().max())
+    del g32, loss32
     if train_too:
         t64 = copy.deepcopy(h64).train()
         with torch.no_grad():
@@ -287,68 +311,77 @@ def convert(ckpt, out_dir, *extra):
     subprocess.run(cmd, check=True)
 
 
-def narrow(hs, args, commit, stubbed):
-    cfg = NARROW
+def narrow(hs, args, commit, stubbed, separable=False):
+    cfg = NARROW_SEPARABLE if separable else NARROW
+    encoder_type = "SharedWeightsHyperNetResNetSeparable" if separable else "SharedWeightsHyperNetResNet"
     gen = cfg["generator"]
-    opts = train_opts(args.hyperstyle, encoder_type="SharedWeightsHyperNetResNet", input_nc=cfg["in_nc"],
+    opts = train_opts(args.hyperstyle, encoder_type=encoder_type, input_nc=cfg["in_nc"],
                       output_size=gen["size"], layers_to_tune=",".join(map(str, cfg["layers_to_tune"])))
     opts.n_hypernet_outputs = len(slot_table(gen))  # HyperStyle.set_hypernet sets it
     torch.manual_seed(args.seed)
     with ref.cpu_construction(hs):
-        h = narrow_hypernet(hs, cfg, opts)
+        h = narrow_hypernet(hs, cfg, opts, separable)
     randomise(h, args.seed)
     net = hyperstyle_net(hs, opts, hypernet=h, seed=args.seed)
     g = torch.Generator().manual_seed(args.seed + 1)
     x = torch.rand((2, cfg["in_nc"], cfg["input_size"], cfg["input_size"]), generator=g) * 2 - 1
-    out, errs = run_reference(h, x, NARROW_GRADS, train_too=True)
+    out, errs = run_reference(h, x, SEPARABLE_GRADS if separable else NARROW_GRADS, train_too=True)
     out["input"] = x
     out["latent_avg"] = net.latent_avg[:1].clone()
 
-    # HyperStyle's own configuration: keys (meta device) and its tables.
-    meta_keys, shared_layers = {}, None
-    for name, size, nc in [("hyperstyle_paper256", 256, 4), ("hyperstyle_ffhq1024", 1024, 6)]:
-        o = train_opts(args.hyperstyle, encoder_type="SharedWeightsHyperNetResNet", input_nc=nc, output_size=size)
-        o.n_hypernet_outputs = {256: 20, 512: 23, 1024: 26}[size]
-        with torch.device("meta"), ref.cpu_construction(hs):
-            inst = hs.hypernetwork.SharedWeightsHyperNetResNet(o)
-        meta_keys[f"keys.{name}"] = json.dumps(keys(inst))
-        shared_layers = inst.shared_layers
+    extra = {}
+    if not separable:
+        # HyperStyle's own configuration: keys (meta device) and its tables.
+        shared_layers = None
+        for name, size, nc in [("hyperstyle_paper256", 256, 4), ("hyperstyle_ffhq1024", 1024, 6)]:
+            o = train_opts(args.hyperstyle, encoder_type="SharedWeightsHyperNetResNet", input_nc=nc,
+                           output_size=size)
+            o.n_hypernet_outputs = {256: 20, 512: 23, 1024: 26}[size]
+            with torch.device("meta"), ref.cpu_construction(hs):
+                inst = hs.hypernetwork.SharedWeightsHyperNetResNet(o)
+            extra[f"keys.{name}"] = json.dumps(keys(inst))
+            shared_layers = inst.shared_layers
+        extra.update(
+            hyperstyle_parameters=json.dumps(hs.refinement_blocks.PARAMETERS),
+            hyperstyle_to_rgb_layers=json.dumps(hs.refinement_blocks.TO_RGB_LAYERS),
+            hyperstyle_shared_layers=json.dumps(shared_layers),
+            hyperstyle_default_layers_to_tune=train_opts(args.hyperstyle).layers_to_tune,
+        )
+    extra["keys.narrow"] = json.dumps(keys(h))
+    own = "RefinementBlockSeparable" if separable else "RefinementBlock"
     meta = ref.provenance(
         SCRIPT, commit,
-        json.dumps({k: v for k, v in cfg.items()}),
+        json.dumps(dict(cfg, encoder_type=encoder_type)),
         stubbed,
         reference_call=(
-            "models/hypernetworks/hypernetwork.py SharedWeightsHyperNetResNet.forward on members built by "
-            "refinement_blocks.HyperRefinementBlock / RefinementBlock and shared_weights_hypernet."
+            f"models/hypernetworks/hypernetwork.py {encoder_type}.forward on members built by "
+            f"refinement_blocks.HyperRefinementBlock / {own} and shared_weights_hypernet."
             "SharedWeightsHypernet (narrow arguments; PARAMETERS set to the narrow generator's table while "
-            "they are built); keys.hyperstyle_*: SharedWeightsHyperNetResNet(opts) itself with "
-            "options/train_options.py defaults"
+            "they are built)"
+            + ("; keys.hyperstyle_*: SharedWeightsHyperNetResNet(opts) itself with "
+               "options/train_options.py defaults" if not separable else "")
         ),
         outputs="delta.* / train.delta.* / grad.*: HyperStyle forward run in f64 on the f32 weights; "
-                "L = sum_slots sum(delta * sin(0.1 * arange(numel) + slot))",
-        hyperstyle_parameters=json.dumps(hs.refinement_blocks.PARAMETERS),
-        hyperstyle_to_rgb_layers=json.dumps(hs.refinement_blocks.TO_RGB_LAYERS),
-        hyperstyle_shared_layers=json.dumps(shared_layers),
-        hyperstyle_default_layers_to_tune=train_opts(args.hyperstyle).layers_to_tune,
+                "L = sum_slots sum(delta * (0.5 + sin(0.1 * arange(numel) + slot)))",
         seed=args.seed,
         **{f"torch_f32_err.{k}": f"{v:.2e}" for k, v in errs.items()},
-        **meta_keys,
-        **{"keys.narrow": json.dumps(keys(h))},
+        **extra,
     )
-    path = os.path.join(args.out, "hyperstyle_tiny.safetensors")
+    stem = "hyperstyle_separable" if separable else "hyperstyle"
+    path = os.path.join(args.out, f"{stem}_tiny.safetensors")
     save_file({k: v.contiguous() for k, v in out.items()}, path, metadata=meta)
     print(f"{path}: {os.path.getsize(path)} bytes")
 
     # converter round trip
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = os.path.join(tmp, "hyperstyle_narrow.pt")
+        ckpt = os.path.join(tmp, f"{stem}_narrow.pt")
         sd = save_checkpoint(hs, net, opts, ckpt)
         dup = [k for k in sd["state_dict"] if ".hypernet." in k]
         print(f"checkpoint: {len(sd['state_dict'])} state_dict entries ({len(dup)} duplicated shared-hypernet keys)")
         gen_json = os.path.join(tmp, "generator.json")
         with open(gen_json, "w") as f:
             json.dump(gen_config_json(gen), f)
-        export = os.path.join(args.out, "hyperstyle_narrow_export")
+        export = os.path.join(args.out, f"{stem}_narrow_export")
         shutil.rmtree(export, ignore_errors=True)
         convert(ckpt, export, "--generator-config", gen_json, "--input-size", str(cfg["input_size"]))
     for k, v in sorted(out.items()):
@@ -381,14 +414,16 @@ def official(hs, args, commit, stubbed):
     print(f"HyperStyle({args.official_encoder}, output_size {size}, input_nc {opts.input_nc}): H has {n_params} parameters")
     g = torch.Generator().manual_seed(args.seed + 1)
     x = torch.rand((2, opts.input_nc, 256, 256), generator=g) * 2 - 1
-    out, errs = run_reference(h, x, OFFICIAL_GRADS, train_too=False)
+    present = dict(h.named_parameters())
+    out, errs = run_reference(h, x, [n for n in OFFICIAL_GRADS if n in present], train_too=False)
     out["input"] = x
     out["latent_avg"] = net.latent_avg[:1].clone()
-    ckpt = os.path.join(d, "checkpoint.pt")
+    pre = "separable_" if "Separable" in args.official_encoder else ""
+    ckpt = os.path.join(d, f"{pre}checkpoint.pt")
     save_checkpoint(hs, net, opts, ckpt)
     del net, h
-    shutil.rmtree(os.path.join(d, "export"), ignore_errors=True)
-    convert(ckpt, os.path.join(d, "export"), "--generator-out", os.path.join(d, "generator"))
+    shutil.rmtree(os.path.join(d, f"{pre}export"), ignore_errors=True)
+    convert(ckpt, os.path.join(d, f"{pre}export"), "--generator-out", os.path.join(d, f"{pre}generator"))
     if not args.keep_checkpoint:
         os.remove(ckpt)
     meta = ref.provenance(
@@ -403,7 +438,8 @@ def official(hs, args, commit, stubbed):
         seed=args.seed,
         **{f"torch_f32_err.{k}": f"{v:.2e}" for k, v in errs.items()},
     )
-    save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(d, "reference.safetensors"), metadata=meta)
+    save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(d, f"{pre}reference.safetensors"),
+              metadata=meta)
     print("torch f32 vs f64:", max(errs.values()))
     print(f"wrote {d}")
 
@@ -430,6 +466,7 @@ def main():
                          "__load_latent_avg on a seeded random w_avg (repeated to n_styles)", PATHS_NOTE])
     os.makedirs(args.out, exist_ok=True)
     narrow(hs, args, commit, stubbed)
+    narrow(hs, args, commit, stubbed, separable=True)
     if args.official_out:
         official(hs, args, commit, stubbed)
 
