@@ -22,9 +22,12 @@ Stubbed (and nothing else; the fixture's `stubbed` metadata says the same):
 - `.cuda()` (`MocoLoss.__init__` moves the model to the GPU): identity while constructing.
 - the CUDA-op compile at import (hyperstyle_reference.py), which this class never reaches.
 
-Writes crates/losses/tests/fixtures/moco_hyperstyle.safetensors: `y_hat`, `y` [2, 3, 64, 64]
+Writes crates/losses/tests/fixtures/moco_hyperstyle.safetensors: `y_hat`, `y` [2, 3, 56, 56]
 in [-1, 1], `loss` [] (mean_b 1 - <f(y_hat), f(y)>), `cos` [2], `feat_y_hat`, `feat_y`
-[2, 2048] (`extract_feats`), `grad_y_hat`. Checked by `cargo test -p losses --test parity moco`.
+[2, 2048] (`extract_feats`), `grad_y_hat`; metadata `torch_f32_err.{loss,grad_y_hat}`: PyTorch's own f32 run against the
+f64 answer (the input gradient is ill-conditioned in f32: 1 - cos is ~1e-2, so it is the small
+difference of nearly parallel unit vectors). Checked by
+`cargo test -p losses --test parity moco` (f32 and f64).
 
     /work/venv-ref/bin/python tools/moco_fixture.py --hyperstyle /work/ref/hyperstyle
 """
@@ -104,14 +107,22 @@ def main():
     path = hs.paths_config.model_paths["moco"]
     with stub_moco_load(path, fake_moco_checkpoint(args.seed)), ref.cpu_construction(hs):
         loss_fn = hs.moco_loss.MocoLoss()
-    loss_fn = loss_fn.double()
 
     g = torch.Generator().manual_seed(args.seed + 1)
-    y = torch.rand((2, 3, 64, 64), generator=g) * 2 - 1
+    # 56 px: MocoLoss resizes to 224 with F.interpolate (nearest), whose source index
+    # floor(dst * in / out) PyTorch computes in the tensor's precision; for 64 -> 224 the f64
+    # and f32 runs pick different pixels (e.g. dst = 7: 2.0000001 vs 1.9999999), for 56 -> 224
+    # (scale 1/4, exact) they agree, so the f64 run is the exact answer to the f32 pipeline.
+    y = torch.rand((2, 3, 56, 56), generator=g) * 2 - 1
     # A low-contrast, blurred, noisy copy: with the formula-filled ResNet-50 (whose pooled
     # features share a large positive mean) this keeps 1 - cos near 1e-2, well above f32 noise.
     blur = torch.nn.functional.avg_pool2d(y, 4).repeat_interleave(4, 2).repeat_interleave(4, 3)
     y_hat = (0.25 * blur + 0.05 * torch.randn(y.shape, generator=g)).clamp(-1, 1)
+    # PyTorch's own f32 run, for its error against the f64 answer (metadata torch_f32_err.*)
+    yh32 = y_hat.clone().requires_grad_(True)
+    loss32, _, _ = loss_fn(yh32, y, y)
+    (grad32,) = torch.autograd.grad(loss32, [yh32])
+    loss_fn = loss_fn.double()
     yh = y_hat.double().requires_grad_(True)
     loss, sim_improvement, logs = loss_fn(yh, y.double(), y.double())
     (grad,) = torch.autograd.grad(loss, [yh])
@@ -129,11 +140,13 @@ def main():
     }
     meta = ref.provenance(
         "tools/moco_fixture.py", commit,
-        json.dumps({"batch": 2, "size": 64, "dtype": "float64 forward on float32 weights", "x": "= y"}),
+        json.dumps({"batch": 2, "size": 56, "dtype": "float64 forward on float32 weights", "x": "= y"}),
         "; ".join([LOAD_STUB, ref.CUDA_STUB, ref.IMPORT_STUB]),
         reference_call="criteria/moco_loss.py MocoLoss() then MocoLoss.forward(y_hat, y, x=y); "
                        "extract_feats for feat_*; torch.autograd.grad(loss, y_hat)",
         torchvision=__import__("torchvision").__version__,
+        **{"torch_f32_err.loss": f"{float((loss32.double() - loss).abs() / loss.abs()):.2e}",
+           "torch_f32_err.grad_y_hat": f"{float((grad32.double() - grad).abs().max() / grad.abs().max()):.2e}"},
         seed=args.seed,
     )
     os.makedirs(args.out, exist_ok=True)

@@ -34,7 +34,7 @@ use crate::blocks::{
     HyperRefinementBlock, RefinementBlock, RefinementBlockConfig, RefinementBlockSeparable,
     SharedWeightsHypernet,
 };
-use crate::config::{BlockKind, HyperConfig, OwnBlock, OutputSlot, output_table};
+use crate::config::{BlockKind, HyperConfig, OutputSlot, OwnBlock, output_table};
 use crate::error::{RefinerError, Result};
 
 /// How the sketch channel of `conv1` is initialised when a 3-channel pretrained stem is loaded.

@@ -96,10 +96,13 @@ fn derived_table_equals_hyperstyle_parameters_for_config_f() {
         .collect();
     for (g, n_outputs) in [
         (StyleGan2Config::paper_256(), 20),
-        (StyleGan2Config {
-            size: 512,
-            ..StyleGan2Config::paper_256()
-        }, 23),
+        (
+            StyleGan2Config {
+                size: 512,
+                ..StyleGan2Config::paper_256()
+            },
+            23,
+        ),
         (StyleGan2Config::ffhq_1024(), 26),
     ] {
         let shapes = modulated_layer_shapes(&g).unwrap();
