@@ -259,7 +259,7 @@ impl SeparableBlock {
     /// Features with `input_size` values per sample -> `[B, out, in, k, k]`.
     pub fn forward(&self, features: &Tensor) -> Result<Tensor> {
         let n = features.elem_count();
-        if n == 0 || n % self.input_size != 0 {
+        if n == 0 || !n.is_multiple_of(self.input_size) {
             return Err(RefinerError::Shape {
                 what: "SeparableBlock features".into(),
                 expected: format!("[B, {}, 1, 1]", self.input_size),
