@@ -9,7 +9,8 @@ Into `--out` (default crates/hyperstyle-refiner/tests/fixtures):
   the state-dict keys of HyperStyle's own `SharedWeightsHyperNetResNet(opts)` at its
   hard-coded configuration (`keys.hyperstyle_paper256`: output_size 256, input_nc 4;
   `keys.hyperstyle_ffhq1024`: output_size 1024, input_nc 6 = its defaults; the default
-  `--layers_to_tune`), its `PARAMETERS` table (`hyperstyle_parameters`), its `TO_RGB_LAYERS`
+  `--layers_to_tune`; `keys.hyperstyle_ffhq1024_separable`: the same for
+  `SharedWeightsHyperNetResNetSeparable`), its `PARAMETERS` table (`hyperstyle_parameters`), its `TO_RGB_LAYERS`
   and shared slots, and `keys.narrow`. Tensors: `input` [2, 4, 64, 64]; per tuned slot
   `delta.<slot>` (eval-mode BatchNorm) and `train.delta.<slot>` (batch statistics), both
   HyperStyle's `SharedWeightsHyperNetResNet.forward` run in f64 on the f32 weights;
@@ -333,12 +334,15 @@ def narrow(hs, args, commit, stubbed, separable=False):
     if not separable:
         # HyperStyle's own configuration: keys (meta device) and its tables.
         shared_layers = None
-        for name, size, nc in [("hyperstyle_paper256", 256, 4), ("hyperstyle_ffhq1024", 1024, 6)]:
-            o = train_opts(args.hyperstyle, encoder_type="SharedWeightsHyperNetResNet", input_nc=nc,
-                           output_size=size)
+        for name, size, nc, cls in [
+            ("hyperstyle_paper256", 256, 4, "SharedWeightsHyperNetResNet"),
+            ("hyperstyle_ffhq1024", 1024, 6, "SharedWeightsHyperNetResNet"),
+            ("hyperstyle_ffhq1024_separable", 1024, 6, "SharedWeightsHyperNetResNetSeparable"),
+        ]:
+            o = train_opts(args.hyperstyle, encoder_type=cls, input_nc=nc, output_size=size)
             o.n_hypernet_outputs = {256: 20, 512: 23, 1024: 26}[size]
             with torch.device("meta"), ref.cpu_construction(hs):
-                inst = hs.hypernetwork.SharedWeightsHyperNetResNet(o)
+                inst = getattr(hs.hypernetwork, cls)(o)
             extra[f"keys.{name}"] = json.dumps(keys(inst))
             shared_layers = inst.shared_layers
         extra.update(
