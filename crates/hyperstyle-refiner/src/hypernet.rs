@@ -18,8 +18,14 @@
 //!
 //! NOTE (deviations): PyTorch's state dict repeats the shared tensors under every
 //! `refinement_blocks.{j}.hypernet.*`; here they are read once under `shared_weight_hypernet`
-//! (a converter keeps one copy). The output table comes from the generator config
-//! (`stylegan2::modulated_layer_shapes`), not HyperStyle's hard-coded config-f `PARAMETERS`.
+//! (`tools/convert_hyperstyle.py` checks the copies equal and keeps one). The output table comes
+//! from the generator config (`stylegan2::modulated_layer_shapes`), not HyperStyle's hard-coded
+//! config-f `PARAMETERS`; for config-f at 256/512/1024 they agree slot for slot
+//! (tests/hypernet.rs), so HyperStyle checkpoints load unchanged. ToRGB slots are not tunable.
+//!
+//! Parity: tests/convert_hyperstyle.rs runs checkpoints saved by HyperStyle's own code
+//! (yuval-alaluf/hyperstyle `a723c7310312`) through the converter and compares every Δ and the
+//! gradients with HyperStyle's forward (`tools/hyperstyle_fixtures.py`).
 
 use std::collections::HashMap;
 use std::path::Path;
