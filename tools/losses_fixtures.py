@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Parity fixtures for crates/losses and crates/metrics (perceptual distances and MoCo).
+"""Parity fixtures for crates/losses and crates/metrics (perceptual distances). The MoCo loss
+fixture is made by HyperStyle's own `MocoLoss`: tools/moco_fixture.py.
 
 Writes, under --out (default crates/losses/tests/fixtures):
 
@@ -13,9 +14,8 @@ Writes, under --out (default crates/losses/tests/fixtures):
     lpips_alex_synth [N]    LPIPS v0.1 alex: real lin weights (lpips 0.1.4), trunk from the formula
     lpips_vgg_synth [N]     LPIPS v0.1 vgg: same
     dists_synth [N]         DISTS: real alpha/beta (dists-pytorch 0.1), VGG16 trunk from the formula
-    moco_synth_feat_{ref,dist} [2,2048]  the unit-normalised MoCo features of both
-    moco_synth_cos [2]      pSp/e4e MocoLoss cosine <f(dist), f(ref)> on the first 2 pairs,
-                            ResNet-50 from the formula (interpolate to 224 nearest, normalize)
+    (moco_synth_* entries in the committed file are from an earlier re-written MoCo path and
+    are no longer read)
 
 "From the formula" = `backbones::synthetic` (crates/backbones/src/synthetic.rs), applied by
 torchvision parameter name (`features.{i}.weight`, `layer1.0.conv1.weight`, ...), exactly as
@@ -39,7 +39,6 @@ import sys
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torchvision
 from PIL import Image, ImageFilter
 from safetensors.torch import save_file
@@ -166,24 +165,6 @@ def main():
     m.eval()
     with torch.no_grad():
         out["dists_synth"] = m((x0 + 1) / 2, (x1 + 1) / 2).flatten().clone()
-
-    # pSp / e4e / HyperStyle MocoLoss (criteria/moco_loss.py) with a formula-filled ResNet-50.
-    r = torchvision.models.resnet50(weights=None)
-    fill_by_torchvision_name(r, lambda k: k)
-    feat = nn.Sequential(*list(r.children())[:-1]).eval()
-
-    def extract(x):
-        x = F.interpolate(x, size=224)
-        f = feat(x)
-        f = F.normalize(f, dim=1)
-        return f.squeeze()
-
-    with torch.no_grad():
-        fy = extract(x0[:2])
-        fh = extract(x1[:2])
-        out["moco_synth_cos"] = (fh * fy).sum(1).clone()
-        out["moco_synth_feat_ref"] = fy.clone()
-        out["moco_synth_feat_dist"] = fh.clone()
 
     for k, v in out.items():
         print(f"{k:22s} {v.flatten()[:12].tolist()}")

@@ -14,12 +14,24 @@
 //!   h = (c @ w2 + b2).view(B, in, z) @ w1 + b1, reinterpreted (not transposed) as
 //!   `[B, out, in, f, f]`. Init N(0, 1/40) (HyperStyle: fmod(randn / 40, 2)).
 //!
+//! - [`RefinementBlockSeparable`] (`RefinementBlockSeparable(layer_idx, opts, n_channels=512,
+//!   inner_c=256)`, the non-shared slots of `SharedWeightsHyperNetResNetSeparable`): `convs` as
+//!   above but with num_pools = log2(spatial) - 1 for every k (so the map reaches 1 x 1), then
+//!   `output.0` = [`SeparableBlock`] (`models/encoders/helpers.py`).
+//! - [`SeparableBlock`] (`SeparableBlock(input_size, kernel_channels_in, kernel_channels_out,
+//!   kernel_size)`): plain `nn.Linear`s `make_kernel_in` (C -> k*k*in), `make_kernel_out`
+//!   (C -> k*k*out), `kernel_linear_in` (in -> in), `kernel_linear_out` (out -> out);
+//!   K = make_kernel_out(f).view(B, k, k, out, 1) @ make_kernel_in(f).view(B, k, k, 1, in)
+//!   `[B, k, k, out, in]`, kernel_linear_in on the last axis, swap the last two axes,
+//!   kernel_linear_out on the last axis, permute to `[B, out, in, k, k]`: full k x k offsets
+//!   of rank 1 per kernel position before the two channel mixes.
+//!
 //! NOTE: widths are configurable (the original hard-codes 512/256/128); the feature `spatial`
 //! is derived from H's input size (HyperStyle hard-codes 16). ToRGB outputs (`output.0`
 //! without pool) are not implemented: the default and the supported choices exclude ToRGB.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Init, VarBuilder};
+use candle_nn::{Conv2d, Init, Linear, VarBuilder};
 use e4e_encoder::heads::ConvLeakyStack;
 use stylegan2::layers::{EqualLinear, EqualLinearConfig};
 
@@ -206,5 +218,116 @@ impl HyperRefinementBlock {
         }
         let c = self.linear.forward(&c.reshape((b, self.code))?)?;
         hypernet.forward(&c)
+    }
+}
+
+/// HyperStyle's `SeparableBlock` (see the module docs).
+#[derive(Debug, Clone)]
+pub struct SeparableBlock {
+    make_kernel_in: Linear,
+    make_kernel_out: Linear,
+    kernel_linear_in: Linear,
+    kernel_linear_out: Linear,
+    input_size: usize,
+    in_ch: usize,
+    out_ch: usize,
+    kernel: usize,
+}
+
+impl SeparableBlock {
+    /// `input_size` features -> `[B, out_ch, in_ch, kernel, kernel]` offsets.
+    pub fn new(
+        input_size: usize,
+        in_ch: usize,
+        out_ch: usize,
+        kernel: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let kk = kernel * kernel;
+        Ok(Self {
+            make_kernel_in: candle_nn::linear(input_size, kk * in_ch, vb.pp("make_kernel_in"))?,
+            make_kernel_out: candle_nn::linear(input_size, kk * out_ch, vb.pp("make_kernel_out"))?,
+            kernel_linear_in: candle_nn::linear(in_ch, in_ch, vb.pp("kernel_linear_in"))?,
+            kernel_linear_out: candle_nn::linear(out_ch, out_ch, vb.pp("kernel_linear_out"))?,
+            input_size,
+            in_ch,
+            out_ch,
+            kernel,
+        })
+    }
+
+    /// Features with `input_size` values per sample -> `[B, out, in, k, k]`.
+    pub fn forward(&self, features: &Tensor) -> Result<Tensor> {
+        let n = features.elem_count();
+        if n == 0 || !n.is_multiple_of(self.input_size) {
+            return Err(RefinerError::Shape {
+                what: "SeparableBlock features".into(),
+                expected: format!("[B, {}, 1, 1]", self.input_size),
+                got: features.dims().to_vec(),
+            });
+        }
+        let b = n / self.input_size;
+        let k = self.kernel;
+        let f = features.reshape((b, self.input_size))?;
+        // [B, k, k, 1, in] and [B, k, k, out, 1]
+        let k_in = self
+            .make_kernel_in
+            .forward(&f)?
+            .reshape((b * k * k, 1, self.in_ch))?;
+        let k_out = self
+            .make_kernel_out
+            .forward(&f)?
+            .reshape((b * k * k, self.out_ch, 1))?;
+        let kernel = k_out.matmul(&k_in)?; // [B k k, out, in]
+        let kernel = self.kernel_linear_in.forward(&kernel)?; // mixes in
+        let kernel = kernel.transpose(1, 2)?.contiguous()?; // [B k k, in, out]
+        let kernel = self.kernel_linear_out.forward(&kernel)?; // mixes out
+        // [B, k, k, in, out] -> [B, out, in, k, k]
+        Ok(kernel
+            .reshape((b, k, k, self.in_ch, self.out_ch))?
+            .permute((0, 4, 3, 1, 2))?
+            .contiguous()?)
+    }
+}
+
+/// A non-shared slot's block in `SharedWeightsHyperNetResNetSeparable` (see the module docs).
+#[derive(Debug, Clone)]
+pub struct RefinementBlockSeparable {
+    convs: ConvLeakyStack,
+    output: SeparableBlock,
+}
+
+impl RefinementBlockSeparable {
+    pub fn new(cfg: &RefinementBlockConfig, vb: VarBuilder) -> Result<Self> {
+        let num_pools = log2_exact(cfg.spatial)? as i64 - 1;
+        let mut layers = vec![(cfg.n_channels, cfg.inner_c, 2)];
+        for _ in 0..(num_pools - 1).max(0) {
+            layers.push((cfg.inner_c, cfg.inner_c, 2));
+        }
+        layers.push((cfg.inner_c, cfg.out_c, 2));
+        Ok(Self {
+            convs: ConvLeakyStack::new(&layers, vb.pp("convs"))?,
+            output: SeparableBlock::new(
+                cfg.out_c,
+                cfg.in_ch,
+                cfg.out_ch,
+                cfg.kernel,
+                vb.pp("output").pp("0"),
+            )?,
+        })
+    }
+
+    /// Features `[B, C, s, s]` -> offsets `[B, out, in, k, k]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let h = self.convs.forward(x)?;
+        if h.elem_count() != b * self.output.input_size {
+            return Err(RefinerError::Shape {
+                what: "RefinementBlockSeparable code map".into(),
+                expected: format!("[{b}, {}, 1, 1]", self.output.input_size),
+                got: h.dims().to_vec(),
+            });
+        }
+        self.output.forward(&h)
     }
 }

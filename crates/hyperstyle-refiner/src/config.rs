@@ -30,7 +30,20 @@ pub enum SharedLayers {
     Slots(Vec<usize>),
 }
 
-/// Configuration of H (`SharedWeightsHyperNetResNet`).
+/// The head of the slots that do not share the hypernet (HyperStyle's `--encoder_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OwnBlock {
+    /// `SharedWeightsHyperNetResNet` (HyperStyle's model): `RefinementBlock`, per (out, in)
+    /// channel offsets repeated over k x k.
+    #[default]
+    Pooled,
+    /// `SharedWeightsHyperNetResNetSeparable` (its ablation): `RefinementBlockSeparable`, full
+    /// k x k offsets from a `SeparableBlock`.
+    Separable,
+}
+
+/// Configuration of H (`SharedWeightsHyperNetResNet`, or with [`OwnBlock::Separable`]
+/// `SharedWeightsHyperNetResNetSeparable`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HyperConfig {
     /// Input channels: 4 = [current image RGB (pretrained filters), sketch].
@@ -50,6 +63,9 @@ pub struct HyperConfig {
     pub hyper_code: usize,
     pub layers_to_tune: LayersToTune,
     pub shared: SharedLayers,
+    /// The non-shared slots' head (absent in older files: [`OwnBlock::Pooled`]).
+    #[serde(default)]
+    pub own_block: OwnBlock,
 }
 
 impl HyperConfig {
@@ -66,6 +82,7 @@ impl HyperConfig {
             hyper_code: 512,
             layers_to_tune: LayersToTune::AllConvs,
             shared: SharedLayers::SameShapeAsConv1,
+            own_block: OwnBlock::Pooled,
         }
     }
     /// Narrow CPU preset for `phantom_64`: ResNet-18 body with widths 16/32/64/128, 64 px
@@ -133,7 +150,8 @@ impl HyperConfig {
 pub enum BlockKind {
     /// `HyperRefinementBlock` + the shared hypernet: full k x k offsets.
     Shared,
-    /// `RefinementBlock`: per (out, in) channel offsets repeated over k x k.
+    /// `RefinementBlock` (per (out, in) channel offsets repeated over k x k) or, with
+    /// [`OwnBlock::Separable`], `RefinementBlockSeparable`.
     Own,
 }
 

@@ -1,5 +1,6 @@
 //! The hypernetwork H: HyperStyle `models/hypernetworks/hypernetwork.py`
-//! `SharedWeightsHyperNetResNet`.
+//! `SharedWeightsHyperNetResNet` (and, with `HyperConfig::own_block` =
+//! [`OwnBlock::Separable`], `SharedWeightsHyperNetResNetSeparable`).
 //!
 //! Names (the PyTorch state-dict keys): `conv1` (7x7 s2, `in_channels` -> 64, no bias), `bn1`,
 //! `relu` (PReLU), `body.0..15` (torchvision ResNet-34 BasicBlocks of layer1..layer4, no max
@@ -17,8 +18,14 @@
 //!
 //! NOTE (deviations): PyTorch's state dict repeats the shared tensors under every
 //! `refinement_blocks.{j}.hypernet.*`; here they are read once under `shared_weight_hypernet`
-//! (a converter keeps one copy). The output table comes from the generator config
-//! (`stylegan2::modulated_layer_shapes`), not HyperStyle's hard-coded config-f `PARAMETERS`.
+//! (`tools/convert_hyperstyle.py` checks the copies equal and keeps one). The output table comes
+//! from the generator config (`stylegan2::modulated_layer_shapes`), not HyperStyle's hard-coded
+//! config-f `PARAMETERS`; for config-f at 256/512/1024 they agree slot for slot
+//! (tests/hypernet.rs), so HyperStyle checkpoints load unchanged. ToRGB slots are not tunable.
+//!
+//! Parity: tests/convert_hyperstyle.rs runs checkpoints saved by HyperStyle's own code
+//! (yuval-alaluf/hyperstyle `a723c7310312`) through the converter and compares every Δ and the
+//! gradients with HyperStyle's forward (`tools/hyperstyle_fixtures.py`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,9 +37,10 @@ use e4e_encoder::ResNetBody;
 use stylegan2::{StyleGan2Config, WeightOffsets};
 
 use crate::blocks::{
-    HyperRefinementBlock, RefinementBlock, RefinementBlockConfig, SharedWeightsHypernet,
+    HyperRefinementBlock, RefinementBlock, RefinementBlockConfig, RefinementBlockSeparable,
+    SharedWeightsHypernet,
 };
-use crate::config::{BlockKind, HyperConfig, OutputSlot, output_table};
+use crate::config::{BlockKind, HyperConfig, OutputSlot, OwnBlock, output_table};
 use crate::error::{RefinerError, Result};
 
 /// How the sketch channel of `conv1` is initialised when a 3-channel pretrained stem is loaded.
@@ -41,6 +49,7 @@ pub const DEFAULT_SKETCH_CHANNEL_INIT: ExtraChannelInit = ExtraChannelInit::Mean
 #[derive(Debug, Clone)]
 enum Block {
     Own(RefinementBlock),
+    Separable(RefinementBlockSeparable),
     Shared(HyperRefinementBlock),
 }
 
@@ -86,8 +95,8 @@ impl HyperNetwork {
                     spatial,
                     vb,
                 )?),
-                BlockKind::Own => Block::Own(RefinementBlock::new(
-                    &RefinementBlockConfig {
+                BlockKind::Own => {
+                    let cfg = RefinementBlockConfig {
                         n_channels: feat,
                         inner_c: config.refine_inner,
                         out_c: config.refine_out,
@@ -95,9 +104,14 @@ impl HyperNetwork {
                         out_ch: slot.layer.out_ch,
                         in_ch: slot.layer.in_ch,
                         kernel: slot.layer.kernel,
-                    },
-                    vb,
-                )?),
+                    };
+                    match config.own_block {
+                        OwnBlock::Pooled => Block::Own(RefinementBlock::new(&cfg, vb)?),
+                        OwnBlock::Separable => {
+                            Block::Separable(RefinementBlockSeparable::new(&cfg, vb)?)
+                        }
+                    }
+                }
             };
             blocks.push((slot, block));
         }
@@ -237,6 +251,7 @@ impl HyperNetwork {
         for (slot, block) in &self.blocks {
             let delta = match block {
                 Block::Own(b) => b.forward(&feat)?,
+                Block::Separable(b) => b.forward(&feat)?,
                 Block::Shared(b) => {
                     let h = self.shared.as_ref().ok_or_else(|| {
                         RefinerError::Config("shared block without a shared hypernet".into())

@@ -3,7 +3,7 @@
 //! iteratively: theta_t = theta * (1 + sum_{i<=t} Delta_i) (T = 3 by default).
 //!
 //! - [`HyperConfig`] (serde; presets [`HyperConfig::hyperstyle`], [`HyperConfig::narrow_cpu`];
-//!   [`LayersToTune`], [`SharedLayers`]) and [`output_table`]: the tuned slots and their shapes,
+//!   [`LayersToTune`], [`SharedLayers`], [`OwnBlock`] for HyperStyle's separable variant) and [`output_table`]: the tuned slots and their shapes,
 //!   derived from the generator config with `stylegan2::modulated_layer_shapes`.
 //! - [`HyperNetwork`]: HyperStyle's `SharedWeightsHyperNetResNet` (ResNet-34 body with a
 //!   4-channel stem, `RefinementBlock`s, `HyperRefinementBlock`s + one
@@ -25,11 +25,16 @@ pub mod refinement;
 pub mod testing;
 pub mod train;
 
-pub use blocks::{HyperRefinementBlock, RefinementBlock, SharedWeightsHypernet};
+pub use blocks::{
+    HyperRefinementBlock, RefinementBlock, RefinementBlockSeparable, SeparableBlock,
+    SharedWeightsHypernet,
+};
 pub use bundle::{
     EncoderRef, InitRef, REFINER_FORMAT, REFINER_JSON, REFINER_WEIGHTS, RefinerBundle, RefinerMeta,
 };
-pub use config::{BlockKind, HyperConfig, LayersToTune, OutputSlot, SharedLayers, output_table};
+pub use config::{
+    BlockKind, HyperConfig, LayersToTune, OutputSlot, OwnBlock, SharedLayers, output_table,
+};
 pub use error::{RefinerError, Result};
 pub use hypernet::{DEFAULT_SKETCH_CHANNEL_INIT, HyperNetwork};
 pub use refinement::{DEFAULT_STEPS, RefineOutput, Refinement, refine};
