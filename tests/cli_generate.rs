@@ -216,7 +216,7 @@ fn numeric_options_above_their_caps_are_refused_naming_the_option_and_cap() {
     let out = dir.path().join("x.png");
     for (args, needles) in [
         (vec!["--steps", "17"], ["--steps", "16"]),
-        (vec!["--batch", "0"], ["--batch", "256"]),
+        (vec!["--batch", "0"], ["--batch", "at least 1"]),
         (vec!["--batch", "257"], ["--batch", "256"]),
         (vec!["--variations", "257"], ["--variations", "256"]),
     ] {

@@ -74,6 +74,8 @@ const LATENT_AVG_STREAM: u64 = 0x1A7E;
 const INIT_STREAM: u64 = 0x1417;
 const TRAIN_STREAM: u64 = 0x7EA1;
 const TRAIN_RNG: &str = "train";
+/// Checkpoint `extra` key of the warm start (`init_from`: the export and its w_avg).
+const INIT_KEY: &str = "init_from";
 
 /// Hyper-parameters of phase 1 (e4e defaults unless noted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -305,7 +307,28 @@ impl EncoderTrainer {
         )?;
         let mut rng = rng_from_seed(derive_seed(cfg.schedule.seed, TRAIN_STREAM, 0));
         let mut step = 0;
-        let init = match &cfg.init_from {
+        let (found, resume_report) = resume::open_run(&out)?;
+        // The warm start: recorded in the checkpoint of a resumed run (the export need not
+        // exist any more, and `init_from` may be left out); read from the export otherwise.
+        let recorded: Option<(EncoderInit, LatentAvgInfo)> = match &found {
+            Some((path, ck)) => match ck.meta.extra.get(INIT_KEY) {
+                Some(v) => {
+                    Some(
+                        serde_json::from_value(v.clone()).map_err(|e| TrainError::Resume {
+                            path: path.clone(),
+                            message: format!("unreadable `{INIT_KEY}` record: {e}"),
+                        })?,
+                    )
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let init_dir = match (&found, &recorded) {
+            (Some(_), Some(_)) => None,
+            _ => cfg.init_from.as_ref(),
+        };
+        let init = match init_dir {
             Some(dir) => {
                 let (meta, tensors, avg) = read_encoder_export(dir, device)?;
                 let bad = |message: String| TrainError::Bundle {
@@ -335,7 +358,6 @@ impl EncoderTrainer {
             }
             None => None,
         };
-        let (found, resume_report) = resume::open_run(&out)?;
         let latent_avg = match found {
             Some((path, ck)) => {
                 let resume_err = |message: String| TrainError::Resume {
@@ -381,7 +403,7 @@ impl EncoderTrainer {
                 )?,
             },
         };
-        let init = init.map(|(info, avg_info, _, _)| (info, avg_info));
+        let init = recorded.or(init.map(|(info, avg_info, _, _)| (info, avg_info)));
         let logger = open_log(&out, &LOG_COLUMNS, step)?;
         Ok(Self {
             order: EpochOrder::new(cfg.schedule.seed),
@@ -621,6 +643,11 @@ impl EncoderTrainer {
         )?;
         meta.rng
             .insert(TRAIN_RNG.into(), RngState::capture(&self.rng));
+        if let Some(init) = &self.init {
+            let value = serde_json::to_value(init)
+                .map_err(|e| TrainError::Config(format!("cannot record init_from: {e}")))?;
+            meta.extra.insert(INIT_KEY.into(), value);
+        }
         let mut ck = Checkpoint::new(meta);
         ck.add_varmap("e", &self.e_vars)?;
         ck.add_varmap("d", &self.d_vars)?;

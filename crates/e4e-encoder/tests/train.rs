@@ -355,6 +355,25 @@ fn fine_tuning_starts_from_the_export_and_records_it() {
     assert_eq!(init.steps, 2);
     assert_eq!(ft_meta.latent_avg.seed, meta.latent_avg.seed);
 
+    // A resumed fine-tuning run keeps its warm start from its checkpoint: the export it started
+    // from may have moved, and `init_from` may be left out.
+    drop(ft);
+    let moved = dir.path().join("moved");
+    std::fs::rename(&export, &moved).unwrap();
+    let resumed = open(
+        EncoderTrainConfig {
+            init_from: None,
+            ..cfg.clone()
+        },
+        &dir.path().join("ft"),
+    );
+    assert_eq!(resumed.step(), 1);
+    let m = resumed.export(&dir.path().join("ft/export2")).unwrap();
+    assert_eq!(m.init_from, Some(init.clone()));
+    assert_eq!(m.latent_avg.seed, meta.latent_avg.seed);
+    drop(resumed);
+    std::fs::rename(&moved, &export).unwrap();
+
     // Another E config is refused, naming the field.
     let other = EncoderTrainConfig {
         encoder: e4e_encoder::EncoderConfig {

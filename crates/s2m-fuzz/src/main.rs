@@ -33,6 +33,9 @@ struct Args {
     /// Write each chunk's slowest input to `--crashes` when it took longer than this (ms).
     #[arg(long, default_value_t = 2000.0)]
     slow_ms: f64,
+    /// Run the target once on each of these files (no mutation) and print the outcome and time.
+    #[arg(long, num_args = 1..)]
+    replay: Vec<PathBuf>,
     /// Extra corpus: a folder of files per target (`<corpus>/<target>/*`).
     #[arg(long)]
     corpus: Option<PathBuf>,
@@ -50,6 +53,26 @@ fn main() -> anyhow::Result<()> {
             )
         })?]
     };
+    if !args.replay.is_empty() {
+        for target in &targets {
+            for path in &args.replay {
+                let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+                let t = std::time::Instant::now();
+                let outcome = target.run(&bytes);
+                println!(
+                    "{} {}: {:.1} ms, {}",
+                    target.name(),
+                    path.display(),
+                    t.elapsed().as_secs_f64() * 1e3,
+                    match outcome {
+                        Ok(()) => "accepted".to_string(),
+                        Err(e) => format!("refused: {e}"),
+                    }
+                );
+            }
+        }
+        return Ok(());
+    }
     let mut failed = false;
     for target in targets {
         let mut extra = Vec::new();
