@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cyclegan;
 pub mod error;
 pub mod layers;
 pub mod pix2pix;

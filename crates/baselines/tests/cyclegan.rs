@@ -1,0 +1,311 @@
+//! CycleGAN against the official junyanz code: state-dict keys of G_A, G_B, D_A, D_B, the
+//! translations and patch maps, one training step's G loss (GAN A + GAN B + cycle A + cycle B +
+//! identity A + identity B) and D losses, and their gradients with respect to named parameters
+//! of all four networks and both inputs.
+//!
+//! Fixtures from `tools/baselines_cyclegan_fixtures.py` (its header has the command): the
+//! committed `tests/fixtures/cyclegan_tiny.safetensors` (ngf = ndf = 4, 6 blocks, 64 px,
+//! batch 1), and the narrow (ngf = ndf = 16, batch 2) and official (`resnet_9blocks`, ngf = ndf
+//! = 64, 256 px) ones written to a folder, checked by the ignored test when
+//! `S2M_CYCLEGAN_BIG_FIXTURES` names it. Tolerances: forwards and losses 1e-4 of the largest
+//! reference magnitude, gradients 1e-3. The big fixtures also hold float64 gradients: the same
+//! step run here in float64 must match them to 1e-9, and an f32 gradient beyond 1e-3 of
+//! PyTorch's f32 one passes when its error against the float64 one is at most 1.25 x PyTorch's
+//! own worst f32 error in that step (f32 rounding, not a port difference).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use baselines::cyclegan::{CycleGan, CycleGanConfig, ResnetGenerator};
+use baselines::layers::{ForwardMode, NormMode};
+use baselines::pix2pix::{PatchGan, parameter_shapes};
+use baselines::weights::load_into;
+use candle_core::{DType, Device, Tensor, Var};
+use s2m_core::testing::{fixture_metadata, load_fixture, torch_keys};
+
+const TINY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/cyclegan_tiny.safetensors"
+);
+const FWD_TOL: f32 = 1e-4;
+const GRAD_TOL: f32 = 1e-3;
+const F32_MARGIN: f32 = 1.25;
+const NETS: [&str; 4] = ["g_a", "g_b", "d_a", "d_b"];
+
+fn group(fx: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
+    let p = format!("{prefix}.");
+    fx.iter()
+        .filter_map(|(k, v)| k.strip_prefix(&p).map(|k| (k.to_string(), v.clone())))
+        .collect()
+}
+
+/// A model of `cfg` holding the fixture's four state dicts, vars of `dtype`.
+fn load_model(path: &Path, cfg: &CycleGanConfig, dtype: DType) -> CycleGan {
+    let fx = load_fixture(path);
+    let m = CycleGan::seeded_dtype(cfg, 1, dtype, &Device::Cpu).unwrap();
+    let maps = [&m.g_a_vars, &m.g_b_vars, &m.d_a_vars, &m.d_b_vars];
+    for (net, vars) in NETS.iter().zip(maps) {
+        load_into(&group(&fx, net), vars, path, net).unwrap();
+    }
+    m
+}
+
+/// Our version of every fixture quantity of one step, under the fixture's names
+/// (`fwd.*`, `loss.*`, `grad_g.*`, `grad_d.*`), with vars and inputs of `dtype`.
+fn our_step(path: &Path, cfg: &CycleGanConfig, dtype: DType) -> HashMap<String, Tensor> {
+    let fx = load_fixture(path);
+    let m = load_model(path, cfg, dtype);
+    let a = Var::from_tensor(&fx["input.a"].to_dtype(dtype).unwrap()).unwrap();
+    let b = Var::from_tensor(&fx["input.b"].to_dtype(dtype).unwrap()).unwrap();
+    let (a, b) = (a.as_tensor(), b.as_tensor());
+    let mut out = HashMap::new();
+    // CycleGAN trains in train mode; InstanceNorm without running stats is the same in both.
+    let step = m.generator_step(a, b, &mut ForwardMode::eval()).unwrap();
+    let im = &step.images;
+    for (k, t) in [
+        ("fake_b", &im.fake_b),
+        ("rec_a", &im.rec_a),
+        ("fake_a", &im.fake_a),
+        ("rec_b", &im.rec_b),
+        ("idt_a", im.idt_a.as_ref().unwrap()),
+        ("idt_b", im.idt_b.as_ref().unwrap()),
+    ] {
+        out.insert(format!("fwd.{k}"), t.clone());
+    }
+    let ev = NormMode::Eval;
+    out.insert("fwd.d_a_fake".into(), m.d_a.forward(&im.fake_b, ev).unwrap());
+    out.insert("fwd.d_b_fake".into(), m.d_b.forward(&im.fake_a, ev).unwrap());
+    out.insert("fwd.d_a_real".into(), m.d_a.forward(b, ev).unwrap());
+    out.insert("fwd.d_b_real".into(), m.d_b.forward(a, ev).unwrap());
+    let l = &step.loss;
+    for (k, t) in [
+        ("g", &l.total),
+        ("g_a", &l.gan_a),
+        ("g_b", &l.gan_b),
+        ("cycle_a", &l.cycle_a),
+        ("cycle_b", &l.cycle_b),
+        ("idt_a", l.idt_a.as_ref().unwrap()),
+        ("idt_b", l.idt_b.as_ref().unwrap()),
+    ] {
+        out.insert(format!("loss.{k}"), t.reshape(1).unwrap());
+    }
+    let gg = l.total.backward().unwrap();
+    let (ld_a, ld_b) = m
+        .discriminator_losses(a, b, &im.fake_a, &im.fake_b, ev)
+        .unwrap();
+    out.insert("loss.d_a".into(), ld_a.reshape(1).unwrap());
+    out.insert("loss.d_b".into(), ld_b.reshape(1).unwrap());
+    let gd = (ld_a + ld_b).unwrap().backward().unwrap();
+    let maps = [&m.g_a_vars, &m.g_b_vars, &m.d_a_vars, &m.d_b_vars];
+    for (net, vars) in NETS.iter().zip(maps) {
+        let (prefix, grads) = if net.starts_with('g') {
+            ("grad_g", &gg)
+        } else {
+            ("grad_d", &gd)
+        };
+        for (name, var) in s2m_train::optim::varmap_named_vars(vars) {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                out.insert(format!("{prefix}.{net}.{name}"), g.clone());
+            }
+        }
+    }
+    for (prefix, grads) in [("grad_g", &gg), ("grad_d", &gd)] {
+        for (k, x) in [("a", a), ("b", b)] {
+            let g = grads
+                .get(x)
+                .unwrap_or_else(|| panic!("{prefix}: no gradient for input {k}"));
+            out.insert(format!("{prefix}.input.{k}"), g.clone());
+        }
+    }
+    out
+}
+
+fn max_abs(t: &Tensor) -> f32 {
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// `max |ours - theirs| / scale`. The scale is `max |theirs|`, except for the bias of a conv
+/// that InstanceNorm follows: IN removes per-channel constants, so that gradient is zero in
+/// exact arithmetic and both sides hold rounding noise (~1e-9); it is measured against the
+/// scale of the same conv's weight gradient instead (the fixture holds it for every such bias).
+fn grad_aware_err(fx: &HashMap<String, Tensor>, key: &str, ours: &Tensor, theirs: &Tensor) -> f32 {
+    let theirs32 = theirs.to_dtype(DType::F32).unwrap();
+    let ours32 = ours.to_dtype(DType::F32).unwrap();
+    let mut scale = max_abs(&theirs32);
+    if let Some(w) = key
+        .strip_suffix(".bias")
+        .and_then(|s| fx.get(&format!("{s}.weight")))
+    {
+        scale = scale.max(max_abs(w));
+    }
+    max_abs(&(ours32 - theirs32).unwrap()) / scale.max(1e-12)
+}
+
+#[derive(Default)]
+struct Report {
+    worst_forward: f32,
+    worst_grad: f32,
+    worst_grad_f64: f32,
+    worst_torch_f64: f32,
+    beyond: Vec<(String, f32, f32)>,
+    failures: Vec<String>,
+    lines: Vec<String>,
+    n_grads: usize,
+}
+
+fn check_fixture(path: &Path, cfg: &CycleGanConfig) -> Report {
+    let fx = load_fixture(path);
+    let meta = fixture_metadata(path);
+    // State-dict keys and shapes equal the official ones.
+    let keys = [
+        parameter_shapes(|vb| ResnetGenerator::new(&cfg.generator, vb)).unwrap(),
+        parameter_shapes(|vb| ResnetGenerator::new(&cfg.generator_b(), vb)).unwrap(),
+        parameter_shapes(|vb| PatchGan::new(&cfg.discriminator_a(), vb)).unwrap(),
+        parameter_shapes(|vb| PatchGan::new(&cfg.discriminator_b(), vb)).unwrap(),
+    ];
+    for (net, k) in NETS.iter().zip(keys) {
+        assert_eq!(k, torch_keys(&meta, net), "{net} keys");
+    }
+    let ours = our_step(path, cfg, DType::F32);
+    let mut r = Report::default();
+    let mut names: Vec<&String> = fx.keys().collect();
+    names.sort();
+    for name in names {
+        let theirs = &fx[name];
+        let is_grad = name.starts_with("grad_");
+        if !(is_grad || name.starts_with("fwd.") || name.starts_with("loss.")) {
+            continue;
+        }
+        let mine = ours
+            .get(name)
+            .unwrap_or_else(|| panic!("{name}: not computed (no gradient?)"));
+        assert_eq!(mine.dims(), theirs.dims(), "{name}: shape");
+        let e = grad_aware_err(&fx, name, mine, theirs);
+        if !is_grad {
+            r.worst_forward = r.worst_forward.max(e);
+            r.lines.push(format!("{name}: rel err {e:.2e}"));
+            if !(e <= FWD_TOL) {
+                r.failures.push(format!("{name}: {e:e} > {FWD_TOL:e}"));
+            }
+            continue;
+        }
+        r.n_grads += 1;
+        r.worst_grad = r.worst_grad.max(e);
+        let truth_key = name.replacen("grad_", "grad64_", 1);
+        match fx.get(&truth_key) {
+            None => {
+                r.lines.push(format!("{name}: rel err {e:.2e}"));
+                if !(e <= GRAD_TOL) {
+                    r.failures.push(format!("{name}: {e:e} > {GRAD_TOL:e}"));
+                }
+            }
+            Some(truth) => {
+                let e_ours = grad_aware_err(&fx, &truth_key, mine, truth);
+                let e_torch = grad_aware_err(&fx, &truth_key, theirs, truth);
+                r.lines.push(format!(
+                    "{name}: rel err {e:.2e} vs torch f32; vs torch f64: ours {e_ours:.2e}, torch f32 {e_torch:.2e}"
+                ));
+                r.worst_grad_f64 = r.worst_grad_f64.max(e_ours);
+                r.worst_torch_f64 = r.worst_torch_f64.max(e_torch);
+                if !(e <= GRAD_TOL) {
+                    r.beyond.push((name.clone(), e, e_ours));
+                }
+            }
+        }
+    }
+    r
+}
+
+impl Report {
+    fn print_and_assert(&self, name: &str) {
+        println!("{}", self.lines.join("\n"));
+        println!(
+            "{name}: {} gradients; worst forward/loss {:.2e}, worst gradient {:.2e} (vs torch f32); vs torch f64: ours {:.2e}, torch f32 {:.2e}",
+            self.n_grads,
+            self.worst_forward,
+            self.worst_grad,
+            self.worst_grad_f64,
+            self.worst_torch_f64
+        );
+        let mut failures = self.failures.clone();
+        let tol = GRAD_TOL.max(F32_MARGIN * self.worst_torch_f64);
+        for (what, e, e_ours) in &self.beyond {
+            println!("{name}: {what} is {e:.2e} from torch f32, {e_ours:.2e} from f64");
+            if !(*e_ours <= tol) {
+                failures.push(format!("{what}: {e:e} vs torch f32, {e_ours:e} vs f64 (> {tol:e})"));
+            }
+        }
+        assert!(self.n_grads >= 20, "{name}: only {} gradients", self.n_grads);
+        assert!(failures.is_empty(), "{name}: {}", failures.join("; "));
+    }
+}
+
+/// The step in float64 against PyTorch's float64 gradients: the worst relative error.
+fn float64_step_error(path: &Path, cfg: &CycleGanConfig) -> f64 {
+    let fx = load_fixture(path);
+    let ours = our_step(path, cfg, DType::F64);
+    let mut worst = 0f64;
+    let mut n = 0;
+    for (k, t) in &fx {
+        let Some(ours_key) = k.strip_prefix("grad64_") else {
+            continue;
+        };
+        let mine = &ours[&format!("grad_{ours_key}")];
+        let t = t.to_dtype(DType::F64).unwrap();
+        let d = (mine - &t).unwrap().abs().unwrap().max_all().unwrap();
+        let s = t.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        worst = worst.max(d.to_scalar::<f64>().unwrap() / s.max(1e-300));
+        n += 1;
+    }
+    assert!(n > 20, "float64 gradients in the fixture ({n})");
+    worst
+}
+
+#[test]
+fn tiny_fixture_matches_the_official_code() {
+    check_fixture(Path::new(TINY), &CycleGanConfig::tiny_64()).print_and_assert("tiny_64");
+}
+
+#[test]
+fn fixture_provenance_is_recorded() {
+    let meta = fixture_metadata(TINY);
+    for k in [
+        "script",
+        "reference_repository",
+        "reference_commit",
+        "torch_version",
+        "stubbed",
+        "config",
+        "gan_loss",
+        "norm_layer",
+    ] {
+        assert!(meta.contains_key(k), "metadata {k}");
+    }
+    assert_eq!(meta["script"], "tools/baselines_cyclegan_fixtures.py");
+}
+
+/// `S2M_CYCLEGAN_BIG_FIXTURES=DIR cargo test -p baselines --test cyclegan -- --ignored --nocapture`
+/// after `tools/baselines_cyclegan_fixtures.py ... --big-dir DIR`.
+#[test]
+#[ignore = "needs the big fixtures (S2M_CYCLEGAN_BIG_FIXTURES) and a few minutes"]
+fn narrow_and_official_fixtures_match_the_official_code() {
+    let dir = std::env::var("S2M_CYCLEGAN_BIG_FIXTURES")
+        .expect("set S2M_CYCLEGAN_BIG_FIXTURES to the --big-dir of the fixture script");
+    for (name, cfg) in [
+        ("narrow_64", CycleGanConfig::narrow_64()),
+        ("official_256", CycleGanConfig::official_256()),
+    ] {
+        let path = Path::new(&dir).join(format!("cyclegan_{name}.safetensors"));
+        let e64 = float64_step_error(&path, &cfg);
+        println!("{name}: the step in float64, gradients against torch float64: rel err {e64:.2e}");
+        assert!(e64 < 1e-9, "{name}: float64 gradients differ by {e64:e}");
+        check_fixture(&path, &cfg).print_and_assert(name);
+    }
+}
