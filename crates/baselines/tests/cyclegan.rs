@@ -309,3 +309,189 @@ fn narrow_and_official_fixtures_match_the_official_code() {
         check_fixture(&path, &cfg).print_and_assert(name);
     }
 }
+
+// ---- converted official checkpoints, bad input, the image pool ----
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// `tests/fixtures/cyclegan_tiny_net_{G_A,D_A}.safetensors`: the tiny fixture's G_A and D_A
+/// saved by `torch.save(net.state_dict(), 'latest_net_G_A.pth')` on official objects built with
+/// the 2018 `get_norm_layer('instance')` (InstanceNorm with running stats, so the files carry
+/// the legacy `running_*` / `num_batches_tracked` keys), converted by
+/// `tools/baselines_convert.py --norm instance /tmp/cg-ckpt/legacy OUT` (which drops them).
+#[test]
+fn converted_official_checkpoints_load_and_match() {
+    let dev = Device::Cpu;
+    let cfg = CycleGanConfig::tiny_64();
+    let fx = load_fixture(TINY);
+    let (g_a, _) = baselines::cyclegan::load_generator(
+        &cfg.generator,
+        &fixture("cyclegan_tiny_net_G_A.safetensors"),
+        &dev,
+    )
+    .unwrap();
+    let (d_a, _) = baselines::cyclegan::load_discriminator(
+        &cfg.discriminator_a(),
+        &fixture("cyclegan_tiny_net_D_A.safetensors"),
+        &dev,
+    )
+    .unwrap();
+    let fake_b = g_a
+        .forward(&fx["input.a"], &mut ForwardMode::eval())
+        .unwrap();
+    let e = s2m_core::testing::rel_err(&fake_b, &fx["fwd.fake_b"]);
+    assert!(e <= FWD_TOL, "G_A from the converted checkpoint: {e:e}");
+    let pred = d_a.forward(&fx["fwd.fake_b"], NormMode::Eval).unwrap();
+    let e = s2m_core::testing::rel_err(&pred, &fx["fwd.d_a_fake"]);
+    assert!(e <= FWD_TOL, "D_A from the converted checkpoint: {e:e}");
+    let meta = fixture_metadata(fixture("cyclegan_tiny_net_G_A.safetensors"));
+    assert!(meta["dropped_keys"].contains("model.2.running_mean"));
+}
+
+#[test]
+fn bad_checkpoints_are_named_errors() {
+    let dev = Device::Cpu;
+    let cfg = CycleGanConfig::tiny_64();
+    let path = fixture("cyclegan_tiny_net_G_A.safetensors");
+    let mut tensors = load_fixture(&path);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("g.safetensors");
+    let err = |t: &HashMap<String, Tensor>, cfg: &baselines::cyclegan::ResnetConfig| {
+        candle_core::safetensors::save(t, &p).unwrap();
+        match baselines::cyclegan::load_generator(cfg, &p, &dev) {
+            Ok(_) => panic!("loaded a bad state dict"),
+            Err(e) => e.to_string(),
+        }
+    };
+    // The narrow config's shapes differ.
+    let e = err(&tensors, &CycleGanConfig::narrow_64().generator);
+    assert!(e.contains("model.1.") && e.contains("shape"), "{e}");
+    // An unexpected legacy key (an unconverted file) is named.
+    tensors.insert(
+        "model.2.running_mean".into(),
+        Tensor::zeros(4, DType::F32, &dev).unwrap(),
+    );
+    let e = err(&tensors, &cfg.generator);
+    assert!(e.contains("model.2.running_mean"), "{e}");
+    tensors.remove("model.2.running_mean");
+    tensors.remove("model.12.conv_block.5.weight");
+    let e = err(&tensors, &cfg.generator);
+    assert!(e.contains("model.12.conv_block.5.weight"), "{e}");
+    // Missing and corrupt files.
+    assert!(baselines::cyclegan::load_generator(&cfg.generator, &dir.path().join("no"), &dev).is_err());
+    std::fs::write(&p, b"not safetensors").unwrap();
+    let e = baselines::cyclegan::load_generator(&cfg.generator, &p, &dev)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("g.safetensors"), "{e}");
+}
+
+#[test]
+fn wrong_inputs_and_configs_are_errors() {
+    let dev = Device::Cpu;
+    let m = CycleGan::seeded(&CycleGanConfig::tiny_64().with_channels(1, 3), 3, &dev).unwrap();
+    assert_eq!(m.config.loss.lambda_identity, 0.0, "1 -> 3 channels has no identity loss");
+    let sketch = Tensor::zeros((1, 1, 64, 64), DType::F32, &dev).unwrap();
+    let image = Tensor::zeros((2, 3, 64, 64), DType::F32, &dev).unwrap();
+    let step = m
+        .generator_step(&sketch, &image, &mut ForwardMode::eval())
+        .unwrap();
+    assert!(step.loss.idt_a.is_none() && step.images.idt_b.is_none());
+    assert_eq!(step.images.fake_a.dims(), &[2, 1, 64, 64]);
+    // Swapped domains, wrong sizes, sizes not a multiple of 4.
+    assert!(m.generator_step(&image, &sketch, &mut ForwardMode::eval()).is_err());
+    let small = Tensor::zeros((1, 1, 32, 32), DType::F32, &dev).unwrap();
+    assert!(m.generator_step(&small, &image, &mut ForwardMode::eval()).is_err());
+    let odd = Tensor::zeros((1, 1, 30, 30), DType::F32, &dev).unwrap();
+    assert!(m.g_a.forward(&odd, &mut ForwardMode::eval()).is_err());
+    let flat = Tensor::zeros((64, 64), DType::F32, &dev).unwrap();
+    assert!(m.g_a.forward(&flat, &mut ForwardMode::eval()).is_err());
+    // Configs: identity with different channel counts, bad sizes and lambdas.
+    let mut c = CycleGanConfig::tiny_64().with_channels(1, 3);
+    c.loss.lambda_identity = 0.5;
+    assert!(c.validate().is_err());
+    let mut c = CycleGanConfig::tiny_64();
+    c.image_size = 62;
+    assert!(c.validate().is_err());
+    let mut c = CycleGanConfig::tiny_64();
+    c.loss.lambda_a = f64::NAN;
+    assert!(c.validate().is_err());
+    let mut c = CycleGanConfig::tiny_64();
+    c.discriminator.input_nc = 1;
+    assert!(c.validate().is_err());
+    for c in [
+        CycleGanConfig::official_256(),
+        CycleGanConfig::official_64(),
+        CycleGanConfig::narrow_64(),
+    ] {
+        c.validate().unwrap();
+    }
+}
+
+#[test]
+fn official_parameter_counts() {
+    let count = |cfg: &CycleGanConfig| -> (usize, usize) {
+        let g = parameter_shapes(|vb| ResnetGenerator::new(&cfg.generator, vb)).unwrap();
+        let d = parameter_shapes(|vb| PatchGan::new(&cfg.discriminator_a(), vb)).unwrap();
+        let n = |v: &[(String, Vec<usize>)]| v.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+        assert_eq!(g.len(), 12 + 4 * cfg.generator.n_blocks);
+        (n(&g), n(&d))
+    };
+    // resnet_9blocks: 48 tensors, 11.378 M; the basic D on 3 channels: 2.765 M.
+    let (g, d) = count(&CycleGanConfig::official_256());
+    assert_eq!((g, d), (11_378_179, 2_764_737));
+    let (g, d) = count(&CycleGanConfig::narrow_64());
+    println!("narrow_64: G {g}, D {d}");
+}
+
+#[test]
+fn image_pool_follows_the_official_rule() {
+    use baselines::cyclegan::ImagePool;
+    let dev = Device::Cpu;
+    let img = |v: f32| Tensor::full(v, (1, 1, 2, 2), &dev).unwrap();
+    let value = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+    let mut rng = s2m_core::rng::rng_from_seed(5);
+    let mut pool = ImagePool::new(3);
+    // Filling: every image is stored and returned.
+    let batch = Tensor::cat(&[img(0.), img(1.)], 0).unwrap();
+    let out = pool.query(&batch, &mut rng).unwrap();
+    assert_eq!(out.dims(), &[2, 1, 2, 2]);
+    assert_eq!(pool.images().len(), 2);
+    // Full: each later image is returned (new) or swapped for a stored one, about half each.
+    let (mut new, mut old) = (0, 0);
+    for i in 2..400 {
+        let v = i as f32;
+        let out = pool.query(&img(v), &mut rng).unwrap();
+        assert_eq!(pool.images().len(), 3);
+        let got = value(&out);
+        if got == v {
+            new += 1;
+        } else {
+            assert!(got < v, "an older image");
+            assert!(pool.images().iter().any(|t| value(t) == v), "the new one is stored");
+            old += 1;
+        }
+    }
+    assert!((150..250).contains(&new) && new + old == 398, "new {new}, old {old}");
+    // The same seed gives the same sequence; size 0 passes through.
+    let run = |seed| {
+        let mut rng = s2m_core::rng::rng_from_seed(seed);
+        let mut p = ImagePool::new(2);
+        (0..20)
+            .map(|i| value(&p.query(&img(i as f32), &mut rng).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(9), run(9));
+    let mut p0 = ImagePool::new(0);
+    assert_eq!(value(&p0.query(&img(7.), &mut rng).unwrap()), 7.);
+    assert!(p0.images().is_empty());
+    // Bad input.
+    assert!(pool.query(&Tensor::zeros((2, 2), DType::F32, &dev).unwrap(), &mut rng).is_err());
+    assert!(pool.query(&Tensor::zeros((1, 3, 2, 2), DType::F32, &dev).unwrap(), &mut rng).is_err());
+    assert!(ImagePool::from_images(1, vec![img(0.), img(1.)]).is_err());
+}
