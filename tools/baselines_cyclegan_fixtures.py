@@ -212,7 +212,8 @@ def make_fixture(networks, torch, name, seed, path, provenance, norm, gan, check
     for net_name, net in nets.items():
         meta["keys." + net_name] = json.dumps(sorted([k, list(v.shape)] for k, v in net.state_dict().items()))
     from safetensors.torch import save_file
-    out = {k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
+    # Everything f32, except the float64 gradients (kept in float64).
+    out = {k: v.detach().contiguous() if k.startswith("grad64_") else v.detach().float().contiguous()
            for k, v in out.items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_file(out, path, metadata=meta)

@@ -30,6 +30,7 @@ pub mod config;
 pub mod generator;
 pub mod loss;
 pub mod pool;
+pub mod train;
 
 use std::path::Path;
 
