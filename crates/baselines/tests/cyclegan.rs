@@ -32,6 +32,11 @@ const GRAD_TOL: f32 = 1e-3;
 const F32_MARGIN: f32 = 1.25;
 const NETS: [&str; 4] = ["g_a", "g_b", "d_a", "d_b"];
 
+/// `e <= tol`, false for NaN.
+fn within(e: f32, tol: f32) -> bool {
+    e <= tol
+}
+
 fn group(fx: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
     let p = format!("{prefix}.");
     fx.iter()
@@ -61,7 +66,10 @@ fn our_step(path: &Path, cfg: &CycleGanConfig, dtype: DType) -> HashMap<String, 
     let mut out = HashMap::new();
     let maps = [&m.g_a_vars, &m.g_b_vars, &m.d_a_vars, &m.d_b_vars];
     // Stores the gradients of `grads` for the vars of `nets` and for both inputs under `prefix`.
-    let take = |out: &mut HashMap<String, Tensor>, prefix: &str, grads: &candle_core::backprop::GradStore, nets: &[usize]| {
+    let take = |out: &mut HashMap<String, Tensor>,
+                prefix: &str,
+                grads: &candle_core::backprop::GradStore,
+                nets: &[usize]| {
         for &i in nets {
             for (name, var) in s2m_train::optim::varmap_named_vars(maps[i]) {
                 if let Some(g) = grads.get(var.as_tensor()) {
@@ -109,13 +117,23 @@ fn our_step(path: &Path, cfg: &CycleGanConfig, dtype: DType) -> HashMap<String, 
         take(&mut out, "grad_g", &gg, &[0, 1]);
         (im.fake_a.detach(), im.fake_b.detach())
     };
-    out.insert("fwd.d_a_fake".into(), m.d_a.forward(&fake_b, ev).unwrap().detach());
-    out.insert("fwd.d_b_fake".into(), m.d_b.forward(&fake_a, ev).unwrap().detach());
-    out.insert("fwd.d_a_real".into(), m.d_a.forward(b, ev).unwrap().detach());
-    out.insert("fwd.d_b_real".into(), m.d_b.forward(a, ev).unwrap().detach());
-    let (ld_a, ld_b) = m
-        .discriminator_losses(a, b, &fake_a, &fake_b, ev)
-        .unwrap();
+    out.insert(
+        "fwd.d_a_fake".into(),
+        m.d_a.forward(&fake_b, ev).unwrap().detach(),
+    );
+    out.insert(
+        "fwd.d_b_fake".into(),
+        m.d_b.forward(&fake_a, ev).unwrap().detach(),
+    );
+    out.insert(
+        "fwd.d_a_real".into(),
+        m.d_a.forward(b, ev).unwrap().detach(),
+    );
+    out.insert(
+        "fwd.d_b_real".into(),
+        m.d_b.forward(a, ev).unwrap().detach(),
+    );
+    let (ld_a, ld_b) = m.discriminator_losses(a, b, &fake_a, &fake_b, ev).unwrap();
     out.insert("loss.d_a".into(), ld_a.reshape(1).unwrap().detach());
     out.insert("loss.d_b".into(), ld_b.reshape(1).unwrap().detach());
     let gd = (ld_a + ld_b).unwrap().backward().unwrap();
@@ -194,7 +212,7 @@ fn check_fixture(path: &Path, cfg: &CycleGanConfig) -> Report {
         if !is_grad {
             r.worst_forward = r.worst_forward.max(e);
             r.lines.push(format!("{name}: rel err {e:.2e}"));
-            if !(e <= FWD_TOL) {
+            if !within(e, FWD_TOL) {
                 r.failures.push(format!("{name}: {e:e} > {FWD_TOL:e}"));
             }
             continue;
@@ -205,7 +223,7 @@ fn check_fixture(path: &Path, cfg: &CycleGanConfig) -> Report {
         match fx.get(&truth_key) {
             None => {
                 r.lines.push(format!("{name}: rel err {e:.2e}"));
-                if !(e <= GRAD_TOL) {
+                if !within(e, GRAD_TOL) {
                     r.failures.push(format!("{name}: {e:e} > {GRAD_TOL:e}"));
                 }
             }
@@ -217,7 +235,7 @@ fn check_fixture(path: &Path, cfg: &CycleGanConfig) -> Report {
                 ));
                 r.worst_grad_f64 = r.worst_grad_f64.max(e_ours);
                 r.worst_torch_f64 = r.worst_torch_f64.max(e_torch);
-                if !(e <= GRAD_TOL) {
+                if !within(e, GRAD_TOL) {
                     r.beyond.push((name.clone(), e, e_ours));
                 }
             }
@@ -241,11 +259,17 @@ impl Report {
         let tol = GRAD_TOL.max(F32_MARGIN * self.worst_torch_f64);
         for (what, e, e_ours) in &self.beyond {
             println!("{name}: {what} is {e:.2e} from torch f32, {e_ours:.2e} from f64");
-            if !(*e_ours <= tol) {
-                failures.push(format!("{what}: {e:e} vs torch f32, {e_ours:e} vs f64 (> {tol:e})"));
+            if !within(*e_ours, tol) {
+                failures.push(format!(
+                    "{what}: {e:e} vs torch f32, {e_ours:e} vs f64 (> {tol:e})"
+                ));
             }
         }
-        assert!(self.n_grads >= 20, "{name}: only {} gradients", self.n_grads);
+        assert!(
+            self.n_grads >= 20,
+            "{name}: only {} gradients",
+            self.n_grads
+        );
         assert!(failures.is_empty(), "{name}: {}", failures.join("; "));
     }
 }
@@ -408,7 +432,9 @@ fn bad_checkpoints_are_named_errors() {
     let e = err(&tensors, &cfg.generator);
     assert!(e.contains("model.12.conv_block.5.weight"), "{e}");
     // Missing and corrupt files.
-    assert!(baselines::cyclegan::load_generator(&cfg.generator, &dir.path().join("no"), &dev).is_err());
+    assert!(
+        baselines::cyclegan::load_generator(&cfg.generator, &dir.path().join("no"), &dev).is_err()
+    );
     std::fs::write(&p, b"not safetensors").unwrap();
     let e = baselines::cyclegan::load_generator(&cfg.generator, &p, &dev)
         .err()
@@ -421,7 +447,10 @@ fn bad_checkpoints_are_named_errors() {
 fn wrong_inputs_and_configs_are_errors() {
     let dev = Device::Cpu;
     let m = CycleGan::seeded(&CycleGanConfig::tiny_64().with_channels(1, 3), 3, &dev).unwrap();
-    assert_eq!(m.config.loss.lambda_identity, 0.0, "1 -> 3 channels has no identity loss");
+    assert_eq!(
+        m.config.loss.lambda_identity, 0.0,
+        "1 -> 3 channels has no identity loss"
+    );
     let sketch = Tensor::zeros((1, 1, 64, 64), DType::F32, &dev).unwrap();
     let image = Tensor::zeros((2, 3, 64, 64), DType::F32, &dev).unwrap();
     let step = m
@@ -430,9 +459,15 @@ fn wrong_inputs_and_configs_are_errors() {
     assert!(step.loss.idt_a.is_none() && step.images.idt_b.is_none());
     assert_eq!(step.images.fake_a.dims(), &[2, 1, 64, 64]);
     // Swapped domains, wrong sizes, sizes not a multiple of 4.
-    assert!(m.generator_step(&image, &sketch, &mut ForwardMode::eval()).is_err());
+    assert!(
+        m.generator_step(&image, &sketch, &mut ForwardMode::eval())
+            .is_err()
+    );
     let small = Tensor::zeros((1, 1, 32, 32), DType::F32, &dev).unwrap();
-    assert!(m.generator_step(&small, &image, &mut ForwardMode::eval()).is_err());
+    assert!(
+        m.generator_step(&small, &image, &mut ForwardMode::eval())
+            .is_err()
+    );
     let odd = Tensor::zeros((1, 1, 30, 30), DType::F32, &dev).unwrap();
     assert!(m.g_a.forward(&odd, &mut ForwardMode::eval()).is_err());
     let flat = Tensor::zeros((64, 64), DType::F32, &dev).unwrap();
@@ -464,7 +499,8 @@ fn official_parameter_counts() {
     let count = |cfg: &CycleGanConfig| -> (usize, usize) {
         let g = parameter_shapes(|vb| ResnetGenerator::new(&cfg.generator, vb)).unwrap();
         let d = parameter_shapes(|vb| PatchGan::new(&cfg.discriminator_a(), vb)).unwrap();
-        let n = |v: &[(String, Vec<usize>)]| v.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+        let n =
+            |v: &[(String, Vec<usize>)]| v.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
         assert_eq!(g.len(), 12 + 4 * cfg.generator.n_blocks);
         (n(&g), n(&d))
     };
@@ -499,11 +535,17 @@ fn image_pool_follows_the_official_rule() {
             new += 1;
         } else {
             assert!(got < v, "an older image");
-            assert!(pool.images().iter().any(|t| value(t) == v), "the new one is stored");
+            assert!(
+                pool.images().iter().any(|t| value(t) == v),
+                "the new one is stored"
+            );
             old += 1;
         }
     }
-    assert!((150..250).contains(&new) && new + old == 398, "new {new}, old {old}");
+    assert!(
+        (150..250).contains(&new) && new + old == 398,
+        "new {new}, old {old}"
+    );
     // The same seed gives the same sequence; size 0 passes through.
     let run = |seed| {
         let mut rng = s2m_core::rng::rng_from_seed(seed);
@@ -517,7 +559,16 @@ fn image_pool_follows_the_official_rule() {
     assert_eq!(value(&p0.query(&img(7.), &mut rng).unwrap()), 7.);
     assert!(p0.images().is_empty());
     // Bad input.
-    assert!(pool.query(&Tensor::zeros((2, 2), DType::F32, &dev).unwrap(), &mut rng).is_err());
-    assert!(pool.query(&Tensor::zeros((1, 3, 2, 2), DType::F32, &dev).unwrap(), &mut rng).is_err());
+    assert!(
+        pool.query(&Tensor::zeros((2, 2), DType::F32, &dev).unwrap(), &mut rng)
+            .is_err()
+    );
+    assert!(
+        pool.query(
+            &Tensor::zeros((1, 3, 2, 2), DType::F32, &dev).unwrap(),
+            &mut rng
+        )
+        .is_err()
+    );
     assert!(ImagePool::from_images(1, vec![img(0.), img(1.)]).is_err());
 }

@@ -80,7 +80,12 @@ fn vars_of(t: &CycleGanTrainer) -> Vec<(String, Vec<f32>)> {
     let mut out = Vec::new();
     for (net, vars) in t.model().named_var_maps() {
         for (name, v) in s2m_train::optim::varmap_named_vars(vars) {
-            let x = v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let x = v
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             out.push((format!("{net}.{name}"), x));
         }
     }
@@ -125,7 +130,8 @@ fn bad_data_and_configs_are_errors() {
     let mut t = CycleGanTrainer::open(config(2), dir.path(), &Device::Cpu).unwrap();
     // Domains swapped: 3-channel images where sketches are expected.
     assert!(t.train_step(&Unpaired { a: &b, b: &a }).is_err());
-    let empty = TensorImages(Tensor::zeros((0, 1, 64, 64), candle_core::DType::F32, &Device::Cpu).unwrap());
+    let empty =
+        TensorImages(Tensor::zeros((0, 1, 64, 64), candle_core::DType::F32, &Device::Cpu).unwrap());
     assert!(t.train_step(&Unpaired { a: &empty, b: &b }).is_err());
     let mut c = config(2);
     c.batch = 0;

@@ -20,11 +20,11 @@
 use candle_core::Tensor;
 use candle_nn::{Module, VarBuilder};
 
+use crate::cyclegan::config::ResnetConfig;
 use crate::error::{BaselinesError, Result, check_image};
 use crate::layers::{
     BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, ForwardMode, NORMAL_002, Norm2d, Padding, tanh,
 };
-use crate::cyclegan::config::ResnetConfig;
 use crate::pix2pix::NormKind;
 
 fn norm(kind: NormKind, channels: usize, vb: VarBuilder) -> Result<Norm2d> {
@@ -49,7 +49,18 @@ impl ResnetBlock {
         let dim = cfg.block_channels();
         let use_bias = cfg.norm == NormKind::Instance;
         let vb = vb.pp("conv_block");
-        let conv = |vb| Conv2d::new(dim, dim, 3, 1, Padding::Reflect(1), use_bias, NORMAL_002, vb);
+        let conv = |vb| {
+            Conv2d::new(
+                dim,
+                dim,
+                3,
+                1,
+                Padding::Reflect(1),
+                use_bias,
+                NORMAL_002,
+                vb,
+            )
+        };
         // The dropout (when on) sits at index 4 and shifts the second pad/conv/norm by one.
         let (dropout, second) = if cfg.use_dropout {
             (Some(Dropout::new(0.5, vb.pp("4").prefix())?), 6)

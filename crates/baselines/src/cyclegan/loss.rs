@@ -17,11 +17,7 @@ use crate::pix2pix::loss::l1;
 /// `GANLoss('lsgan')(pred, real)`: `mean((pred - t)^2)` with the constant target `t` = 1 (real)
 /// or 0 (fake).
 pub fn lsgan(pred: &Tensor, real: bool) -> Result<Tensor> {
-    let d = if real {
-        (pred - 1.0)?
-    } else {
-        pred.clone()
-    };
+    let d = if real { (pred - 1.0)? } else { pred.clone() };
     Ok(d.sqr()?.mean_all()?)
 }
 
@@ -86,14 +82,14 @@ pub fn g_loss(
     let cycle_b = (l1(&t.rec_b, real_b)? * lambda_b)?;
     let mut total = ((&gan_a + &gan_b)? + (&cycle_a + &cycle_b)?)?;
     let (mut idt_a, mut idt_b) = (None, None);
-    if lambda_identity > 0.0 {
-        if let (Some(ia), Some(ib)) = (&t.idt_a, &t.idt_b) {
-            let la = (l1(ia, real_b)? * (lambda_b * lambda_identity))?;
-            let lb = (l1(ib, real_a)? * (lambda_a * lambda_identity))?;
-            total = ((total + &la)? + &lb)?;
-            idt_a = Some(la);
-            idt_b = Some(lb);
-        }
+    if lambda_identity > 0.0
+        && let (Some(ia), Some(ib)) = (&t.idt_a, &t.idt_b)
+    {
+        let la = (l1(ia, real_b)? * (lambda_b * lambda_identity))?;
+        let lb = (l1(ib, real_a)? * (lambda_a * lambda_identity))?;
+        total = ((total + &la)? + &lb)?;
+        idt_a = Some(la);
+        idt_b = Some(lb);
     }
     Ok(GLoss {
         total,

@@ -127,8 +127,10 @@ impl CycleGan {
         let s = |stream| derive_seed(seed, stream, 0);
         let (g_a, g_a_vars) = seeded_generator(&config.generator, s(1), dtype, dev)?;
         let (g_b, g_b_vars) = seeded_generator(&config.generator_b(), s(2), dtype, dev)?;
-        let (d_a, d_a_vars) = seeded_discriminator_dtype(&config.discriminator_a(), s(3), dtype, dev)?;
-        let (d_b, d_b_vars) = seeded_discriminator_dtype(&config.discriminator_b(), s(4), dtype, dev)?;
+        let (d_a, d_a_vars) =
+            seeded_discriminator_dtype(&config.discriminator_a(), s(3), dtype, dev)?;
+        let (d_b, d_b_vars) =
+            seeded_discriminator_dtype(&config.discriminator_b(), s(4), dtype, dev)?;
         Ok(Self {
             config: config.clone(),
             g_a,

@@ -49,8 +49,17 @@ const POOL_RNG: &str = "pool";
 
 /// Columns of `log.csv` (the official loss names, weighted as the official code logs them).
 pub const LOG_COLUMNS: [&str; 11] = [
-    "loss_d_a", "loss_g_a", "loss_cycle_a", "loss_idt_a", "loss_d_b", "loss_g_b",
-    "loss_cycle_b", "loss_idt_b", "loss_g", "lr", "seconds",
+    "loss_d_a",
+    "loss_g_a",
+    "loss_cycle_a",
+    "loss_idt_a",
+    "loss_d_b",
+    "loss_g_b",
+    "loss_cycle_b",
+    "loss_idt_b",
+    "loss_g",
+    "lr",
+    "seconds",
 ];
 
 /// One image set (a domain) for unpaired training.
@@ -354,8 +363,17 @@ impl CycleGanTrainer {
             self.logger.log(
                 self.step,
                 &[
-                    s.loss_d_a, s.loss_g_a, s.loss_cycle_a, s.loss_idt_a, s.loss_d_b, s.loss_g_b,
-                    s.loss_cycle_b, s.loss_idt_b, s.loss_g, s.lr, s.seconds,
+                    s.loss_d_a,
+                    s.loss_g_a,
+                    s.loss_cycle_a,
+                    s.loss_idt_a,
+                    s.loss_d_b,
+                    s.loss_g_b,
+                    s.loss_cycle_b,
+                    s.loss_idt_b,
+                    s.loss_g,
+                    s.lr,
+                    s.seconds,
                 ],
             )?;
         }
