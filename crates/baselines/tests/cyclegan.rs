@@ -87,7 +87,9 @@ fn our_step(path: &Path, cfg: &CycleGanConfig, dtype: DType) -> HashMap<String, 
     let ev = NormMode::Eval;
     // The G step; its graph (and the GradStore, which holds a gradient for every node) is
     // dropped before the D step, so the 256 px step fits in memory.
-    let (fake_a, fake_b) = {
+    let (fake_a, fake_b) = if split_g_step(cfg) {
+        split_generator_step(&m, a, b, &mut out)
+    } else {
         // CycleGAN trains in train mode; InstanceNorm without running stats is the same in both.
         let step = m.generator_step(a, b, &mut ForwardMode::eval()).unwrap();
         let im = &step.images;
@@ -571,4 +573,102 @@ fn image_pool_follows_the_official_rule() {
         .is_err()
     );
     assert!(ImagePool::from_images(1, vec![img(0.), img(1.)]).is_err());
+}
+
+/// Whether the G step's gradients are computed term by term (the 256 px step holds six ResNet
+/// passes with their graph at once, more than this machine's 23 GB).
+fn split_g_step(cfg: &CycleGanConfig) -> bool {
+    cfg.image_size >= 256
+}
+
+/// The G step as four separately differentiated parts whose gradients are summed (the loss is
+/// a sum, so its gradient is too): GAN A + cycle A (G_A(A), D_A, G_B(G_A(A))), GAN B + cycle B,
+/// identity A, identity B. The same `loss` functions as `CycleGan::generator_step`, which the
+/// tiny and narrow fixtures check as a whole. Returns the detached (fake_A, fake_B).
+fn split_generator_step(
+    m: &CycleGan,
+    a: &Tensor,
+    b: &Tensor,
+    out: &mut HashMap<String, Tensor>,
+) -> (Tensor, Tensor) {
+    use baselines::cyclegan::loss::lsgan;
+    use baselines::pix2pix::loss::l1;
+    let l = &m.config.loss;
+    let mode = &mut ForwardMode::eval();
+    let maps = [&m.g_a_vars, &m.g_b_vars];
+    let mut sums: HashMap<String, Tensor> = HashMap::new();
+    let mut total = 0f64;
+    let mut add = |loss: Tensor, sums: &mut HashMap<String, Tensor>| {
+        total += loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+        let grads = loss.backward().unwrap();
+        let mut keyed: Vec<(String, Tensor)> = Vec::new();
+        for (i, vars) in maps.iter().enumerate() {
+            for (name, var) in s2m_train::optim::varmap_named_vars(vars) {
+                if let Some(g) = grads.get(var.as_tensor()) {
+                    keyed.push((format!("grad_g.{}.{name}", NETS[i]), g.detach()));
+                }
+            }
+        }
+        for (k, x) in [("a", a), ("b", b)] {
+            if let Some(g) = grads.get(x) {
+                keyed.push((format!("grad_g.input.{k}"), g.detach()));
+            }
+        }
+        for (k, g) in keyed {
+            let v = match sums.remove(&k) {
+                Some(prev) => (prev + g).unwrap(),
+                None => g,
+            };
+            sums.insert(k, v);
+        }
+    };
+    let put = |out: &mut HashMap<String, Tensor>, k: &str, t: &Tensor| {
+        out.insert(k.to_string(), t.reshape(1).unwrap().detach());
+    };
+    // GAN A + cycle A.
+    let fake_b = m.g_a.forward(a, mode).unwrap();
+    let rec_a = m.g_b.forward(&fake_b, mode).unwrap();
+    let gan_a = lsgan(&m.d_a.forward(&fake_b, NormMode::Eval).unwrap(), true).unwrap();
+    let cycle_a = (l1(&rec_a, a).unwrap() * l.lambda_a).unwrap();
+    put(out, "loss.g_a", &gan_a);
+    put(out, "loss.cycle_a", &cycle_a);
+    out.insert("fwd.fake_b".into(), fake_b.detach());
+    out.insert("fwd.rec_a".into(), rec_a.detach());
+    let fake_b = fake_b.detach();
+    add((gan_a + cycle_a).unwrap(), &mut sums);
+    drop(rec_a);
+    // GAN B + cycle B.
+    let fake_a = m.g_b.forward(b, mode).unwrap();
+    let rec_b = m.g_a.forward(&fake_a, mode).unwrap();
+    let gan_b = lsgan(&m.d_b.forward(&fake_a, NormMode::Eval).unwrap(), true).unwrap();
+    let cycle_b = (l1(&rec_b, b).unwrap() * l.lambda_b).unwrap();
+    put(out, "loss.g_b", &gan_b);
+    put(out, "loss.cycle_b", &cycle_b);
+    out.insert("fwd.fake_a".into(), fake_a.detach());
+    out.insert("fwd.rec_b".into(), rec_b.detach());
+    let fake_a = fake_a.detach();
+    add((gan_b + cycle_b).unwrap(), &mut sums);
+    drop(rec_b);
+    // Identity A and B.
+    let idt_a = m.g_a.forward(b, mode).unwrap();
+    let loss_idt_a = (l1(&idt_a, b).unwrap() * (l.lambda_b * l.lambda_identity)).unwrap();
+    put(out, "loss.idt_a", &loss_idt_a);
+    out.insert("fwd.idt_a".into(), idt_a.detach());
+    add(loss_idt_a, &mut sums);
+    drop(idt_a);
+    let idt_b = m.g_b.forward(a, mode).unwrap();
+    let loss_idt_b = (l1(&idt_b, a).unwrap() * (l.lambda_a * l.lambda_identity)).unwrap();
+    put(out, "loss.idt_b", &loss_idt_b);
+    out.insert("fwd.idt_b".into(), idt_b.detach());
+    add(loss_idt_b, &mut sums);
+    drop(idt_b);
+    out.insert(
+        "loss.g".into(),
+        Tensor::new(&[total], &Device::Cpu)
+            .unwrap()
+            .to_dtype(a.dtype())
+            .unwrap(),
+    );
+    out.extend(sums);
+    (fake_a, fake_b)
 }
