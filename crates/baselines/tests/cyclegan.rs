@@ -57,7 +57,12 @@ fn load_model(path: &Path, cfg: &CycleGanConfig, dtype: DType) -> CycleGan {
 
 /// Our version of every fixture quantity of one step, under the fixture's names
 /// (`fwd.*`, `loss.*`, `grad_g.*`, `grad_d.*`), with vars and inputs of `dtype`.
-fn our_step(path: &Path, cfg: &CycleGanConfig, dtype: DType) -> HashMap<String, Tensor> {
+fn our_step(
+    path: &Path,
+    cfg: &CycleGanConfig,
+    dtype: DType,
+    split: bool,
+) -> HashMap<String, Tensor> {
     let fx = load_fixture(path);
     let m = load_model(path, cfg, dtype);
     let a = Var::from_tensor(&fx["input.a"].to_dtype(dtype).unwrap()).unwrap();
@@ -87,7 +92,7 @@ fn our_step(path: &Path, cfg: &CycleGanConfig, dtype: DType) -> HashMap<String, 
     let ev = NormMode::Eval;
     // The G step; its graph (and the GradStore, which holds a gradient for every node) is
     // dropped before the D step, so the 256 px step fits in memory.
-    let (fake_a, fake_b) = if split_g_step(cfg) {
+    let (fake_a, fake_b) = if split {
         split_generator_step(&m, a, b, &mut out)
     } else {
         // CycleGAN trains in train mode; InstanceNorm without running stats is the same in both.
@@ -196,7 +201,7 @@ fn check_fixture(path: &Path, cfg: &CycleGanConfig) -> Report {
     for (net, k) in NETS.iter().zip(keys) {
         assert_eq!(k, torch_keys(&meta, net), "{net} keys");
     }
-    let ours = our_step(path, cfg, DType::F32);
+    let ours = our_step(path, cfg, DType::F32, split_g_step(cfg));
     let mut r = Report::default();
     let mut names: Vec<&String> = fx.keys().collect();
     names.sort();
@@ -280,7 +285,7 @@ impl Report {
 /// as [`grad_aware_err`], in f64).
 fn float64_step_error(path: &Path, cfg: &CycleGanConfig) -> f64 {
     let fx = load_fixture(path);
-    let ours = our_step(path, cfg, DType::F64);
+    let ours = our_step(path, cfg, DType::F64, split_g_step(cfg));
     let max64 = |t: &Tensor| -> f64 {
         t.to_dtype(DType::F64)
             .unwrap()
@@ -317,6 +322,28 @@ fn float64_step_error(path: &Path, cfg: &CycleGanConfig) -> f64 {
 #[test]
 fn tiny_fixture_matches_the_official_code() {
     check_fixture(Path::new(TINY), &CycleGanConfig::tiny_64()).print_and_assert("tiny_64");
+}
+
+/// The term-by-term G step of the 256 px check equals the whole step (tiny fixture, f64).
+#[test]
+fn split_generator_step_equals_the_whole_step() {
+    let cfg = CycleGanConfig::tiny_64();
+    let whole = our_step(Path::new(TINY), &cfg, DType::F64, false);
+    let split = our_step(Path::new(TINY), &cfg, DType::F64, true);
+    assert_eq!(whole.len(), split.len());
+    for (k, w) in &whole {
+        let s = &split[k];
+        let d = (w - s).unwrap().abs().unwrap().max_all().unwrap();
+        let scale = w
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let e = d.to_scalar::<f64>().unwrap() / scale.max(1e-12);
+        assert!(e < 1e-12, "{k}: {e:e}");
+    }
 }
 
 #[test]
@@ -599,7 +626,11 @@ fn split_generator_step(
     let mut sums: HashMap<String, Tensor> = HashMap::new();
     let mut total = 0f64;
     let mut add = |loss: Tensor, sums: &mut HashMap<String, Tensor>| {
-        total += loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+        total += loss
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         let grads = loss.backward().unwrap();
         let mut keyed: Vec<(String, Tensor)> = Vec::new();
         for (i, vars) in maps.iter().enumerate() {
