@@ -140,3 +140,20 @@ fn bad_data_and_configs_are_errors() {
     c.model.loss.lambda_identity = 0.5; // 1 -> 3 channels
     assert!(CycleGanTrainer::open(c, tempfile::tempdir().unwrap().path(), &Device::Cpu).is_err());
 }
+
+/// `cargo test -p baselines --test cyclegan_train -- --ignored --nocapture`: seconds per step of
+/// the narrow preset (sketch 1 -> image 3, batch 1) on this machine.
+#[test]
+#[ignore = "timing, about half a minute"]
+fn narrow_preset_step_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = domains();
+    let data = Unpaired { a: &a, b: &b };
+    let mut cfg = config(2);
+    cfg.model = CycleGanConfig::narrow_64().with_channels(1, 3);
+    let mut t = CycleGanTrainer::open(cfg, dir.path(), &Device::Cpu).unwrap();
+    let mut secs = Vec::new();
+    run_training(&mut t, &data, 12, None, |s| secs.push(s.seconds)).unwrap();
+    let mean = secs[2..].iter().sum::<f64>() / (secs.len() - 2) as f64;
+    println!("narrow_64 (1 -> 3), batch 1: {mean:.3} s per step (mean of steps 3..12)");
+}
