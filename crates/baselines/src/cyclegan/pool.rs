@@ -77,7 +77,12 @@ impl ImagePool {
         {
             return Err(BaselinesError::Shape {
                 what: "image pool query".into(),
-                expected: format!("[B, {}, {}, {}]", d[1], d[2], d[3]),
+                expected: format!(
+                    "[B, {}, {}, {}] (the stored images)",
+                    first.dims()[1],
+                    first.dims()[2],
+                    first.dims()[3]
+                ),
                 got: d.to_vec(),
             });
         }
