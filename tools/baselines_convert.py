@@ -12,24 +12,35 @@ The keys are kept as they are (crates/baselines uses the official names), except
 Floating tensors are written as contiguous float32. The header's `__metadata__` records the
 source file and its sha256, the format, the dropped keys and the torch version.
 
+A whole junyanz checkpoint folder converts in one call when `input` is a folder: every
+`<epoch>_net_<NAME>.pth` there (NAME in G, D, G_A, G_B, D_A, D_B; `--epoch`, default `latest`)
+becomes `<output>/net_<NAME>.safetensors` (output is then a folder, created if needed).
+
 Examples:
     python3 tools/baselines_convert.py --format junyanz --norm batch \\
         checkpoints/sketch2phantom/latest_net_G.pth weights/baselines/pix2pix/net_G.safetensors
     python3 tools/baselines_convert.py --format junyanz --norm instance latest_net_G_A.pth g_a.safetensors
+    python3 tools/baselines_convert.py --norm instance checkpoints/horse2zebra weights/baselines/cyclegan
+        (CycleGAN: net_G_A, net_G_B, net_D_A, net_D_B .safetensors)
 
-Then in Rust: `baselines::pix2pix::load_generator(&cfg.generator, path, &dev)` (every key must
-be present with the config's shape; missing or unexpected keys are named in the error).
+Then in Rust: `baselines::pix2pix::load_generator(&cfg.generator, path, &dev)`, or for CycleGAN
+`baselines::cyclegan::load_generator(&cfg.generator, path, &dev)` (G_A; G_B with
+`cfg.generator_b()`) and `load_discriminator(&cfg.discriminator_a(), ...)` (every key must be
+present with the config's shape; missing or unexpected keys are named in the error).
 Needs torch and safetensors. UNIT and U-GAT-IT checkpoint formats are not handled yet.
 """
 import argparse
 import hashlib
 import json
+import os
 import sys
 
 import torch
 from safetensors.torch import save_file
 
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+# The network names BaseModel.save_networks uses: pix2pix G, D; CycleGAN G_A, G_B, D_A, D_B.
+JUNYANZ_NETS = ("G", "D", "G_A", "G_B", "D_A", "D_B")
 
 
 def sha256(path):
@@ -67,26 +78,44 @@ def convert_junyanz(sd, norm):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("input", help="official checkpoint (.pth)")
-    ap.add_argument("output", help="safetensors to write")
+    ap.add_argument("input", help="official checkpoint (.pth), or a folder of them")
+    ap.add_argument("output", help="safetensors to write (a folder when input is one)")
     ap.add_argument("--format", choices=["junyanz"], default="junyanz",
                     help="checkpoint format (junyanz: pix2pix / CycleGAN plain state_dict)")
     ap.add_argument("--norm", choices=["batch", "instance"], required=True,
                     help="the network's --norm (pix2pix: batch; CycleGAN: instance)")
+    ap.add_argument("--epoch", default="latest",
+                    help="with a checkpoint folder as input: the <epoch> prefix of the files (latest)")
     args = ap.parse_args()
-    sd = torch.load(args.input, map_location="cpu", weights_only=True)
+    if os.path.isdir(args.input):
+        pairs = []
+        for net in JUNYANZ_NETS:
+            src = os.path.join(args.input, f"{args.epoch}_net_{net}.pth")
+            if os.path.isfile(src):
+                pairs.append((src, os.path.join(args.output, f"net_{net}.safetensors")))
+        if not pairs:
+            raise SystemExit(f"{args.input}: no {args.epoch}_net_<{'|'.join(JUNYANZ_NETS)}>.pth files")
+        os.makedirs(args.output, exist_ok=True)
+    else:
+        pairs = [(args.input, args.output)]
+    for src, dst in pairs:
+        convert_file(src, dst, args)
+
+
+def convert_file(src, dst, args):
+    sd = torch.load(src, map_location="cpu", weights_only=True)
     tensors, dropped = convert_junyanz(sd, args.norm)
     meta = {
         "converter": "tools/baselines_convert.py",
         "format": args.format,
         "norm": args.norm,
-        "source": args.input,
-        "source_sha256": sha256(args.input),
+        "source": os.path.basename(src),
+        "source_sha256": sha256(src),
         "dropped_keys": json.dumps(dropped),
         "torch_version": torch.__version__,
     }
-    save_file(tensors, args.output, metadata=meta)
-    print(f"{args.input}: {len(tensors)} tensors -> {args.output}; dropped {len(dropped)}: {dropped}",
+    save_file(tensors, dst, metadata=meta)
+    print(f"{src}: {len(tensors)} tensors -> {dst}; dropped {len(dropped)}: {dropped}",
           file=sys.stderr)
 
 

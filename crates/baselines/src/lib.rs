@@ -3,7 +3,10 @@
 //!
 //! - [`pix2pix`]: U-Net generator + PatchGAN on the (sketch, image) pair (junyanz
 //!   `pytorch-CycleGAN-and-pix2pix`, `models/networks.py`, `models/pix2pix_model.py`);
-//! - CycleGAN, UNIT, U-GAT-IT: not yet (issue 18), they will reuse [`layers`].
+//! - [`cyclegan`]: two ResNet generators (InstanceNorm, reflection padding) + two PatchGANs
+//!   with InstanceNorm, LSGAN, cycle and identity losses, the 50-image pool (same repository,
+//!   `models/cycle_gan_model.py`, `util/image_pool.py`);
+//! - UNIT, U-GAT-IT: not yet (issue 18), they will reuse [`layers`].
 //!
 //! [`layers`] holds the building blocks (zero/reflection-padded conv, ConvTranspose2d,
 //! BatchNorm2d with running statistics, InstanceNorm2d, seeded dropout, LeakyReLU 0.2, Tanh);
@@ -22,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cyclegan;
 pub mod error;
 pub mod layers;
 pub mod pix2pix;

@@ -1,8 +1,9 @@
 //! Every op of `baselines::layers` against central differences in f64 (candle's backward for
 //! some ops is missing or wrong, see the candle notes): conv2d with zero padding (stride 2 and
-//! 1, kernel 4), conv2d after a reflection pad, conv_transpose2d 4/2/1, BatchNorm2d in train
-//! mode, InstanceNorm2d, dropout with a given mask, LeakyReLU 0.2 and Tanh; plus the values of
-//! the reflection pad and the running-statistics update of BatchNorm.
+//! 1, kernel 4), conv2d after a reflection pad, conv_transpose2d 4/2/1 and 3/2/1 with
+//! output_padding 1, BatchNorm2d in train mode, InstanceNorm2d, dropout with a given mask,
+//! LeakyReLU 0.2 and Tanh; plus the values of the reflection pad and the running-statistics
+//! update of BatchNorm.
 
 use std::collections::HashMap;
 
@@ -141,6 +142,37 @@ fn conv_transpose2d_4_2_1() {
         weighted_sum(&y, 8)
     };
     assert_all(check_grads(f, &[x, w, b], EPS).unwrap(), "convT 4/2/1");
+}
+
+/// CycleGAN's up-convs: ConvTranspose2d(3, stride 2, padding 1, output_padding 1), which doubles
+/// the side exactly (candle's backward ignores output_padding; the shapes still work out and the
+/// gradients must match central differences, the extra row/column included).
+#[test]
+fn conv_transpose2d_3_2_1_output_padding_1() {
+    let x = randn64(&[2, 3, 4, 4], 15);
+    let w = (randn64(&[3, 2, 3, 3], 16) * 0.3).unwrap();
+    let b = randn64(&[2], 17);
+    let f = |ts: &[Tensor]| {
+        let conv = ConvTranspose2d::new(
+            3,
+            2,
+            3,
+            2,
+            1,
+            1,
+            true,
+            Init::Const(0.0),
+            vb_of(&[("weight", &ts[1]), ("bias", &ts[2])]),
+        )
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let y = conv.forward(&ts[0])?;
+        assert_eq!(y.dims(), &[2, 2, 8, 8]);
+        weighted_sum(&y, 18)
+    };
+    assert_all(
+        check_grads(f, &[x, w, b], EPS).unwrap(),
+        "convT 3/2/1 output_padding 1",
+    );
 }
 
 #[test]
