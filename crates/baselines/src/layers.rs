@@ -55,6 +55,33 @@ pub struct Conv2d {
     reflect: usize,
 }
 
+/// Refuses a convolution (`what`, at `vb`'s prefix) with a zero channel count, kernel or stride.
+fn check_conv_dims(
+    what: &str,
+    c_in: usize,
+    c_out: usize,
+    kernel: usize,
+    stride: usize,
+    vb: &VarBuilder,
+) -> Result<()> {
+    if c_in == 0 || c_out == 0 || kernel == 0 || stride == 0 {
+        return Err(BaselinesError::Config(format!(
+            "{what} at `{}`: channels {c_in}->{c_out}, kernel {kernel} and stride {stride} must be positive",
+            vb.prefix()
+        )));
+    }
+    Ok(())
+}
+
+/// The `bias` `[c_out]` of a convolution, initialised to 0, when it has one.
+fn conv_bias(bias: bool, c_out: usize, vb: &VarBuilder) -> Result<Option<Tensor>> {
+    Ok(if bias {
+        Some(vb.get_with_hints(c_out, "bias", Init::Const(0.0))?)
+    } else {
+        None
+    })
+}
+
 impl Conv2d {
     /// `c_in -> c_out`, square `kernel`, `stride`; weights from `weight_init`, bias 0.
     #[allow(clippy::too_many_arguments)]
@@ -68,18 +95,9 @@ impl Conv2d {
         weight_init: Init,
         vb: VarBuilder,
     ) -> Result<Self> {
-        if c_in == 0 || c_out == 0 || kernel == 0 || stride == 0 {
-            return Err(BaselinesError::Config(format!(
-                "conv2d at `{}`: channels {c_in}->{c_out}, kernel {kernel} and stride {stride} must be positive",
-                vb.prefix()
-            )));
-        }
+        check_conv_dims("conv2d", c_in, c_out, kernel, stride, &vb)?;
         let weight = vb.get_with_hints((c_out, c_in, kernel, kernel), "weight", weight_init)?;
-        let bias = if bias {
-            Some(vb.get_with_hints(c_out, "bias", Init::Const(0.0))?)
-        } else {
-            None
-        };
+        let bias = conv_bias(bias, c_out, &vb)?;
         let (zero, reflect) = match padding {
             Padding::Zero(p) => (p, 0),
             Padding::Reflect(p) => (0, p),
@@ -129,18 +147,9 @@ impl ConvTranspose2d {
         weight_init: Init,
         vb: VarBuilder,
     ) -> Result<Self> {
-        if c_in == 0 || c_out == 0 || kernel == 0 || stride == 0 {
-            return Err(BaselinesError::Config(format!(
-                "conv_transpose2d at `{}`: channels {c_in}->{c_out}, kernel {kernel} and stride {stride} must be positive",
-                vb.prefix()
-            )));
-        }
+        check_conv_dims("conv_transpose2d", c_in, c_out, kernel, stride, &vb)?;
         let weight = vb.get_with_hints((c_in, c_out, kernel, kernel), "weight", weight_init)?;
-        let bias = if bias {
-            Some(vb.get_with_hints(c_out, "bias", Init::Const(0.0))?)
-        } else {
-            None
-        };
+        let bias = conv_bias(bias, c_out, &vb)?;
         let cfg = candle_nn::ConvTranspose2dConfig {
             padding,
             output_padding,

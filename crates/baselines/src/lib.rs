@@ -29,6 +29,7 @@ pub mod cyclegan;
 pub mod error;
 pub mod layers;
 pub mod pix2pix;
+mod train_common;
 pub mod weights;
 
 pub use error::{BaselinesError, Result};

@@ -28,6 +28,20 @@ pub fn read_safetensors(path: &Path, dev: &Device) -> Result<HashMap<String, Ten
     Ok(tensors)
 }
 
+/// A model built by `build` (any seed: every var is overwritten) with the state dict of the
+/// safetensors at `path` copied into its vars by [`load_into`]; `what` names it in errors.
+pub(crate) fn load_model<M>(
+    path: &Path,
+    dev: &Device,
+    what: &str,
+    build: impl FnOnce() -> Result<(M, VarMap)>,
+) -> Result<(M, VarMap)> {
+    let tensors = read_safetensors(path, dev)?;
+    let (model, vars) = build()?;
+    load_into(&tensors, &vars, path, what)?;
+    Ok((model, vars))
+}
+
 /// Copies `tensors` into the vars of `varmap`: every var must be present with its shape and no
 /// other key may be present (the error names the key). Nothing changes unless all validate.
 pub fn load_into(

@@ -23,6 +23,9 @@ use baselines::weights::load_into;
 use candle_core::{DType, Device, Tensor, Var};
 use s2m_core::testing::{fixture_metadata, load_fixture, torch_keys};
 
+mod common;
+use common::{assert_provenance, fixture, group, within};
+
 const TINY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/cyclegan_tiny.safetensors"
@@ -31,18 +34,6 @@ const FWD_TOL: f32 = 1e-4;
 const GRAD_TOL: f32 = 1e-3;
 const F32_MARGIN: f32 = 1.25;
 const NETS: [&str; 4] = ["g_a", "g_b", "d_a", "d_b"];
-
-/// `e <= tol`, false for NaN.
-fn within(e: f32, tol: f32) -> bool {
-    e <= tol
-}
-
-fn group(fx: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
-    let p = format!("{prefix}.");
-    fx.iter()
-        .filter_map(|(k, v)| k.strip_prefix(&p).map(|k| (k.to_string(), v.clone())))
-        .collect()
-}
 
 /// A model of `cfg` holding the fixture's four state dicts, vars of `dtype`.
 fn load_model(path: &Path, cfg: &CycleGanConfig, dtype: DType) -> CycleGan {
@@ -349,18 +340,7 @@ fn split_generator_step_equals_the_whole_step() {
 #[test]
 fn fixture_provenance_is_recorded() {
     let meta = fixture_metadata(TINY);
-    for k in [
-        "script",
-        "reference_repository",
-        "reference_commit",
-        "torch_version",
-        "stubbed",
-        "config",
-        "gan_loss",
-        "norm_layer",
-    ] {
-        assert!(meta.contains_key(k), "metadata {k}");
-    }
+    assert_provenance(&meta, &["norm_layer"]);
     assert_eq!(meta["script"], "tools/baselines_cyclegan_fixtures.py");
 }
 
@@ -390,12 +370,6 @@ fn narrow_and_official_fixtures_match_the_official_code() {
 }
 
 // ---- converted official checkpoints, bad input, the image pool ----
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 /// `tests/fixtures/cyclegan_tiny_net_{G_A,D_A}.safetensors`: the tiny fixture's G_A and D_A
 /// saved by `torch.save(net.state_dict(), 'latest_net_G_A.pth')` on official objects built with

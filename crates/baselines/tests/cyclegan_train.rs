@@ -7,30 +7,17 @@ use baselines::cyclegan::train::{
     CycleGanTrainConfig, CycleGanTrainer, TensorImages, Unpaired, run_training,
 };
 use candle_core::{Device, Tensor};
-use s2m_train::Schedule;
-use s2m_train::logcsv::read_csv_log;
+
+mod common;
+use common::{
+    assert_goes_down, assert_run_outputs, assert_same_losses, blocky_sketches, rgb_of,
+    test_schedule,
+};
 
 /// Domain A: three blocky 64 px sketches in {-1, 1}; domain B: two RGB images (another seed).
 fn domains() -> (TensorImages, TensorImages) {
-    let blocky = |n, seed| {
-        s2m_core::testing::randn(&[n, 1, 8, 8], seed)
-            .sign()
-            .unwrap()
-            .upsample_nearest2d(64, 64)
-            .unwrap()
-    };
-    let s = blocky(3, 5);
-    let t = blocky(2, 6);
-    let images = Tensor::cat(
-        &[
-            (&t * 0.8).unwrap(),
-            (&t * -0.5).unwrap(),
-            (t.abs().unwrap() * 0.3).unwrap(),
-        ],
-        1,
-    )
-    .unwrap();
-    (TensorImages(s), TensorImages(images))
+    let images = rgb_of(&blocky_sketches(2, 6));
+    (TensorImages(blocky_sketches(3, 5)), TensorImages(images))
 }
 
 fn config(seed: u64) -> CycleGanTrainConfig {
@@ -40,12 +27,7 @@ fn config(seed: u64) -> CycleGanTrainConfig {
         model,
         batch: 1,
         val_samples: 2,
-        schedule: Schedule {
-            seed,
-            log_every: 1,
-            ..Schedule::default()
-        }
-        .only_at_end(),
+        schedule: test_schedule(seed),
         ..CycleGanTrainConfig::default()
     }
 }
@@ -63,33 +45,12 @@ fn tiny_config_cycle_loss_goes_down() {
         cyc.push(s.loss_cycle_a + s.loss_cycle_b)
     })
     .unwrap();
-    let first: f64 = cyc[..5].iter().sum::<f64>() / 5.0;
-    let last: f64 = cyc[cyc.len() - 5..].iter().sum::<f64>() / 5.0;
-    println!("cycle loss over 60 steps: first 5 {first:.4}, last 5 {last:.4}");
-    assert!(
-        last < 0.7 * first,
-        "cycle loss did not go down: first {first:.4}, last {last:.4}"
-    );
-    assert!(dir.path().join("samples/final.png").exists());
-    assert!(dir.path().join("loss.png").exists());
-    let log = read_csv_log(dir.path().join("log.csv")).unwrap();
-    assert_eq!(log.steps.len(), 60);
+    assert_goes_down(&cyc, 0.7, "cycle loss");
+    assert_run_outputs(dir.path(), 60);
 }
 
-fn vars_of(t: &CycleGanTrainer) -> Vec<(String, Vec<f32>)> {
-    let mut out = Vec::new();
-    for (net, vars) in t.model().named_var_maps() {
-        for (name, v) in s2m_train::optim::varmap_named_vars(vars) {
-            let x = v
-                .as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            out.push((format!("{net}.{name}"), x));
-        }
-    }
-    out
+fn vars_of(t: &CycleGanTrainer) -> Vec<(String, Vec<u8>)> {
+    common::var_bytes(t.model().named_var_maps())
 }
 
 #[test]
@@ -109,13 +70,7 @@ fn a_resumed_run_is_bit_identical() {
     run_training(&mut y, &data, 6, None, |_| {}).unwrap();
 
     assert_eq!(vars_of(&x), vars_of(&y), "weights of G_A, G_B, D_A, D_B");
-    let lx = read_csv_log(straight.path().join("log.csv")).unwrap();
-    let ly = read_csv_log(split.path().join("log.csv")).unwrap();
-    let losses = |l: &s2m_train::logcsv::CsvLog| -> Vec<Vec<Option<f64>>> {
-        l.values.iter().map(|r| r[..10].to_vec()).collect()
-    };
-    assert_eq!(lx.steps, ly.steps);
-    assert_eq!(losses(&lx), losses(&ly), "logged losses");
+    assert_same_losses(straight.path(), split.path(), 10);
 
     // Another model config cannot resume this run.
     let mut other = config(7);

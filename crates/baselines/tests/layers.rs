@@ -119,29 +119,42 @@ fn reflection_pad_values_match_pytorch() {
     assert!(reflection_pad2d(&x, 3).is_err(), "PyTorch needs p < H");
 }
 
-#[test]
-fn conv_transpose2d_4_2_1() {
-    let x = randn64(&[2, 3, 3, 3], 5);
-    let w = (randn64(&[3, 2, 4, 4], 6) * 0.3).unwrap();
-    let b = randn64(&[2], 7);
+/// Gradient check of `ConvTranspose2d(3 -> 2, k, stride 2, padding 1, output_padding)` on a
+/// `[2, 3, size, size]` input (output side `out`), inputs drawn from `seed..seed + 4`.
+fn conv_transpose_check(
+    k: usize,
+    output_padding: usize,
+    size: usize,
+    out: usize,
+    seed: u64,
+    what: &str,
+) {
+    let x = randn64(&[2, 3, size, size], seed);
+    let w = (randn64(&[3, 2, k, k], seed + 1) * 0.3).unwrap();
+    let b = randn64(&[2], seed + 2);
     let f = |ts: &[Tensor]| {
         let conv = ConvTranspose2d::new(
             3,
             2,
-            4,
+            k,
             2,
             1,
-            0,
+            output_padding,
             true,
             Init::Const(0.0),
             vb_of(&[("weight", &ts[1]), ("bias", &ts[2])]),
         )
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let y = conv.forward(&ts[0])?;
-        assert_eq!(y.dims(), &[2, 2, 6, 6]);
-        weighted_sum(&y, 8)
+        assert_eq!(y.dims(), &[2, 2, out, out]);
+        weighted_sum(&y, seed + 3)
     };
-    assert_all(check_grads(f, &[x, w, b], EPS).unwrap(), "convT 4/2/1");
+    assert_all(check_grads(f, &[x, w, b], EPS).unwrap(), what);
+}
+
+#[test]
+fn conv_transpose2d_4_2_1() {
+    conv_transpose_check(4, 0, 3, 6, 5, "convT 4/2/1");
 }
 
 /// CycleGAN's up-convs: ConvTranspose2d(3, stride 2, padding 1, output_padding 1), which doubles
@@ -149,30 +162,7 @@ fn conv_transpose2d_4_2_1() {
 /// gradients must match central differences, the extra row/column included).
 #[test]
 fn conv_transpose2d_3_2_1_output_padding_1() {
-    let x = randn64(&[2, 3, 4, 4], 15);
-    let w = (randn64(&[3, 2, 3, 3], 16) * 0.3).unwrap();
-    let b = randn64(&[2], 17);
-    let f = |ts: &[Tensor]| {
-        let conv = ConvTranspose2d::new(
-            3,
-            2,
-            3,
-            2,
-            1,
-            1,
-            true,
-            Init::Const(0.0),
-            vb_of(&[("weight", &ts[1]), ("bias", &ts[2])]),
-        )
-        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let y = conv.forward(&ts[0])?;
-        assert_eq!(y.dims(), &[2, 2, 8, 8]);
-        weighted_sum(&y, 18)
-    };
-    assert_all(
-        check_grads(f, &[x, w, b], EPS).unwrap(),
-        "convT 3/2/1 output_padding 1",
-    );
+    conv_transpose_check(3, 1, 4, 8, 15, "convT 3/2/1 output_padding 1");
 }
 
 #[test]

@@ -13,7 +13,6 @@
 //! gradient passes when it is within 1e-3 of PyTorch's f32 one, or when its error against the
 //! float64 one is at most 1.25 x PyTorch's own worst f32 error in that step.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use baselines::layers::{ForwardMode, NormMode};
@@ -24,6 +23,9 @@ use baselines::pix2pix::{
 use baselines::weights::load_into;
 use candle_core::{Device, Tensor, Var};
 use s2m_core::testing::{fixture_metadata, load_fixture, rel_err, torch_keys};
+
+mod common;
+use common::{assert_provenance, group, within};
 
 const TINY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -36,19 +38,6 @@ const GRAD_TOL: f32 = 1e-3;
 /// against the float64 truth is at most this many times PyTorch's own worst f32 error in the
 /// same step.
 const F32_MARGIN: f32 = 1.25;
-
-/// `e <= tol`, false for NaN.
-fn within(e: f32, tol: f32) -> bool {
-    e <= tol
-}
-
-/// The tensors of `fx` under `prefix.` with the prefix removed.
-fn group(fx: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
-    let p = format!("{prefix}.");
-    fx.iter()
-        .filter_map(|(k, v)| k.strip_prefix(&p).map(|k| (k.to_string(), v.clone())))
-        .collect()
-}
 
 /// The largest relative errors of one fixture, by quantity.
 #[derive(Debug, Default)]
@@ -327,17 +316,7 @@ fn tiny_fixture_matches_the_official_code() {
 #[test]
 fn fixture_provenance_is_recorded() {
     let meta = fixture_metadata(TINY);
-    for k in [
-        "script",
-        "reference_repository",
-        "reference_commit",
-        "torch_version",
-        "stubbed",
-        "config",
-        "gan_loss",
-    ] {
-        assert!(meta.contains_key(k), "metadata {k}");
-    }
+    assert_provenance(&meta, &[]);
     assert_eq!(
         meta["reference_repository"],
         "junyanz/pytorch-CycleGAN-and-pix2pix"

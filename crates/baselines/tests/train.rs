@@ -5,30 +5,20 @@ use baselines::pix2pix::Pix2PixConfig;
 use baselines::pix2pix::train::{
     PairedData, Pix2PixTrainConfig, Pix2PixTrainer, TensorPairs, run_training,
 };
-use candle_core::{Device, Tensor};
-use s2m_train::Schedule;
-use s2m_train::logcsv::read_csv_log;
+use candle_core::Device;
+
+mod common;
+use common::{
+    assert_goes_down, assert_run_outputs, assert_same_losses, blocky_sketches, rgb_of,
+    test_schedule,
+};
 
 /// Two 64 px pairs: a blocky sketch in {-1, 1} and an RGB image that is a fixed function of it.
 fn pairs() -> TensorPairs {
-    let dev = Device::Cpu;
-    let s = s2m_core::testing::randn(&[2, 1, 8, 8], 5)
-        .sign()
-        .unwrap()
-        .upsample_nearest2d(64, 64)
-        .unwrap();
-    let images = Tensor::cat(
-        &[
-            (&s * 0.8).unwrap(),
-            (&s * -0.5).unwrap(),
-            (s.abs().unwrap() * 0.3).unwrap(),
-        ],
-        1,
-    )
-    .unwrap();
+    let sketches = blocky_sketches(2, 5);
     TensorPairs {
-        sketches: s.to_device(&dev).unwrap(),
-        images,
+        images: rgb_of(&sketches),
+        sketches,
     }
 }
 
@@ -37,12 +27,7 @@ fn config(seed: u64) -> Pix2PixTrainConfig {
         model: Pix2PixConfig::tiny_64(),
         batch: 2,
         val_samples: 2,
-        schedule: Schedule {
-            seed,
-            log_every: 1,
-            ..Schedule::default()
-        }
-        .only_at_end(),
+        schedule: test_schedule(seed),
         ..Pix2PixTrainConfig::default()
     }
 }
@@ -59,42 +44,13 @@ fn tiny_config_overfits_one_batch() {
         l1.push(s.loss_g_l1)
     })
     .unwrap();
-    let first: f64 = l1[..5].iter().sum::<f64>() / 5.0;
-    let last: f64 = l1[l1.len() - 5..].iter().sum::<f64>() / 5.0;
-    println!("L1 over 60 steps: first 5 {first:.4}, last 5 {last:.4}");
-    assert!(
-        last < 0.6 * first,
-        "L1 did not go down: first {first:.4}, last {last:.4}"
-    );
-    assert!(dir.path().join("samples/final.png").exists());
-    assert!(dir.path().join("loss.png").exists());
-    let log = read_csv_log(dir.path().join("log.csv")).unwrap();
-    assert_eq!(log.steps.len(), 60);
+    assert_goes_down(&l1, 0.6, "L1");
+    assert_run_outputs(dir.path(), 60);
 }
 
 fn vars_of(t: &Pix2PixTrainer) -> Vec<(String, Vec<u8>)> {
     let m = t.model();
-    let mut out = Vec::new();
-    for (prefix, vars) in [("g", &m.g_vars), ("d", &m.d_vars)] {
-        for (name, v) in s2m_train::optim::varmap_named_vars(vars) {
-            let t = v.as_tensor();
-            let bytes = match t.dtype() {
-                candle_core::DType::I64 => {
-                    format!("{:?}", t.to_scalar::<i64>().unwrap()).into_bytes()
-                }
-                _ => t
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-                    .iter()
-                    .flat_map(|x| x.to_le_bytes())
-                    .collect(),
-            };
-            out.push((format!("{prefix}.{name}"), bytes));
-        }
-    }
-    out
+    common::var_bytes([("g", &m.g_vars), ("d", &m.d_vars)])
 }
 
 #[test]
@@ -113,14 +69,8 @@ fn a_resumed_run_is_bit_identical() {
     run_training(&mut b, &data as &dyn PairedData, 6, None, |_| {}).unwrap();
 
     assert_eq!(vars_of(&a), vars_of(&b), "weights and BatchNorm buffers");
-    let la = read_csv_log(straight.path().join("log.csv")).unwrap();
-    let lb = read_csv_log(split.path().join("log.csv")).unwrap();
     // Every column but the wall time.
-    let loss = |l: &s2m_train::logcsv::CsvLog| -> Vec<Vec<Option<f64>>> {
-        l.values.iter().map(|r| r[..7].to_vec()).collect()
-    };
-    assert_eq!(la.steps, lb.steps);
-    assert_eq!(loss(&la), loss(&lb), "logged losses");
+    assert_same_losses(straight.path(), split.path(), 7);
 
     // Another model config cannot resume this run.
     let mut other = config(7);

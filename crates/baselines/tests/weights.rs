@@ -6,7 +6,7 @@
 //! `tools/baselines_convert.py --norm batch`; their weights are those of `pix2pix_tiny`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use baselines::BaselinesError;
 use baselines::layers::{BatchNorm2d, Dropout, DropoutMode, ForwardMode, NormMode};
@@ -14,11 +14,8 @@ use baselines::pix2pix::{Pix2Pix, Pix2PixConfig, load_discriminator, load_genera
 use candle_core::{DType, Device, Tensor};
 use s2m_core::testing::{load_fixture, rel_err};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+mod common;
+use common::fixture;
 
 fn net_g() -> PathBuf {
     fixture("pix2pix_tiny_net_G.safetensors")

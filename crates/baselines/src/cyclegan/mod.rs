@@ -46,7 +46,7 @@ pub use pool::ImagePool;
 use crate::error::{Result, check_image};
 use crate::layers::{ForwardMode, NormMode};
 use crate::pix2pix::{PatchGan, PatchGanConfig, seeded_discriminator_dtype};
-use crate::weights::{load_into, read_safetensors};
+use crate::weights::load_model;
 
 /// A ResNet generator with vars of `dtype` (the official normal(0, 0.02) init drawn from `seed`).
 pub fn seeded_generator(
@@ -68,10 +68,9 @@ pub fn load_generator(
     path: &Path,
     dev: &Device,
 ) -> Result<(ResnetGenerator, VarMap)> {
-    let tensors = read_safetensors(path, dev)?;
-    let (g, vars) = seeded_generator(cfg, 0, DType::F32, dev)?;
-    load_into(&tensors, &vars, path, "CycleGAN generator")?;
-    Ok((g, vars))
+    load_model(path, dev, "CycleGAN generator", || {
+        seeded_generator(cfg, 0, DType::F32, dev)
+    })
 }
 
 /// A CycleGAN discriminator (PatchGAN) loaded from a state-dict safetensors (`latest_net_D_A.pth`
@@ -81,10 +80,9 @@ pub fn load_discriminator(
     path: &Path,
     dev: &Device,
 ) -> Result<(PatchGan, VarMap)> {
-    let tensors = read_safetensors(path, dev)?;
-    let (d, vars) = seeded_discriminator_dtype(cfg, 0, DType::F32, dev)?;
-    load_into(&tensors, &vars, path, "CycleGAN discriminator")?;
-    Ok((d, vars))
+    load_model(path, dev, "CycleGAN discriminator", || {
+        seeded_discriminator_dtype(cfg, 0, DType::F32, dev)
+    })
 }
 
 /// The four networks of one CycleGAN model with their vars.

@@ -27,20 +27,21 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use rand::Rng as _;
-use s2m_core::imageio::{image_grid, save_png, tensor_to_rgb_batch};
 use s2m_core::rng::{Rng, derive_seed, rng_from_seed};
-use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
+use s2m_train::checkpoint::Checkpoint;
 use s2m_train::logcsv::CsvLogger;
-use s2m_train::optim::{Adam, AdamConfig};
-use s2m_train::run::{
-    EpochOrder, TrainLoop, check_finite, checkpoint_meta, create_run_folders, open_log, scalar,
-};
+use s2m_train::optim::Adam;
+use s2m_train::run::{EpochOrder, check_finite, create_run_folders, open_log, scalar};
 pub use s2m_train::run::{StopReason, run_training};
 use s2m_train::{Schedule, TrainError, TrainResult};
 use serde::{Deserialize, Serialize};
 
 use crate::cyclegan::{CycleGan, CycleGanConfig, ImagePool};
 use crate::layers::{ForwardMode, NormMode};
+use crate::train_common::{
+    impl_train_loop, latest_resumable, linear_lr_factor, new_checkpoint, official_adam,
+    save_rotated, validate_optim, write_strip,
+};
 use crate::weights::trainable_vars;
 
 const POOL_STREAM: u64 = 0xC1C1;
@@ -138,21 +139,12 @@ impl CycleGanTrainConfig {
     pub fn validate(&self) -> TrainResult<()> {
         self.model.validate()?;
         self.schedule.validate()?;
-        if self.batch == 0 {
-            return Err(TrainError::Config("batch must be >= 1".into()));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0 && (0.0..1.0).contains(&self.beta1)) {
-            return Err(TrainError::Config(format!(
-                "lr {} must be > 0 and beta1 {} in [0, 1)",
-                self.lr, self.beta1
-            )));
-        }
-        Ok(())
+        validate_optim(self.batch, self.lr, self.beta1)
     }
 
     /// The official `linear` policy: the learning-rate factor in (1-based) epoch `epoch`.
     pub fn lr_factor(&self, epoch: u64) -> f64 {
-        1.0 - epoch.saturating_sub(self.n_epochs) as f64 / (self.n_epochs_decay + 1) as f64
+        linear_lr_factor(epoch, self.n_epochs, self.n_epochs_decay)
     }
 }
 
@@ -217,12 +209,7 @@ impl CycleGanTrainer {
         let out = out.as_ref().to_path_buf();
         create_run_folders(&out)?;
         let model = CycleGan::seeded(&cfg.model, cfg.schedule.seed, device)?;
-        let adam = AdamConfig {
-            lr: cfg.lr,
-            beta1: cfg.beta1,
-            beta2: 0.999,
-            ..AdamConfig::default()
-        };
+        let adam = official_adam(cfg.lr, cfg.beta1);
         let maps = model.named_var_maps();
         let mut opts = [
             Adam::new(trainable_vars(maps[0].1), adam)?,
@@ -234,21 +221,9 @@ impl CycleGanTrainer {
         let mut pool_a = ImagePool::new(cfg.model.pool_size);
         let mut pool_b = ImagePool::new(cfg.model.pool_size);
         let mut step = 0;
-        if let Some(path) = latest_checkpoint(out.join("checkpoints"))? {
-            let ck = Checkpoint::load(&path)?;
-            let saved: CycleGanTrainConfig = serde_json::from_value(ck.meta.config.clone())
-                .map_err(|e| TrainError::Resume {
-                    path: path.clone(),
-                    message: format!("unreadable training config: {e}"),
-                })?;
-            if saved.model != cfg.model {
-                return Err(TrainError::Resume {
-                    path,
-                    message: "the checkpoint's model config differs from the requested one; use \
-                              another output folder or the same config"
-                        .into(),
-                });
-            }
+        if let Some(ck) =
+            latest_resumable(&out, |saved: &CycleGanTrainConfig| saved.model == cfg.model)?
+        {
             for (i, (name, vars)) in maps.iter().enumerate() {
                 ck.restore_varmap(name, vars)?;
                 ck.restore_optimizer(&format!("opt_{name}"), &mut opts[i])?;
@@ -383,10 +358,8 @@ impl CycleGanTrainer {
     /// Writes a checkpoint of the whole run state (the four networks, their optimisers, both
     /// pools and the pool RNG), atomic and rotated.
     pub fn save_checkpoint(&self) -> TrainResult<PathBuf> {
-        let mut meta = checkpoint_meta(self.step, self.cfg.schedule.seed, &self.cfg, &[])?;
-        meta.rng
-            .insert(POOL_RNG.into(), RngState::capture(&self.rng));
-        let mut ck = Checkpoint::new(meta);
+        let s = &self.cfg.schedule;
+        let mut ck = new_checkpoint(self.step, s, &self.cfg, POOL_RNG, &self.rng)?;
         for (i, (name, vars)) in self.model.named_var_maps().iter().enumerate() {
             ck.add_varmap(name, vars)?;
             ck.add_optimizer(&format!("opt_{name}"), &self.opts[i])?;
@@ -395,10 +368,7 @@ impl CycleGanTrainer {
             let t = pool_tensors(pool);
             ck.add_tensors(group, t.iter().map(|(k, v)| (k.as_str(), v)))?;
         }
-        Ok(ck.save_in(
-            self.out.join("checkpoints"),
-            self.cfg.schedule.keep_checkpoints.max(1),
-        )?)
+        save_rotated(ck, &self.out, s)
     }
 
     /// The fixed images of the sample strips: the first `val_samples` of each domain.
@@ -423,23 +393,7 @@ impl CycleGanTrainer {
         let fake_b = self.model.g_a.forward(a, &mut mode)?;
         let rec_a = self.model.g_b.forward(&fake_b, &mut mode)?;
         let fake_a = self.model.g_b.forward(b, &mut mode)?;
-        let rgb = |t: &Tensor| -> TrainResult<Vec<_>> {
-            let t = if t.dim(1)? == 1 {
-                Tensor::cat(&[t, t, t], 1)?
-            } else {
-                t.clone()
-            };
-            Ok(tensor_to_rgb_batch(&t.clamp(-1f32, 1f32)?)?)
-        };
-        let cols = [rgb(a)?, rgb(&fake_b)?, rgb(&rec_a)?, rgb(b)?, rgb(&fake_a)?];
-        let mut tiles = Vec::new();
-        for row in 0..cols[0].len() {
-            for c in &cols {
-                tiles.push(c[row].clone());
-            }
-        }
-        save_png(path, &image_grid(&tiles, cols.len(), 2)?)?;
-        Ok(())
+        write_strip(path, &[a, &fake_b, &rec_a, b, &fake_a])
     }
 
     /// Redraws `<out>/loss.png`.
@@ -448,39 +402,4 @@ impl CycleGanTrainer {
     }
 }
 
-impl<'d> TrainLoop<'d> for CycleGanTrainer {
-    type Stats = CycleGanStepStats;
-    type Error = TrainError;
-    type Data = Unpaired<'d>;
-
-    fn step(&self) -> u64 {
-        self.step
-    }
-    fn out_dir(&self) -> &Path {
-        &self.out
-    }
-    fn schedule(&self) -> (u64, u64) {
-        (
-            self.cfg.schedule.checkpoint_every,
-            self.cfg.schedule.sample_every,
-        )
-    }
-    fn prepare(&mut self, data: &Unpaired<'d>) -> TrainResult<()> {
-        if self.val.is_none() {
-            self.set_validation(data)?;
-        }
-        Ok(())
-    }
-    fn train_step(&mut self, data: &Unpaired<'d>) -> TrainResult<CycleGanStepStats> {
-        CycleGanTrainer::train_step(self, data)
-    }
-    fn save_checkpoint(&self) -> TrainResult<PathBuf> {
-        CycleGanTrainer::save_checkpoint(self)
-    }
-    fn write_samples(&self, path: &Path) -> TrainResult<()> {
-        CycleGanTrainer::write_samples(self, path)
-    }
-    fn write_loss_plot(&self) -> TrainResult<()> {
-        CycleGanTrainer::write_loss_plot(self)
-    }
-}
+impl_train_loop!(CycleGanTrainer, 'd, Unpaired<'d>, CycleGanStepStats);

@@ -33,7 +33,7 @@ pub use generator::UnetGenerator;
 
 use crate::error::{BaselinesError, Result, check_image};
 use crate::layers::{ForwardMode, NormMode};
-use crate::weights::{load_into, read_safetensors};
+use crate::weights::load_model;
 
 /// A generator with f32 vars (the official normal(0, 0.02) init drawn from `seed`).
 pub fn seeded_generator(
@@ -82,10 +82,9 @@ pub fn load_generator(
     path: &Path,
     dev: &Device,
 ) -> Result<(UnetGenerator, VarMap)> {
-    let tensors = read_safetensors(path, dev)?;
-    let (g, vars) = seeded_generator(cfg, 0, dev)?;
-    load_into(&tensors, &vars, path, "pix2pix generator")?;
-    Ok((g, vars))
+    load_model(path, dev, "pix2pix generator", || {
+        seeded_generator(cfg, 0, dev)
+    })
 }
 
 /// A discriminator loaded from a state-dict safetensors (as [`load_generator`]).
@@ -94,10 +93,9 @@ pub fn load_discriminator(
     path: &Path,
     dev: &Device,
 ) -> Result<(PatchGan, VarMap)> {
-    let tensors = read_safetensors(path, dev)?;
-    let (d, vars) = seeded_discriminator(cfg, 0, dev)?;
-    load_into(&tensors, &vars, path, "pix2pix discriminator")?;
-    Ok((d, vars))
+    load_model(path, dev, "pix2pix discriminator", || {
+        seeded_discriminator(cfg, 0, dev)
+    })
 }
 
 /// The state-dict keys and shapes of a model built by `build` (sorted), to compare with the

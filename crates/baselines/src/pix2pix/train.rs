@@ -21,20 +21,20 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use s2m_core::imageio::{image_grid, save_png, tensor_to_rgb_batch};
 use s2m_core::rng::{Rng, derive_seed, rng_from_seed};
-use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
 use s2m_train::logcsv::CsvLogger;
-use s2m_train::optim::{Adam, AdamConfig};
-use s2m_train::run::{
-    EpochOrder, TrainLoop, check_finite, checkpoint_meta, create_run_folders, open_log, scalar,
-};
+use s2m_train::optim::Adam;
+use s2m_train::run::{EpochOrder, check_finite, create_run_folders, open_log, scalar};
 pub use s2m_train::run::{StopReason, run_training};
 use s2m_train::{Schedule, TrainError, TrainResult};
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{ForwardMode, NormMode};
 use crate::pix2pix::{Pix2Pix, Pix2PixConfig, loss};
+use crate::train_common::{
+    impl_train_loop, latest_resumable, linear_lr_factor, new_checkpoint, official_adam,
+    save_rotated, validate_optim, write_strip,
+};
 use crate::weights::trainable_vars;
 
 const TRAIN_STREAM: u64 = 0x5020;
@@ -141,21 +141,12 @@ impl Pix2PixTrainConfig {
     pub fn validate(&self) -> TrainResult<()> {
         self.model.validate()?;
         self.schedule.validate()?;
-        if self.batch == 0 {
-            return Err(TrainError::Config("batch must be >= 1".into()));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0 && (0.0..1.0).contains(&self.beta1)) {
-            return Err(TrainError::Config(format!(
-                "lr {} must be > 0 and beta1 {} in [0, 1)",
-                self.lr, self.beta1
-            )));
-        }
-        Ok(())
+        validate_optim(self.batch, self.lr, self.beta1)
     }
 
     /// The official `linear` policy: the learning-rate factor in (1-based) epoch `epoch`.
     pub fn lr_factor(&self, epoch: u64) -> f64 {
-        1.0 - epoch.saturating_sub(self.n_epochs) as f64 / (self.n_epochs_decay + 1) as f64
+        linear_lr_factor(epoch, self.n_epochs, self.n_epochs_decay)
     }
 }
 
@@ -202,31 +193,14 @@ impl Pix2PixTrainer {
         let out = out.as_ref().to_path_buf();
         create_run_folders(&out)?;
         let model = Pix2Pix::seeded(&cfg.model, cfg.schedule.seed, device)?;
-        let adam = AdamConfig {
-            lr: cfg.lr,
-            beta1: cfg.beta1,
-            beta2: 0.999,
-            ..AdamConfig::default()
-        };
+        let adam = official_adam(cfg.lr, cfg.beta1);
         let mut g_opt = Adam::new(trainable_vars(&model.g_vars), adam)?;
         let mut d_opt = Adam::new(trainable_vars(&model.d_vars), adam)?;
         let mut rng = rng_from_seed(derive_seed(cfg.schedule.seed, TRAIN_STREAM, 0));
         let mut step = 0;
-        if let Some(path) = latest_checkpoint(out.join("checkpoints"))? {
-            let ck = Checkpoint::load(&path)?;
-            let saved: Pix2PixTrainConfig = serde_json::from_value(ck.meta.config.clone())
-                .map_err(|e| TrainError::Resume {
-                    path: path.clone(),
-                    message: format!("unreadable training config: {e}"),
-                })?;
-            if saved.model != cfg.model {
-                return Err(TrainError::Resume {
-                    path,
-                    message: "the checkpoint's model config differs from the requested one; use \
-                              another output folder or the same config"
-                        .into(),
-                });
-            }
+        if let Some(ck) =
+            latest_resumable(&out, |saved: &Pix2PixTrainConfig| saved.model == cfg.model)?
+        {
             ck.restore_varmap("g", &model.g_vars)?;
             ck.restore_varmap("d", &model.d_vars)?;
             ck.restore_optimizer("g_opt", &mut g_opt)?;
@@ -334,18 +308,13 @@ impl Pix2PixTrainer {
     /// Writes a checkpoint of the whole run state (G, D with their BatchNorm buffers, both
     /// optimisers, the dropout RNG), atomic and rotated.
     pub fn save_checkpoint(&self) -> TrainResult<PathBuf> {
-        let mut meta = checkpoint_meta(self.step, self.cfg.schedule.seed, &self.cfg, &[])?;
-        meta.rng
-            .insert(TRAIN_RNG.into(), RngState::capture(&self.rng));
-        let mut ck = Checkpoint::new(meta);
+        let s = &self.cfg.schedule;
+        let mut ck = new_checkpoint(self.step, s, &self.cfg, TRAIN_RNG, &self.rng)?;
         ck.add_varmap("g", &self.model.g_vars)?;
         ck.add_varmap("d", &self.model.d_vars)?;
         ck.add_optimizer("g_opt", &self.g_opt)?;
         ck.add_optimizer("d_opt", &self.d_opt)?;
-        Ok(ck.save_in(
-            self.out.join("checkpoints"),
-            self.cfg.schedule.keep_checkpoints.max(1),
-        )?)
+        save_rotated(ck, &self.out, s)
     }
 
     /// The fixed pairs of the sample strips: the first `val_samples` of `data`.
@@ -364,23 +333,7 @@ impl Pix2PixTrainer {
             return Ok(());
         };
         let fake = self.model.generate(sketch, &mut ForwardMode::eval())?;
-        let rgb = |t: &Tensor| -> TrainResult<Vec<_>> {
-            let t = if t.dim(1)? == 1 {
-                Tensor::cat(&[t, t, t], 1)?
-            } else {
-                t.clone()
-            };
-            Ok(tensor_to_rgb_batch(&t.clamp(-1f32, 1f32)?)?)
-        };
-        let cols = [rgb(sketch)?, rgb(&fake)?, rgb(image)?];
-        let mut tiles = Vec::new();
-        for row in 0..cols[0].len() {
-            for c in &cols {
-                tiles.push(c[row].clone());
-            }
-        }
-        save_png(path, &image_grid(&tiles, cols.len(), 2)?)?;
-        Ok(())
+        write_strip(path, &[sketch, &fake, image])
     }
 
     /// Redraws `<out>/loss.png`.
@@ -389,39 +342,4 @@ impl Pix2PixTrainer {
     }
 }
 
-impl<'d> TrainLoop<'d> for Pix2PixTrainer {
-    type Stats = Pix2PixStepStats;
-    type Error = TrainError;
-    type Data = dyn PairedData + 'd;
-
-    fn step(&self) -> u64 {
-        self.step
-    }
-    fn out_dir(&self) -> &Path {
-        &self.out
-    }
-    fn schedule(&self) -> (u64, u64) {
-        (
-            self.cfg.schedule.checkpoint_every,
-            self.cfg.schedule.sample_every,
-        )
-    }
-    fn prepare(&mut self, data: &(dyn PairedData + 'd)) -> TrainResult<()> {
-        if self.val.is_none() {
-            self.set_validation(data)?;
-        }
-        Ok(())
-    }
-    fn train_step(&mut self, data: &(dyn PairedData + 'd)) -> TrainResult<Pix2PixStepStats> {
-        Pix2PixTrainer::train_step(self, data)
-    }
-    fn save_checkpoint(&self) -> TrainResult<PathBuf> {
-        Pix2PixTrainer::save_checkpoint(self)
-    }
-    fn write_samples(&self, path: &Path) -> TrainResult<()> {
-        Pix2PixTrainer::write_samples(self, path)
-    }
-    fn write_loss_plot(&self) -> TrainResult<()> {
-        Pix2PixTrainer::write_loss_plot(self)
-    }
-}
+impl_train_loop!(Pix2PixTrainer, 'd, dyn PairedData + 'd, Pix2PixStepStats);
