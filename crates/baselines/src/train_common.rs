@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 use s2m_core::imageio::{image_grid, save_png, tensor_to_rgb_batch};
 use s2m_core::rng::Rng;
-use s2m_train::checkpoint::{Checkpoint, RngState, latest_checkpoint};
+use s2m_train::checkpoint::{Checkpoint, RngState};
 use s2m_train::optim::AdamConfig;
+use s2m_train::resume::ResumeReport;
 use s2m_train::run::checkpoint_meta;
 use s2m_train::{Schedule, TrainError, TrainResult};
 use serde::Serialize;
@@ -45,30 +46,26 @@ pub(crate) fn linear_lr_factor(epoch: u64, n_epochs: u64, n_epochs_decay: u64) -
     1.0 - epoch.saturating_sub(n_epochs) as f64 / (n_epochs_decay + 1) as f64
 }
 
-/// The latest checkpoint of `<out>/checkpoints`, if any, after checking that the training
-/// config it was saved with (`C`, read from its header) trains the same model (`same_model`).
-pub(crate) fn latest_resumable<C: DeserializeOwned>(
+/// Opens the run folder `out` for resuming ([`s2m_train::resume::open_run`]: leftovers of
+/// killed processes removed, damaged newer checkpoints skipped and reported) and returns the
+/// newest checkpoint that loads, after checking that it was trained with the requested config
+/// but for the reporting cadences ([`s2m_train::resume::MAY_CHANGE`]); the error lists every
+/// difference.
+pub(crate) fn latest_resumable<C: DeserializeOwned + Serialize>(
     out: &Path,
-    same_model: impl FnOnce(&C) -> bool,
-) -> TrainResult<Option<Checkpoint>> {
-    let Some(path) = latest_checkpoint(out.join("checkpoints"))? else {
-        return Ok(None);
+    requested: &C,
+) -> TrainResult<(Option<Checkpoint>, ResumeReport)> {
+    let (found, report) = s2m_train::resume::open_run(out)?;
+    let Some((path, ck)) = found else {
+        return Ok((None, report));
     };
-    let ck = Checkpoint::load(&path)?;
     let saved: C =
         serde_json::from_value(ck.meta.config.clone()).map_err(|e| TrainError::Resume {
             path: path.clone(),
             message: format!("unreadable training config: {e}"),
         })?;
-    if !same_model(&saved) {
-        return Err(TrainError::Resume {
-            path,
-            message: "the checkpoint's model config differs from the requested one; use \
-                      another output folder or the same config"
-                .into(),
-        });
-    }
-    Ok(Some(ck))
+    s2m_train::resume::check_run_config(&path, &saved, requested, s2m_train::resume::MAY_CHANGE)?;
+    Ok((Some(ck), report))
 }
 
 /// A checkpoint of run state at `step` with the training config `cfg` and the RNG `rng` saved

@@ -43,6 +43,7 @@ use crate::train_common::{
     save_rotated, validate_optim, write_strip,
 };
 use crate::weights::trainable_vars;
+use s2m_train::resume::ResumeReport;
 
 const POOL_STREAM: u64 = 0xC1C1;
 const B_STREAM: u64 = 0xC1C2;
@@ -180,6 +181,7 @@ pub struct CycleGanTrainer {
     logger: CsvLogger,
     order: EpochOrder,
     val: Option<(Tensor, Tensor)>,
+    resume_report: ResumeReport,
 }
 
 fn pool_tensors(pool: &ImagePool) -> Vec<(String, Tensor)> {
@@ -198,8 +200,8 @@ fn restore_pool(ck: &Checkpoint, group: &str, size: usize) -> TrainResult<ImageP
 }
 
 impl CycleGanTrainer {
-    /// Opens the run in `out`: resumes from its latest checkpoint (the model config must be the
-    /// same), else starts fresh from the schedule's seed (official normal(0, 0.02) init).
+    /// Opens the run in `out`: resumes from its newest checkpoint that loads (the training
+    /// config must be the same but for the reporting cadences), else starts fresh from the schedule's seed (official normal(0, 0.02) init).
     pub fn open(
         cfg: CycleGanTrainConfig,
         out: impl AsRef<Path>,
@@ -221,9 +223,8 @@ impl CycleGanTrainer {
         let mut pool_a = ImagePool::new(cfg.model.pool_size);
         let mut pool_b = ImagePool::new(cfg.model.pool_size);
         let mut step = 0;
-        if let Some(ck) =
-            latest_resumable(&out, |saved: &CycleGanTrainConfig| saved.model == cfg.model)?
-        {
+        let (found, resume_report) = latest_resumable(&out, &cfg)?;
+        if let Some(ck) = found {
             for (i, (name, vars)) in maps.iter().enumerate() {
                 ck.restore_varmap(name, vars)?;
                 ck.restore_optimizer(&format!("opt_{name}"), &mut opts[i])?;
@@ -247,7 +248,14 @@ impl CycleGanTrainer {
             step,
             logger,
             val: None,
+            resume_report,
         })
+    }
+
+    /// What opening the run folder skipped (damaged checkpoints) and removed (leftovers of
+    /// killed processes).
+    pub fn resume_report(&self) -> &ResumeReport {
+        &self.resume_report
     }
 
     /// Steps completed so far.

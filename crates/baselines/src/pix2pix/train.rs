@@ -36,6 +36,7 @@ use crate::train_common::{
     save_rotated, validate_optim, write_strip,
 };
 use crate::weights::trainable_vars;
+use s2m_train::resume::ResumeReport;
 
 const TRAIN_STREAM: u64 = 0x5020;
 const TRAIN_RNG: &str = "train";
@@ -179,11 +180,12 @@ pub struct Pix2PixTrainer {
     logger: CsvLogger,
     order: EpochOrder,
     val: Option<(Tensor, Tensor)>,
+    resume_report: ResumeReport,
 }
 
 impl Pix2PixTrainer {
-    /// Opens the run in `out`: resumes from its latest checkpoint (the model config must be the
-    /// same), else starts fresh from the schedule's seed (official normal(0, 0.02) init).
+    /// Opens the run in `out`: resumes from its newest checkpoint that loads (the training
+    /// config must be the same but for the reporting cadences), else starts fresh from the schedule's seed (official normal(0, 0.02) init).
     pub fn open(
         cfg: Pix2PixTrainConfig,
         out: impl AsRef<Path>,
@@ -198,9 +200,8 @@ impl Pix2PixTrainer {
         let mut d_opt = Adam::new(trainable_vars(&model.d_vars), adam)?;
         let mut rng = rng_from_seed(derive_seed(cfg.schedule.seed, TRAIN_STREAM, 0));
         let mut step = 0;
-        if let Some(ck) =
-            latest_resumable(&out, |saved: &Pix2PixTrainConfig| saved.model == cfg.model)?
-        {
+        let (found, resume_report) = latest_resumable(&out, &cfg)?;
+        if let Some(ck) = found {
             ck.restore_varmap("g", &model.g_vars)?;
             ck.restore_varmap("d", &model.d_vars)?;
             ck.restore_optimizer("g_opt", &mut g_opt)?;
@@ -221,7 +222,14 @@ impl Pix2PixTrainer {
             step,
             logger,
             val: None,
+            resume_report,
         })
+    }
+
+    /// What opening the run folder skipped (damaged checkpoints) and removed (leftovers of
+    /// killed processes).
+    pub fn resume_report(&self) -> &ResumeReport {
+        &self.resume_report
     }
 
     /// Steps completed so far.
