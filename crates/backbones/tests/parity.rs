@@ -24,23 +24,19 @@ use candle_core::{DType, Device, Tensor};
 
 const REL_TOL: f32 = 1e-4;
 
-fn fixture(name: &str) -> HashMap<String, Tensor> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
-        .join(format!("{name}.safetensors"));
-    candle_core::safetensors::load(&p, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", p.display()))
+        .join(format!("{name}.safetensors"))
+}
+
+fn fixture(name: &str) -> HashMap<String, Tensor> {
+    s2m_core::testing::load_fixture(fixture_path(name))
 }
 
 /// The fixture's safetensors `__metadata__` (provenance written by the generator script).
 fn fixture_metadata(name: &str) -> HashMap<String, String> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(format!("{name}.safetensors"));
-    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .unwrap_or_else(|e| panic!("bad safetensors header in {}: {e}", p.display()));
-    meta.metadata().clone().unwrap_or_default()
+    s2m_core::testing::fixture_metadata(fixture_path(name))
 }
 
 /// Fails unless the fixture says it was produced by `generator` running `package` (pinned
@@ -170,9 +166,7 @@ fn alexnet_matches_torchvision() {
 /// re-declaration; its metadata names the repository and commit.
 #[test]
 fn irse50_matches_e4e() {
-    let meta = s2m_core::testing::fixture_metadata(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/irse50.safetensors"),
-    );
+    let meta = fixture_metadata("irse50");
     assert_eq!(
         meta.get("reference_repository").map(String::as_str),
         Some("https://github.com/omertov/encoder4editing"),

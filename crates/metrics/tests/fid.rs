@@ -18,23 +18,19 @@ use metrics::features::{FeatureExtractor, InceptionFeatures, check_finite};
 use metrics::frechet::{GaussianStats, frechet_distance};
 use metrics::kid::{KidConfig, KidSampler, kid, kid_subsets, mmd2_unbiased};
 
-fn fixture(name: &str) -> HashMap<String, Tensor> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
-        .join(format!("{name}.safetensors"));
-    candle_core::safetensors::load(&p, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", p.display()))
+        .join(format!("{name}.safetensors"))
+}
+
+fn fixture(name: &str) -> HashMap<String, Tensor> {
+    s2m_core::testing::load_fixture(fixture_path(name))
 }
 
 /// The fixture's safetensors `__metadata__` (provenance written by the generator script).
 fn fixture_metadata(name: &str) -> HashMap<String, String> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(format!("{name}.safetensors"));
-    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .unwrap_or_else(|e| panic!("bad safetensors header in {}: {e}", p.display()));
-    meta.metadata().clone().unwrap_or_default()
+    s2m_core::testing::fixture_metadata(fixture_path(name))
 }
 
 /// Fails unless the fixture was written by `tools/metrics_fid_fixture.py` running the named

@@ -116,7 +116,7 @@ impl ResumeReport {
 }
 
 /// Opens the run folder `out` for training: removes the stale leftovers of killed processes in
-/// `out`, `out/checkpoints` and `out/export` ([`remove_stale_leftovers`]) and finds the newest
+/// `out`, `out/checkpoints` and `out/export` ([`s2m_core::fsio::remove_stale_leftovers`]) and finds the newest
 /// checkpoint of `out/checkpoints` that loads ([`newest_loadable`]).
 pub fn open_run(out: &Path) -> TrainResult<(Option<(PathBuf, Checkpoint)>, ResumeReport)> {
     let mut report = ResumeReport::default();
@@ -125,7 +125,9 @@ pub fn open_run(out: &Path) -> TrainResult<(Option<(PathBuf, Checkpoint)>, Resum
         out.join("checkpoints"),
         out.join("export"),
     ] {
-        report.removed.extend(remove_stale_leftovers(&dir)?);
+        report
+            .removed
+            .extend(s2m_core::fsio::remove_stale_leftovers(&dir, None)?);
     }
     let found = newest_loadable(out.join("checkpoints"))?;
     report.skipped = found.skipped;
@@ -215,12 +217,6 @@ fn same_value(a: &serde_json::Value, b: &serde_json::Value) -> bool {
         (Some(x), Some(y)) => x == y,
         _ => a == b,
     }
-}
-
-/// Removes what killed processes left in `dir` (see [`s2m_core::fsio::remove_stale_leftovers`]):
-/// temporary files of atomic writes and staging folders whose process no longer runs.
-pub fn remove_stale_leftovers(dir: impl AsRef<Path>) -> TrainResult<Vec<PathBuf>> {
-    Ok(s2m_core::fsio::remove_stale_leftovers(dir, None)?)
 }
 
 #[cfg(test)]
