@@ -23,7 +23,6 @@ and min seconds per forward and the reference's commit.
 """
 import argparse
 import os
-import subprocess
 import sys
 import time
 
@@ -31,12 +30,9 @@ import torch
 import torch.utils.cpp_extension as cpp_extension
 
 
-class _MissingExtension:
-    def __init__(self, name):
-        self._name = name
-
-    def __getattr__(self, attr):
-        raise RuntimeError(f"rosinality CUDA extension `{self._name}` was stubbed; `{attr}` called")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The same import-time stub and commit lookup as the e4e and HyperStyle fixture scripts.
+from e4e_reference import _MissingExtension, commit_of as _commit_of  # noqa: E402
 
 
 def import_rosinality(path):
@@ -52,11 +48,9 @@ def import_rosinality(path):
 
 def commit_of(path):
     try:
-        return subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        f = os.path.abspath(path.rstrip("/")) + ".COMMIT"
-        return open(f).read().strip() if os.path.exists(f) else "unknown"
+        return _commit_of(path)
+    except SystemExit:
+        return "unknown"
 
 
 def main():
