@@ -59,12 +59,7 @@ pub(crate) fn latest_resumable<C: DeserializeOwned + Serialize>(
     let Some((path, ck)) = found else {
         return Ok((None, report));
     };
-    let saved: C =
-        serde_json::from_value(ck.meta.config.clone()).map_err(|e| TrainError::Resume {
-            path: path.clone(),
-            message: format!("unreadable training config: {e}"),
-        })?;
-    s2m_train::resume::check_run_config(&path, &saved, requested, s2m_train::resume::MAY_CHANGE)?;
+    s2m_train::resume::check_run_config(&path, &ck, requested, s2m_train::resume::MAY_CHANGE)?;
     Ok((Some(ck), report))
 }
 

@@ -364,12 +364,10 @@ impl EncoderTrainer {
                     path: path.clone(),
                     message,
                 };
-                let saved: EncoderTrainConfig = serde_json::from_value(ck.meta.config.clone())
-                    .map_err(|e| resume_err(format!("unreadable training config: {e}")))?;
                 // The warm start only applies when a run starts.
                 let mut may_change = resume::MAY_CHANGE.to_vec();
                 may_change.push("init_from");
-                resume::check_run_config(&path, &saved, &cfg, &may_change)?;
+                resume::check_run_config(&path, &ck, &cfg, &may_change)?;
                 let saved_sha = ck
                     .meta
                     .extra

@@ -536,17 +536,7 @@ impl StructureTrainer {
         let mut step = 0;
         let (found, resume_report) = s2m_train::resume::open_run(&out)?;
         if let Some((path, ck)) = found {
-            let saved: StructureTrainConfig = serde_json::from_value(ck.meta.config.clone())
-                .map_err(|e| TrainError::Resume {
-                    path: path.clone(),
-                    message: format!("unreadable training config: {e}"),
-                })?;
-            s2m_train::resume::check_run_config(
-                &path,
-                &saved,
-                &cfg,
-                s2m_train::resume::MAY_CHANGE,
-            )?;
+            s2m_train::resume::check_run_config(&path, &ck, &cfg, s2m_train::resume::MAY_CHANGE)?;
             ck.restore_varmap("net", &vars)?;
             ck.restore_optimizer("opt", &mut opt)?;
             step = ck.meta.step;

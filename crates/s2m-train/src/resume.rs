@@ -9,8 +9,7 @@
 //! ```ignore
 //! let (found, report) = resume::open_run(&out)?;
 //! if let Some((path, ck)) = &found {
-//!     let saved: MyConfig = serde_json::from_value(ck.meta.config.clone())?;
-//!     resume::check_run_config(path, &saved, &cfg, resume::MAY_CHANGE)?;
+//!     resume::check_run_config(path, ck, &cfg, resume::MAY_CHANGE)?;
 //!     // restore the state from `ck`
 //! }
 //! // the CLI prints `report.notes()`
@@ -134,20 +133,26 @@ pub fn open_run(out: &Path) -> TrainResult<(Option<(PathBuf, Checkpoint)>, Resum
     Ok((found.checkpoint, report))
 }
 
-/// [`check_config`] of the config a checkpoint was trained with (`saved`, parsed from its
-/// header, so that keys added to the config since then take their defaults) against the run's
-/// config `requested`.
-pub fn check_run_config<C: serde::Serialize>(
+/// The training config the checkpoint `ck` (read from `path`) was saved with, parsed as `C`
+/// (keys added to the config since then take their defaults), after [`check_config`] against
+/// the run's config `requested`.
+pub fn check_run_config<C: serde::Serialize + serde::de::DeserializeOwned>(
     path: &Path,
-    saved: &C,
+    ck: &Checkpoint,
     requested: &C,
     may_change: &[&str],
-) -> TrainResult<()> {
+) -> TrainResult<C> {
+    let saved: C =
+        serde_json::from_value(ck.meta.config.clone()).map_err(|e| TrainError::Resume {
+            path: path.to_path_buf(),
+            message: format!("unreadable training config: {e}"),
+        })?;
     let json = |c: &C| {
         serde_json::to_value(c)
             .map_err(|e| TrainError::Config(format!("cannot serialise the config: {e}")))
     };
-    check_config(path, &json(saved)?, &json(requested)?, may_change)
+    check_config(path, &json(&saved)?, &json(requested)?, may_change)?;
+    Ok(saved)
 }
 
 /// Refuses to resume when the requested training config differs from the checkpoint's in any

@@ -280,12 +280,7 @@ impl Trainer {
         let mut mean_path_length = 0.0;
         let (found, resume_report) = resume::open_run(&out)?;
         if let Some((path, ck)) = found {
-            let saved: TrainConfig =
-                serde_json::from_value(ck.meta.config.clone()).map_err(|e| TrainError::Resume {
-                    path: path.clone(),
-                    message: format!("unreadable training config: {e}"),
-                })?;
-            resume::check_run_config(&path, &saved, &cfg, resume::MAY_CHANGE)?;
+            resume::check_run_config(&path, &ck, &cfg, resume::MAY_CHANGE)?;
             ck.restore_varmap("g", &g_vars)?;
             ck.restore_varmap("d", &d_vars)?;
             ck.restore_varmap("g_ema", &ema_vars)?;

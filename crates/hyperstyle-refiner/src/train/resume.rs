@@ -34,12 +34,10 @@ pub(super) fn restore_checkpoint(
         path: path.to_path_buf(),
         message,
     };
-    let saved: RefinerTrainConfig = serde_json::from_value(ck.meta.config.clone())
-        .map_err(|e| resume_err(format!("unreadable training config: {e}")))?;
     // The warm start only applies when a run starts; a resumed run has its weights already.
     let mut may_change = s2m_train::resume::MAY_CHANGE.to_vec();
     may_change.push("init_from");
-    s2m_train::resume::check_run_config(path, &saved, cfg, &may_change)?;
+    s2m_train::resume::check_run_config(path, ck, cfg, &may_change)?;
     for (key, want) in hashes {
         let got = ck.meta.extra.get(key).and_then(|v| v.as_str());
         if got != Some(want) {

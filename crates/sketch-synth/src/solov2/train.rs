@@ -349,17 +349,12 @@ impl Trainer {
         let (mut step, mut train_seconds) = (0, 0.0);
         let (found, resume_report) = s2m_train::resume::open_run(&out)?;
         if let Some((path, ck)) = found {
-            let saved: TrainConfig =
-                serde_json::from_value(ck.meta.config.clone()).map_err(|e| TrainError::Resume {
-                    path: path.clone(),
-                    message: format!("unreadable training config: {e}"),
-                })?;
             // The total step count may change (the schedule's length), like the reporting
             // cadences (here `plot_every`); everything else that shapes the weights must be the
             // checkpoint's.
             let mut may_change = s2m_train::resume::MAY_CHANGE.to_vec();
             may_change.extend(["steps", "plot_every"]);
-            s2m_train::resume::check_run_config(&path, &saved, &cfg, &may_change)?;
+            s2m_train::resume::check_run_config(&path, &ck, &cfg, &may_change)?;
             ck.restore_varmap("model", &vars)?;
             ck.restore_optimizer("opt", &mut opt)?;
             rng = ck.rng(TRAIN_RNG)?;
